@@ -1,0 +1,1 @@
+"""Prefect wiring only: the stages themselves live in `warehouse/`."""

@@ -1,0 +1,178 @@
+-- description: ADAE, adverse events: one row per reported event. Treatment-emergent when onset is on or after the first study-drug start and no later than the last stop plus the configured window; partial onset dates imputed (earliest possible, or the first dose when the partial date covers it).
+-- materialized: table
+-- grain: USUBJID, AESEQ
+-- tags: marts, adam
+-- columns:
+--   studyid: Study identifier
+--   usubjid: Unique subject identifier
+--   siteid: Study site identifier
+--   trt01a: Actual treatment (masked in blinded builds)
+--   saffl: Safety population flag
+--   aeseq: Sequence number (eCRF repeat instance)
+--   aeterm: Reported term
+--   aedecod: Dictionary-derived term
+--   aebodsys: Body system or organ class
+--   astdtm: Analysis start date-time (imputed when partial)
+--   astdtf: Start date imputation flag (D day, M month, Y year, H time only)
+--   aendtm: Analysis end date-time
+--   astdy: Analysis start relative day (first dose = day 1, no day 0)
+--   aendy: Analysis end relative day
+--   trtemfl: Treatment-emergent flag
+--   teaewin: Treatment-emergence window after the last dose (hours)
+--   aeser: Serious event (Y, N)
+--   aesercrit: Seriousness criterion (ICH E2A)
+--   aesdth: Results in death
+--   aeslife: Is life-threatening
+--   aeshosp: Requires or prolongs hospitalisation
+--   aesdisab: Persistent or significant disability
+--   aescong: Congenital anomaly
+--   aesmie: Other medically important event
+--   aetoxgr: CTCAE grade (1-5)
+--   aerel: Relationship to study drug
+--   aeacn: Action taken with study drug
+--   aeout: Outcome
+--   aesifl: Adverse event of special interest
+--   aesicat: Category of special interest
+--   aoccfl: First treatment-emergent occurrence in the subject
+--   aoccsfl: First treatment-emergent occurrence in the subject within the body system
+--   aoccpfl: First treatment-emergent occurrence in the subject of the term
+with subjects as (
+    select STUDYID, USUBJID, SUBJID, SITEID, TRT01A, SAFFL, TRTSDTM, TRTEDTM from adsl
+),
+
+parameters as (
+    select max(case when name = 'teae_window_hours' then cast(value as double) end) as teae_window_hours
+    from src.study_parameters
+),
+
+partial_starts as (
+    select subject_id, repeat_instance, trim(raw_value) as partial
+    from src.typing_failures
+    where form = 'adverse_events' and item = 'ae_start_dt'
+),
+
+events as (
+    select ae.*, partial_starts.partial
+    from stg_adverse_events as ae
+    left join partial_starts using (subject_id, repeat_instance)
+),
+
+start_ranges as (
+    -- the earliest and latest instants a (possibly partial) start can stand for
+    select
+        events.*,
+        case
+            when aestdtm is not null then aestdtm
+            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then try_cast(partial as date)::timestamp
+            when regexp_full_match(partial, '\d{4}-\d{2}') then try_cast(partial || '-01' as date)::timestamp
+            when regexp_full_match(partial, '\d{4}') then try_cast(partial || '-01-01' as date)::timestamp
+        end as start_lo,
+        case
+            when aestdtm is not null then null
+            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'H'
+            when regexp_full_match(partial, '\d{4}-\d{2}') then 'D'
+            when regexp_full_match(partial, '\d{4}') then 'M'
+        end as astdtf
+    from events
+),
+
+imputed as (
+    select
+        start_ranges.*,
+        case astdtf
+            when 'H' then start_lo + interval 1 day - interval 1 minute
+            when 'D' then start_lo + interval 1 month - interval 1 minute
+            when 'M' then start_lo + interval 1 year - interval 1 minute
+        end as start_hi
+    from start_ranges
+),
+
+timed as (
+    select
+        imputed.*,
+        subjects.*,
+        case
+            when imputed.astdtf is not null and subjects.TRTSDTM between imputed.start_lo and imputed.start_hi
+                then subjects.TRTSDTM
+            else imputed.start_lo
+        end as astdtm
+    from imputed
+    join subjects on subjects.SUBJID = imputed.subject_id
+),
+
+flagged as (
+    select
+        timed.*,
+        parameters.teae_window_hours,
+        case
+            when astdtm is null or TRTSDTM is null then 'N'
+            when astdtm >= TRTSDTM
+                and astdtm <= TRTEDTM + to_microseconds(cast(parameters.teae_window_hours * 3600e6 as bigint))
+                then 'Y'
+            else 'N'
+        end as trtemfl,
+        case
+            when cast(astdtm as date) >= cast(TRTSDTM as date)
+                then date_diff('day', cast(TRTSDTM as date), cast(astdtm as date)) + 1
+            else date_diff('day', cast(TRTSDTM as date), cast(astdtm as date))
+        end as astdy,
+        case
+            when cast(aeendtm as date) >= cast(TRTSDTM as date)
+                then date_diff('day', cast(TRTSDTM as date), cast(aeendtm as date)) + 1
+            else date_diff('day', cast(TRTSDTM as date), cast(aeendtm as date))
+        end as aendy
+    from timed, parameters
+),
+
+occurrences as (
+    select
+        flagged.*,
+        case when trtemfl = 'Y' and row_number() over (
+            partition by subject_id, trtemfl order by astdtm, repeat_instance) = 1 then 'Y' end as aoccfl,
+        case when trtemfl = 'Y' and row_number() over (
+            partition by subject_id, trtemfl, aebodsys order by astdtm, repeat_instance) = 1 then 'Y' end as aoccsfl,
+        case when trtemfl = 'Y' and row_number() over (
+            partition by subject_id, trtemfl, aedecod order by astdtm, repeat_instance) = 1 then 'Y' end as aoccpfl
+    from flagged
+),
+
+final as (
+    select
+        STUDYID,
+        USUBJID,
+        SITEID,
+        TRT01A,
+        SAFFL,
+        repeat_instance as AESEQ,
+        aeterm as AETERM,
+        aedecod as AEDECOD,
+        aebodsys as AEBODSYS,
+        astdtm as ASTDTM,
+        astdtf as ASTDTF,
+        aeendtm as AENDTM,
+        astdy as ASTDY,
+        aendy as AENDY,
+        trtemfl as TRTEMFL,
+        teae_window_hours as TEAEWIN,
+        aeser as AESER,
+        aesercrit as AESERCRIT,
+        case when aeser = 'Y' then case when aesercrit = 'death' then 'Y' else 'N' end end as AESDTH,
+        case when aeser = 'Y' then case when aesercrit = 'life-threatening' then 'Y' else 'N' end end as AESLIFE,
+        case when aeser = 'Y' then case when aesercrit = 'hospitalisation' then 'Y' else 'N' end end as AESHOSP,
+        case when aeser = 'Y' then case when aesercrit = 'disability' then 'Y' else 'N' end end as AESDISAB,
+        case when aeser = 'Y' then case when aesercrit = 'congenital anomaly' then 'Y' else 'N' end end as AESCONG,
+        case when aeser = 'Y' then case when aesercrit = 'medically important' then 'Y' else 'N' end end as AESMIE,
+        aetoxgr as AETOXGR,
+        aerel as AEREL,
+        aeacn as AEACN,
+        aeout as AEOUT,
+        case when aesi is not null and aesi <> 'none' then 'Y' else 'N' end as AESIFL,
+        case when aesi is not null and aesi <> 'none' then aesi end as AESICAT,
+        aoccfl as AOCCFL,
+        aoccsfl as AOCCSFL,
+        aoccpfl as AOCCPFL
+    from occurrences
+)
+
+select * from final
+order by USUBJID, AESEQ

@@ -1,0 +1,143 @@
+-- description: ADEFF, efficacy endpoints in BDS (long) form: one row per subject, parameter and time point. PE response (PERESP, primary at H6), MAP/NE ratio, NE peak and cumulative dose, lactate and its clearance, SOFA derived and as entered, fluid balance, VFD28, bradycardia.
+-- materialized: table
+-- grain: USUBJID, PARAMCD, AVISIT
+-- tags: marts, adam
+-- columns:
+--   studyid: Study identifier
+--   usubjid: Unique subject identifier
+--   siteid: Study site identifier
+--   trt01p: Planned treatment (masked in blinded builds)
+--   trt01a: Actual treatment (masked in blinded builds)
+--   ittfl: Intent-to-treat population flag
+--   saffl: Safety population flag
+--   paramcd: Parameter code
+--   param: Parameter description, with unit
+--   avisit: Analysis time point (H0, H6, H12, H24, D2 ... D7, or a window such as H0-H24)
+--   avisitn: Analysis time point (hours from H0; a window's end)
+--   aval: Analysis value
+--   avalc: Analysis value (character), for flags
+--   ablfl: Baseline record flag (the H0 value)
+--   base: Baseline value (the subject's H0 value of the parameter)
+--   chg: Change from baseline (AVAL - BASE), post-baseline records only
+--   missrsn: Reason AVAL is missing
+with subjects as (
+    select STUDYID, USUBJID, SUBJID, SITEID, TRT01P, TRT01A, ITTFL, SAFFL from adsl where ITTFL = 'Y'
+),
+
+pe_response as (
+    select subject_id, 'PERESP' as paramcd, 'PE response: MAP at max PE dose / MAP before (ratio)' as param,
+        atpt as avisit, nominal_hrs as avisitn, pe_response as aval, null as avalc, missing_reason as missrsn,
+        true as has_baseline
+    from int_pe_response
+),
+
+map_ne as (
+    select subject_id, 'MAPNE' as paramcd, 'MAP / NE dose ratio (mmHg per µg/kg/min)' as param,
+        'H' || hour as avisit, cast(hour as double) as avisitn, map_ne_ratio as aval, null as avalc,
+        case when map_ne_ratio is null and ne_base = 0 then 'NE STOPPED' end as missrsn, true as has_baseline
+    from int_hemo_hourly
+    where hour in (0, 6, 12, 24)
+),
+
+ne_exposure as (
+    select subject_id, 'NEPEAK' as paramcd, 'Peak NE dose as base (µg/kg/min)' as param,
+        'H0-H' || cast(window_hrs as integer) as avisit, window_hrs as avisitn, peak_ne as aval, null as avalc,
+        null as missrsn, false as has_baseline
+    from int_ne_exposure
+    union all
+    select subject_id, 'NECUM', 'Cumulative NE dose as base (µg/kg)',
+        'H0-H' || cast(window_hrs as integer), window_hrs, cum_ne, null, null, false
+    from int_ne_exposure
+),
+
+lactate as (
+    select subject_id, 'LACT' as paramcd, 'Lactate (mmol/L)' as param, visit as avisit, nominal_hrs as avisitn,
+        lactate as aval, null as avalc, null as missrsn, true as has_baseline
+    from int_lactate
+    union all
+    select subject_id, 'LACTCLR', 'Lactate clearance from H0 (%)', visit, nominal_hrs, clearance_pct, null, null,
+        false
+    from int_lactate
+    where visit in ('H6', 'H12', 'H24')
+),
+
+sofa as (
+    select subject_id, 'SOFA' as paramcd, 'SOFA total, derived from inputs' as param, visit as avisit,
+        at_hrs as avisitn, cast(sofa_total_d as double) as aval, null as avalc, null as missrsn, true as has_baseline
+    from int_sofa_derived
+    union all
+    select subject_id, 'SOFASITE', 'SOFA total as entered by the site', visit, at_hrs,
+        cast(sofa_total_site as double), null, null, true
+    from int_sofa_derived
+),
+
+fluids as (
+    select subject_id, 'FLBAL' as paramcd, 'Daily fluid balance, in - out (mL)' as param, visit as avisit,
+        24.0 * day as avisitn, balance_ml as aval, null as avalc, null as missrsn, false as has_baseline
+    from int_fluid_balance
+    union all
+    select subject_id, 'FLBALCUM', 'Cumulative fluid balance from H0 (mL)', visit, 24.0 * day, cumulative_ml,
+        null, null, false
+    from int_fluid_balance
+),
+
+vfd as (
+    select subject_id, 'VFD28' as paramcd, 'Ventilator-free days at day 28 (days)' as param, 'D28' as avisit,
+        672.0 as avisitn, vfd28 as aval, null as avalc, null as missrsn, false as has_baseline
+    from int_vfd
+),
+
+bradycardia as (
+    select subject_id, 'BRADY' as paramcd, 'Bradycardia episode (HR below threshold)' as param, period as avisit,
+        case when period = 'H0-H24' then 24.0 end as avisitn,
+        case when brady then 1.0 when not brady then 0.0 end as aval,
+        case when brady then 'Y' when not brady then 'N' end as avalc,
+        case when brady is null then 'NO HR READING' end as missrsn, false as has_baseline
+    from int_bradycardia
+),
+
+parameters as (
+    select * from pe_response
+    union all select * from map_ne
+    union all select * from ne_exposure
+    union all select * from lactate
+    union all select * from sofa
+    union all select * from fluids
+    union all select * from vfd
+    union all select * from bradycardia
+),
+
+with_baseline as (
+    select
+        parameters.*,
+        case when has_baseline and avisit = 'H0' then 'Y' end as ablfl,
+        case when has_baseline then max(case when avisit = 'H0' then aval end)
+            over (partition by subject_id, paramcd) end as base
+    from parameters
+),
+
+final as (
+    select
+        subjects.STUDYID,
+        subjects.USUBJID,
+        subjects.SITEID,
+        subjects.TRT01P,
+        subjects.TRT01A,
+        subjects.ITTFL,
+        subjects.SAFFL,
+        p.paramcd as PARAMCD,
+        p.param as PARAM,
+        p.avisit as AVISIT,
+        p.avisitn as AVISITN,
+        p.aval as AVAL,
+        p.avalc as AVALC,
+        p.ablfl as ABLFL,
+        p.base as BASE,
+        case when p.ablfl is null and p.base is not null then p.aval - p.base end as CHG,
+        p.missrsn as MISSRSN
+    from with_baseline as p
+    join subjects on subjects.SUBJID = p.subject_id
+)
+
+select * from final
+order by USUBJID, PARAMCD, AVISITN, AVISIT

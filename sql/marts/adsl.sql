@@ -1,0 +1,133 @@
+-- description: ADSL, subject-level analysis dataset: one row per subject screened or randomised. Treatment variables are masked in blinded builds.
+-- materialized: table
+-- grain: USUBJID
+-- tags: marts, adam
+-- columns:
+--   studyid: Study identifier
+--   usubjid: Unique subject identifier (study-site-number)
+--   subjid: Subject identifier within the study (eCRF record id)
+--   siteid: Study site identifier
+--   age: Age (years)
+--   ageu: Age units
+--   sex: Sex (M, F)
+--   weightbl: Baseline (dosing) weight (kg)
+--   heightbl: Baseline height (cm)
+--   saps2bl: SAPS II at inclusion
+--   infsrc: Source of infection
+--   randdtm: Date-time of randomisation (H0)
+--   kitno: Study-drug kit number
+--   trt01p: Planned treatment for period 01 (masked as 'Blinded' in blinded builds)
+--   trt01a: Actual treatment for period 01 (masked as 'Blinded' in blinded builds; null if never dosed)
+--   trtsdtm: Date-time of first study-drug exposure
+--   trtedtm: Date-time of last study-drug exposure
+--   ittfl: Intent-to-treat population flag (randomised)
+--   saffl: Safety population flag (received study drug)
+--   dthfl: Subject death flag (Y, or null)
+--   dthdtm: Date-time of death
+--   dthhrs: Time from H0 to death (hours)
+--   lstalvdt: Date last known alive
+--   sofabl: Baseline SOFA total as entered (H0)
+--   lactbl: Baseline lactate (mmol/L, H0)
+--   nebl: Baseline norepinephrine dose as base (µg/kg/min, rate in effect at H0)
+with build as (
+    select study_id, blinded, blinded_label from src.build_info
+),
+
+screened as (
+    select subject_id, site_id from stg_demographics
+    union
+    select subject_id, site_id from stg_randomisation
+),
+
+subjects as (
+    select
+        subject_id,
+        max(site_id) as site_id
+    from screened
+    group by subject_id
+),
+
+arms as (
+    select kit_no, arm, arm_label from src.randomisation_list
+),
+
+dosing as (
+    select
+        subject_id,
+        min(exstdtm) as trtsdtm,
+        max(coalesce(exendtm, exstdtm)) as trtedtm
+    from stg_study_drug
+    group by subject_id
+),
+
+baseline_lab as (
+    select subject_id, lactate as lactbl from stg_labs where visit = 'H0'
+),
+
+baseline_sofa as (
+    select subject_id, sofa_total as sofabl from stg_sofa where visit = 'H0'
+),
+
+baseline_ne as (
+    select subject_id, rate as nebl
+    from int_vasopressor_segments
+    where is_ne and start_hrs <= 0 and (end_hrs > 0 or end_hrs is null)
+    qualify row_number() over (partition by subject_id order by start_hrs desc, segment desc) = 1
+),
+
+final as (
+    select
+        -- identifiers
+        build.study_id as STUDYID,
+        build.study_id || '-' || subjects.subject_id as USUBJID,
+        subjects.subject_id as SUBJID,
+        regexp_replace(subjects.site_id, '^site_', '') as SITEID,
+        -- demographics
+        dm.age as AGE,
+        case when dm.age is not null then 'YEARS' end as AGEU,
+        dm.sex as SEX,
+        dm.weight_kg as WEIGHTBL,
+        dm.height_cm as HEIGHTBL,
+        dm.saps2 as SAPS2BL,
+        dm.infection_source as INFSRC,
+        -- randomisation and treatment
+        rand.randdtm as RANDDTM,
+        rand.kit_no as KITNO,
+        case
+            when rand.subject_id is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm_label
+        end as TRT01P,
+        case
+            when rand.subject_id is null or dosing.trtsdtm is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm_label
+        end as TRT01A,
+        dosing.trtsdtm as TRTSDTM,
+        dosing.trtedtm as TRTEDTM,
+        -- populations
+        case when rand.subject_id is not null then 'Y' else 'N' end as ITTFL,
+        case when dosing.trtsdtm is not null then 'Y' else 'N' end as SAFFL,
+        -- death and follow-up
+        case when eos.dthfl then 'Y' end as DTHFL,
+        eos.dthdtm as DTHDTM,
+        eos.dthdtm_hrs as DTHHRS,
+        case when eos.dthfl then cast(eos.dthdtm as date) else eos.last_contact_dt end as LSTALVDT,
+        -- baseline characteristics
+        baseline_sofa.sofabl as SOFABL,
+        baseline_lab.lactbl as LACTBL,
+        baseline_ne.nebl as NEBL
+    from subjects
+    cross join build
+    left join stg_demographics as dm on dm.subject_id = subjects.subject_id
+    left join stg_randomisation as rand on rand.subject_id = subjects.subject_id
+    left join arms on arms.kit_no = rand.kit_no
+    left join dosing on dosing.subject_id = subjects.subject_id
+    left join stg_end_of_study as eos on eos.subject_id = subjects.subject_id
+    left join baseline_lab on baseline_lab.subject_id = subjects.subject_id
+    left join baseline_sofa on baseline_sofa.subject_id = subjects.subject_id
+    left join baseline_ne on baseline_ne.subject_id = subjects.subject_id
+)
+
+select * from final
+order by USUBJID

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real exports in ../shared/fixtures, one demo build, and one Prefect test harness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = PROJECT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The real eCRF exports, read in place; tests that need them skip with the folder's name when absent."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real eCRF exports not found at {SHARED_FIXTURES} (../shared/fixtures beside the project)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (it takes 12-25 s to start here)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory):
+    """The demo study built once, unblinded, without Prefect: the marts most end-to-end tests read."""
+    from warehouse.pipeline import BuildRequest, run_build
+
+    data_dir = tmp_path_factory.mktemp("demo-build")
+    result = run_build(BuildRequest(data_dir=data_dir, blinded=False))
+    return result

@@ -1,0 +1,89 @@
+"""End to end: demo export -> raw -> staging -> SQL models -> marts -> validation -> published DuckDB."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from warehouse.pipeline import BuildRequest, run_build
+
+
+def query(path: Path, sql: str):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_unblinded_demo_build_has_every_subject_and_the_arms(demo_build):
+    assert demo_build.published is not None and demo_build.published.name == "warehouse.duckdb"
+    assert demo_build.published.parent.name == "unblinded"
+    assert query(demo_build.published, "select count(*), count(distinct USUBJID) from adsl") == [(32, 32)]
+    # arm counts must agree with the restricted randomisation list the build read
+    rand_file = demo_build.published.parent / "restricted" / "randomisation.csv"
+    with rand_file.open(newline="") as fh:
+        arm_of_kit = {row["kit_no"]: row["arm_label"] for row in csv.DictReader(fh)}
+    kits = query(demo_build.published, "select KITNO, TRT01P from adsl")
+    assert all(arm_of_kit[kit] == arm for kit, arm in kits)
+    counts = dict(query(demo_build.published, "select TRT01P, count(*) from adsl group by 1"))
+    assert set(counts) == {"Dexmedetomidine", "Placebo"}
+    assert sum(counts.values()) == 32
+
+
+def test_marts_and_findings_are_in_the_warehouse(demo_build):
+    tables = {r[0] for r in query(demo_build.published, "select table_name from information_schema.tables")}
+    assert {"adsl", "findings", "findings_history", "validation_results"} <= tables
+    assert demo_build.errors == 0
+    assert demo_build.report.is_file()
+
+
+def test_adsl_columns_are_documented(demo_build):
+    undocumented = query(
+        demo_build.published,
+        "select column_name from duckdb_columns() where table_name = 'adsl' and (comment is null or comment = '')",
+    )
+    assert undocumented == []
+
+
+def test_blinded_build_masks_treatment(tmp_path):
+    result = run_build(BuildRequest(data_dir=tmp_path))
+    assert result.published == tmp_path / "warehouse.duckdb"
+    assert query(result.published, "select distinct TRT01P from adsl") == [("Blinded",)]
+    assert query(result.published, "select count(*) from src.randomisation_list") == [(0,)]
+    assert not (tmp_path / "unblinded").exists()
+
+
+def test_cli_build_of_a_missing_folder_says_so_in_one_line(tmp_path):
+    missing = tmp_path / "nowhere"
+    proc = subprocess.run(
+        [sys.executable, "-m", "warehouse.cli", "build", "--export", str(missing), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and str(missing) in proc.stderr
+
+
+def test_cli_build_of_an_empty_folder_says_so_in_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "warehouse.cli", "build", "--export", str(empty), "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "empty" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "d" / "warehouse.duckdb").exists()
+
+
+@pytest.mark.prefect
+def test_flow_builds_and_publishes(prefect_harness, tmp_path):
+    from flows.build import build_warehouse
+
+    result = build_warehouse(data_dir=str(tmp_path))
+    assert query(result.published, "select count(*) from adsl") == [(32,)]
+    assert result.errors == 0
+    # one task per SQL model ran: every model's table is there
+    assert {r.name for r in result.model_runs} >= {"adsl", "stg_randomisation", "int_vasopressor_segments"}

@@ -1,0 +1,210 @@
+"""Landing: copy an export once, content-hashed; extract it into a raw snapshot, or quarantine it.
+
+``land_export`` is all-or-nothing: the landing copy and the raw snapshot are built in hidden temporary
+directories and renamed into place only when complete, so ``DIR/raw`` never holds half a snapshot and an
+export that fails leaves ``DIR/raw`` and ``DIR/landing`` as they were (its files go to ``DIR/quarantine``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ExportError
+from .odm import OdmReader
+from .rawzone import Extracted, list_snapshots, read_export_json, write_json, write_meta
+from .redcap import RedcapReader
+from .sniff import FileKind, classify
+
+EXTRACT_VERSION = 1
+
+
+@dataclass
+class LandResult:
+    export_id: str
+    raw_dir: Path
+    new: bool
+    format: str  # "redcap" | "odm"
+    forms: dict[str, tuple[int, int]] = field(default_factory=dict)  # form -> (rows, subjects)
+    landing_dir: Path | None = None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_id_of(hashes: dict[str, str]) -> str:
+    """First 16 hex of SHA-256 over the sorted file-content hashes (file names do not count)."""
+    return hashlib.sha256("\n".join(sorted(hashes.values())).encode()).hexdigest()[:16]
+
+
+def export_files(export: Path) -> list[Path]:
+    """The files of one transfer: a single file, or the regular non-hidden files at a folder's top level."""
+    if not export.exists():
+        raise ExportError(str(export), "no such file or folder")
+    if export.is_file():
+        return [export]
+    if not export.is_dir():
+        raise ExportError(str(export), "not a file or folder")
+    files = sorted(p for p in export.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ExportError(export.name or str(export), "empty folder: no export files")
+    return files
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def quarantine(data_dir: Path, files: list[Path], error: ExportError, source: Path, short: str | None) -> Path:
+    stamp = _now().strftime("%Y%m%dT%H%M%S%fZ")
+    short = short or hashlib.sha256(f"{source}|{error}".encode()).hexdigest()[:8]
+    qdir = data_dir / "quarantine" / f"{stamp}-{short[:8]}"
+    qdir.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        try:
+            shutil.copyfile(f, qdir / f.name)
+        except OSError:  # pragma: no cover - an unreadable file is already named in REASON.txt
+            pass
+    (qdir / "REASON.txt").write_text(f"{error}\n\nsource: {source}\nquarantined: {stamp}\n", encoding="utf-8")
+    return qdir
+
+
+def _detect(folder: Path, names: list[str], single: bool, encoding: str | None,
+            delimiter: str | None, display: str) -> tuple[str, dict[str, FileKind], list[dict]]:
+    kinds = {n: classify(folder / n, encoding, delimiter) for n in names}
+    for k in kinds.values():
+        if k.kind == "empty":
+            raise ExportError(k.name, "empty file (no header, no records): an incomplete transfer?")
+    csvs = [k for k in kinds.values() if k.kind == "csv"]
+    xmls = [k for k in kinds.values() if k.kind == "xml"]
+    roles = [k for k in csvs if k.role in ("dictionary", "metadata")]
+    if roles:
+        return "redcap", kinds, []
+    odms = [k for k in xmls if k.what.startswith("an ODM")]
+    if len(odms) == 1:
+        return "odm", kinds, []
+    if len(odms) > 1:
+        raise ExportError(display, "several ODM files in one export: " + ", ".join(k.name for k in odms))
+    if single:
+        k = next(iter(kinds.values()))
+        what = k.what or ("a CSV file without the REDCap data dictionary" if k.kind == "csv" and len(k.header) > 1
+                          else "a text file")
+        raise ExportError(k.name, f"not an eCRF export: {what}")
+    described = []
+    for k in kinds.values():
+        described.append(f"{k.name} ({k.what or ('CSV, first column ' + repr(k.header[0][:40])) if k.header else k.kind})")
+    raise ExportError(display, "no export found (need a REDCap data dictionary with its records CSV, "
+                      "or one ODM XML file); files: " + "; ".join(described))
+
+
+def land_export(export: Path, data_dir: Path, *, encoding: str | None = None,
+                delimiter: str | None = None) -> LandResult:
+    """Land one export (a folder of one transfer's files, or a single ODM .xml file) into ``data_dir``.
+
+    ``encoding`` / ``delimiter`` override detection for the export's CSV files. Raises ExportError
+    (after quarantining the input) when the export cannot be read.
+    """
+    export, data_dir = Path(export), Path(data_dir)
+    files: list[Path] = []
+    export_id: str | None = None
+    tmp_dirs: list[Path] = []
+    try:
+        files = export_files(export)
+        hashes = {f.name: file_sha256(f) for f in files}
+        export_id = export_id_of(hashes)
+        raw_final = data_dir / "raw" / export_id
+        landing_final = data_dir / "landing" / export_id
+        if (raw_final / "_meta" / "export.json").is_file():
+            info = read_export_json(data_dir, export_id)
+            return LandResult(export_id=export_id, raw_dir=raw_final, new=False, format=info["format"],
+                              forms={k: (v["rows"], v["subjects"]) for k, v in info["records"].items()},
+                              landing_dir=landing_final)
+        token = f".tmp-{export_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        landing_tmp = data_dir / "landing" / token
+        raw_tmp = data_dir / "raw" / token
+        tmp_dirs = [landing_tmp, raw_tmp]
+        landing_tmp.mkdir(parents=True)
+        (raw_tmp / "_meta").mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, landing_tmp / f.name)
+        for f in files:  # the landing copy is what we read: check it is the bytes we hashed
+            if file_sha256(landing_tmp / f.name) != hashes[f.name]:
+                raise ExportError(f.name, "the file changed while it was being copied; land it again")
+        names = [f.name for f in files]
+        fmt, kinds, _ = _detect(landing_tmp, names, export.is_file(), encoding, delimiter,
+                                display=export.name or str(export))
+        if fmt == "redcap":
+            res = RedcapReader(landing_tmp, kinds, raw_tmp, export_id=export_id, hashes=hashes,
+                               encoding=encoding, delimiter=delimiter, display=export.name or str(export)).run()
+        else:
+            odm = next(k for k in kinds.values() if k.kind == "xml" and k.what.startswith("an ODM"))
+            res = OdmReader(landing_tmp / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name]).run()
+        landed_at = _now().isoformat(timespec="microseconds")
+        write_meta(raw_tmp / "_meta", res.meta)
+        write_json(raw_tmp / "_meta" / "export.json", _export_json(export_id, fmt, landed_at, export, files, hashes,
+                                                                  kinds, res))
+        landing_final.parent.mkdir(parents=True, exist_ok=True)
+        if landing_final.exists():
+            shutil.rmtree(landing_tmp)
+        else:
+            os.rename(landing_tmp, landing_final)
+        try:
+            os.rename(raw_tmp, raw_final)
+        except OSError:
+            if (raw_final / "_meta" / "export.json").is_file():  # landed concurrently by someone else
+                shutil.rmtree(raw_tmp, ignore_errors=True)
+                return land_export(export, data_dir, encoding=encoding, delimiter=delimiter)
+            raise
+        return LandResult(export_id=export_id, raw_dir=raw_final, new=True, format=fmt, forms=res.counts(),
+                          landing_dir=landing_final)
+    except ExportError as err:
+        for d in tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        quarantine(data_dir, files, err, export, export_id)
+        raise
+    except BaseException:
+        for d in tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: list[Path],
+                 hashes: dict[str, str], kinds: dict[str, FileKind], res: Extracted) -> dict:
+    file_rows = []
+    for f in files:
+        k = kinds.get(f.name)
+        info = {"name": f.name, "sha256": hashes[f.name], "bytes": f.stat().st_size}
+        role = res.files.get(f.name)
+        if role:
+            info.update(role)
+        else:
+            info["role"] = "ignored"
+            if k is not None:
+                info["what"] = k.what or (f"{k.kind}" + (" (REDCap's ODM of the same project: the CSV export is "
+                                                         "the export)" if k.kind == "xml" else ""))
+        file_rows.append(info)
+    return {
+        "export_id": export_id,
+        "format": fmt,
+        "landed_at": landed_at,
+        "source": str(source),
+        "extract_version": EXTRACT_VERSION,
+        "files": file_rows,
+        "records": {t: {"rows": r, "subjects": s} for t, (r, s) in res.counts().items()},
+        "decimal_comma": bool(res.decimal_comma_fields),
+        "decimal_comma_fields": res.decimal_comma_fields,
+        "notes": res.notes,
+    }
+
+
+__all__ = ["LandResult", "land_export", "list_snapshots", "export_id_of", "file_sha256"]

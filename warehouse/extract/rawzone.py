@@ -1,0 +1,198 @@
+"""The raw zone on disk: Parquet tables written in chunks, the metadata tables, and the readers.
+
+Layout (see docs/architecture.md, "Raw zone contract")::
+
+    DIR/landing/<export_id>/<files>            byte copies of the export, never edited
+    DIR/raw/<export_id>/<form>.parquet         one table per form, every column Utf8
+    DIR/raw/<export_id>/_meta/items.parquet    choices / events / forms / subjects .parquet
+    DIR/raw/<export_id>/_meta/export.json      format, files with SHA-256, landed_at, record counts
+    DIR/quarantine/<UTC timestamp>-<hash>/     exports that could not be read, with REASON.txt
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+KEY_COLUMNS = ["subject_id", "event", "repeat_instance", "site_id"]
+PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path", "_file_sha256"]
+META_KINDS = ("items", "choices", "events", "forms", "subjects")
+FLUSH_ROWS = 50_000
+
+ITEMS_SCHEMA = {
+    "form": pl.String, "item": pl.String, "label": pl.String, "field_type": pl.String,
+    "validation": pl.String, "min": pl.String, "max": pl.String, "units": pl.String,
+    "identifier": pl.Boolean, "choices": pl.String, "required": pl.Boolean, "order": pl.Int64,
+    # beyond the contract's minimum: where an item comes from and what else the export says about it
+    "variable": pl.String, "choice_code": pl.String, "choice_label": pl.String, "data_type": pl.String,
+    "length": pl.String, "field_note": pl.String, "section_header": pl.String, "branching_logic": pl.String,
+    "calculation": pl.String, "annotation": pl.String, "codelist": pl.String, "item_group": pl.String,
+}
+CHOICES_SCHEMA = {"item": pl.String, "code": pl.String, "label": pl.String, "order": pl.Int64}
+EVENTS_SCHEMA = {"event": pl.String, "label": pl.String, "arm": pl.String, "day_offset": pl.String,
+                 "arm_label": pl.String, "repeating": pl.Boolean, "order": pl.Int64, "event_oid": pl.String}
+FORMS_SCHEMA = {"form": pl.String, "label": pl.String, "repeating": pl.Boolean, "events": pl.List(pl.String),
+                "form_oid": pl.String, "item_group": pl.String, "order": pl.Int64}
+SUBJECTS_SCHEMA = {"subject_id": pl.String, "site_id": pl.String, "label": pl.String, "attributes": pl.String}
+META_SCHEMAS = {"items": ITEMS_SCHEMA, "choices": CHOICES_SCHEMA, "events": EVENTS_SCHEMA,
+                "forms": FORMS_SCHEMA, "subjects": SUBJECTS_SCHEMA}
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def table_name(name: str) -> str:
+    """A file-system-safe table name (REDCap instrument names are already safe)."""
+    safe = _SAFE.sub("_", name).strip(".") or "_"
+    return safe
+
+
+def meta_frame(kind: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
+    schema = META_SCHEMAS[kind]
+    rows = [{k: r.get(k) for k in schema} for r in rows]
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+class TableSink:
+    """One raw table: a Parquet file written in chunks, every column Utf8, row and subject counts."""
+
+    def __init__(self, path: Path, value_columns: list[str]) -> None:
+        self.path = path
+        self.columns = KEY_COLUMNS + [c for c in value_columns if c not in KEY_COLUMNS] + PROVENANCE_COLUMNS
+        self.schema = pa.schema([(c, pa.string()) for c in self.columns])
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: dict[str, list] = {c: [] for c in self.columns}
+        self._buffered = 0
+        self.rows = 0
+        self.subjects: set[str] = set()
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        return self._writer
+
+    def write_frame(self, df: pl.DataFrame) -> None:
+        """Append a polars frame holding (a subset of) this table's columns."""
+        if df.height == 0:
+            return
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            df = df.with_columns([pl.lit(None, dtype=pl.String).alias(c) for c in missing])
+        df = df.select(self.columns)
+        self.flush()
+        self._open().write_table(df.to_arrow().cast(self.schema))
+        self.rows += df.height
+        self.subjects.update(df.get_column("subject_id").unique().drop_nulls().to_list())
+
+    def append(self, row: dict[str, str | None]) -> None:
+        """Append one row (ODM): unknown keys are a programming error, missing ones are null."""
+        for c in self.columns:
+            self._buffer[c].append(row.get(c))
+        self._buffered += 1
+        sid = row.get("subject_id")
+        if sid is not None:
+            self.subjects.add(sid)
+        if self._buffered >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffered:
+            return
+        table = pa.table({c: pa.array(v, type=pa.string()) for c, v in self._buffer.items()}, schema=self.schema)
+        self._open().write_table(table)
+        self.rows += self._buffered
+        self._buffer = {c: [] for c in self.columns}
+        self._buffered = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is None:  # an empty table still gets its file and schema
+            pq.write_table(self.schema.empty_table(), self.path, compression="zstd")
+        else:
+            self._writer.close()
+            self._writer = None
+
+
+def write_meta(meta_dir: Path, frames: dict[str, pl.DataFrame]) -> None:
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    for kind in META_KINDS:
+        df = frames.get(kind)
+        if df is None:
+            df = meta_frame(kind, [])
+        df.write_parquet(meta_dir / f"{kind}.parquet")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------- readers (the public read API)
+
+def snapshot_dir(data_dir: Path, export_id: str) -> Path:
+    d = Path(data_dir) / "raw" / export_id
+    if not (d / "_meta" / "export.json").is_file():
+        raise FileNotFoundError(f"no raw snapshot {export_id!r} under {Path(data_dir) / 'raw'}")
+    return d
+
+
+def read_raw_form(data_dir: Path, export_id: str, form: str) -> pl.DataFrame:
+    """One raw table of a snapshot (every column Utf8)."""
+    d = snapshot_dir(data_dir, export_id)
+    path = d / f"{table_name(form)}.parquet"
+    if not path.is_file():
+        have = sorted(p.stem for p in d.glob("*.parquet"))
+        raise KeyError(f"snapshot {export_id} has no form {form!r}; it has: {', '.join(have)}")
+    return pl.read_parquet(path)
+
+
+def read_raw_meta(data_dir: Path, export_id: str, kind: str) -> pl.DataFrame:
+    """A metadata table of a snapshot: "items", "choices", "events", "forms" (or "subjects")."""
+    if kind not in META_KINDS:
+        raise ValueError(f"unknown metadata kind {kind!r}; expected one of {', '.join(META_KINDS)}")
+    return pl.read_parquet(snapshot_dir(data_dir, export_id) / "_meta" / f"{kind}.parquet")
+
+
+def read_export_json(data_dir: Path, export_id: str) -> dict[str, Any]:
+    return json.loads((snapshot_dir(data_dir, export_id) / "_meta" / "export.json").read_text("utf-8"))
+
+
+def list_snapshots(data_dir: Path) -> list[dict[str, Any]]:
+    """Every landed snapshot, oldest first: export_id, landed_at, format, files (and the rest of export.json).
+
+    The registry is the set of ``raw/<export_id>/_meta/export.json`` files: a snapshot appears only once
+    it is complete (it is renamed into place), and nothing shared is rewritten when another lands.
+    """
+    raw = Path(data_dir) / "raw"
+    out = []
+    if raw.is_dir():
+        for p in raw.glob("*/_meta/export.json"):
+            if p.parts[-3].startswith("."):
+                continue
+            try:
+                out.append(json.loads(p.read_text("utf-8")))
+            except (OSError, ValueError):  # pragma: no cover - a damaged registry entry is skipped
+                continue
+    out.sort(key=lambda s: (s.get("landed_at", ""), s.get("export_id", "")))
+    return out
+
+
+class Extracted:
+    """What a reader produced in a snapshot directory (before it is renamed into place)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        self.tables: dict[str, TableSink] = {}
+        self.meta: dict[str, pl.DataFrame] = {}
+        self.files: dict[str, dict[str, Any]] = {}  # file name -> role, encoding, delimiter, bom...
+        self.notes: list[str] = []
+        self.decimal_comma_fields: list[str] = []
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {name: (t.rows, len(t.subjects)) for name, t in self.tables.items()}

@@ -1,0 +1,601 @@
+"""REDCap CSV exports: data dictionary (+ events, arms, instrument designations, repeating instruments)
+and the flat records CSV, split into one raw table per instrument.
+
+Splitting the flat records file (one row per record x event x repeat instance):
+- a row whose ``redcap_repeat_instrument`` names a form belongs to that form only (its other forms'
+  columns must be empty: anything else would be lost, so it is an ExportError);
+- a row without a repeat instrument (a non-repeating row, or an instance of a repeating *event*) goes to
+  every non-repeating form that is designated to its event (instrument designation file) or, whatever
+  the designation says, that has any non-empty value on it (its fields, checkbox columns, ``<form>_complete``
+  or survey timestamp; the record id alone does not count) - so no value is ever dropped.
+The record id column stays in the first form's table (it is that form's first field, as in REDCap's ODM).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .errors import ExportError
+from .rawzone import Extracted, TableSink, meta_frame, table_name
+from .sniff import REDCAP_DICTIONARY_HEADERS, FileKind, scan_text
+
+SYSTEM_KEY_COLUMNS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
+                      "redcap_data_access_group")
+SYSTEM_VALUE_COLUMNS = ("redcap_survey_identifier",)
+FORM_STATUS_CHOICES = "0, Incomplete | 1, Unverified | 2, Complete"
+IMPLICIT_CHOICES = {"yesno": "1, Yes | 0, No", "truefalse": "1, True | 0, False"}
+CHOICE_TYPES = {"radio", "dropdown", "checkbox"}
+NUMERIC_VALIDATIONS = re.compile(r"^(number|integer|float)")
+DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
+
+
+@dataclass
+class Field:
+    name: str
+    form: str
+    field_type: str
+    label: str | None
+    choices: str | None
+    note: str | None
+    validation: str | None
+    vmin: str | None
+    vmax: str | None
+    identifier: bool
+    required: bool
+    section: str | None
+    branching: str | None
+    annotation: str | None
+    line: int
+    columns: list[str] = field(default_factory=list)  # its columns in the records file
+
+
+def _blank(v: str | None) -> str | None:
+    if v is None:
+        return None
+    return v if v.strip() != "" else None
+
+
+def checkbox_suffix(code: str) -> str:
+    """REDCap's column suffix for a checkbox code: lower case, other than [a-z0-9_] becomes '_'."""
+    return re.sub(r"[^a-z0-9_]", "_", code.strip().lower())
+
+
+def parse_choices(raw: str | None) -> list[tuple[str, str]]:
+    """``"1, Yes | 0, No"`` -> [("1", "Yes"), ("0", "No")], codes kept as written (stripped)."""
+    if not raw or not raw.strip():
+        return []
+    out = []
+    for part in raw.split("|"):
+        part = part.strip()
+        if not part:
+            continue
+        code, sep, label = part.partition(",")
+        out.append((code.strip(), label.strip() if sep else code.strip()))
+    return out
+
+
+def read_small_csv(path: Path, kind: FileKind, encoding: str | None) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A small CSV (metadata) read whole: header and (start line, row) pairs; blank lines skipped."""
+    info = scan_text(path, encoding)
+    text = path.read_bytes().decode("utf-8-sig" if info.encoding == "utf-8" else info.encoding)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=kind.delimiter or ",", strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
+    prev = 0
+    try:
+        for row in reader:
+            start = prev + 1
+            prev = reader.line_num
+            if not row or all(c == "" for c in row) and len(row) == 1:
+                continue
+            if header is None:
+                header = [c.strip() for c in row]
+                continue
+            if len(row) != len(header):
+                raise ExportError(path.name, f"expected {len(header)} fields, found {len(row)} "
+                                  "(truncated file or wrong delimiter?)", location=start)
+            rows.append((start, row))
+    except csv.Error as exc:
+        raise ExportError(path.name, f"malformed CSV ({exc}); an unterminated quote?", location=prev + 1) from exc
+    if header is None:
+        raise ExportError(path.name, "empty file")
+    return header, rows
+
+
+def read_dictionary(path: Path, kind: FileKind, encoding: str | None) -> list[Field]:
+    header, rows = read_small_csv(path, kind, encoding)
+    if kind.role == "dictionary":
+        header = [REDCAP_DICTIONARY_HEADERS.get(h, h) for h in header]
+    idx = {h: i for i, h in enumerate(header)}
+    for need in ("field_name", "form_name", "field_type"):
+        if need not in idx:
+            raise ExportError(path.name, f"data dictionary has no {need!r} column", location=1)
+
+    def get(row: list[str], col: str) -> str | None:
+        i = idx.get(col)
+        return _blank(row[i]) if i is not None else None
+
+    fields: list[Field] = []
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        name = get(row, "field_name")
+        if name is None:
+            raise ExportError(path.name, "empty variable / field name", location=line)
+        name = name.strip()
+        if name in seen:
+            raise ExportError(path.name, f"field defined twice (lines {seen[name]} and {line})",
+                              location=line, field=name)
+        seen[name] = line
+        form = get(row, "form_name")
+        if form is None:
+            raise ExportError(path.name, "field has no form name", location=line, field=name)
+        fields.append(Field(
+            name=name, form=form.strip(), field_type=(get(row, "field_type") or "").strip(),
+            label=get(row, "field_label"), choices=get(row, "select_choices_or_calculations"),
+            note=get(row, "field_note"), validation=get(row, "text_validation_type_or_show_slider_number"),
+            vmin=get(row, "text_validation_min"), vmax=get(row, "text_validation_max"),
+            identifier=(get(row, "identifier") or "").strip().lower() == "y",
+            required=(get(row, "required_field") or "").strip().lower() == "y",
+            section=get(row, "section_header"), branching=get(row, "branching_logic"),
+            annotation=get(row, "field_annotation"), line=line))
+    if not fields:
+        raise ExportError(path.name, "data dictionary has no fields (header only)")
+    return fields
+
+
+def units_from_note(f: Field) -> str | None:
+    """REDCap has no units column: a short field note on a numeric field is taken as its unit."""
+    numeric = f.field_type == "calc" or bool(f.validation and NUMERIC_VALIDATIONS.match(f.validation))
+    if numeric and f.note and len(f.note.strip()) <= 20:
+        return f.note.strip()
+    return None
+
+
+class RedcapReader:
+    """Reads one REDCap export folder (already recognised by land.py) into a snapshot directory."""
+
+    def __init__(self, folder: Path, kinds: dict[str, FileKind], out_dir: Path, *, export_id: str,
+                 hashes: dict[str, str], encoding: str | None, delimiter: str | None,
+                 display: str | None = None) -> None:
+        self.folder = folder
+        self.display = display or folder.name
+        self.kinds = kinds
+        self.out_dir = out_dir
+        self.export_id = export_id
+        self.hashes = hashes
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.result = Extracted("redcap")
+
+    # ------------------------------------------------------------------ file roles
+    def _one(self, role: str) -> FileKind | None:
+        found = [k for k in self.kinds.values() if k.kind == "csv" and k.role == role]
+        if len(found) > 1:
+            raise ExportError(self.display, f"several {role} files: {', '.join(sorted(k.name for k in found))}")
+        return found[0] if found else None
+
+    def run(self) -> Extracted:
+        res = self.result
+        dict_kind = self._one("dictionary")
+        meta_kind = self._one("metadata")
+        primary = dict_kind or meta_kind
+        if primary is None:
+            raise ExportError(self.display, "no REDCap data dictionary (a CSV with 'Variable / Field Name', "
+                              "'Form Name', ... or API metadata 'field_name', 'form_name', ...)")
+        self.fields = read_dictionary(self.folder / primary.name, primary, self.encoding)
+        res.files[primary.name] = {"role": "dictionary"}
+        if dict_kind and meta_kind:
+            res.files[meta_kind.name] = {"role": "metadata (not used: the data dictionary is)"}
+            res.notes.append(f"{meta_kind.name} (API metadata) ignored in favour of {dict_kind.name}")
+        self.record_id = self.fields[0].name
+        self.forms: list[str] = list(dict.fromkeys(f.form for f in self.fields))
+        records = self._find_records()
+        self.events_meta = self._read_events()
+        self.designation = self._read_designation()
+        self.declared_repeating = self._read_repeating()
+        self._split_records(records)
+        return res
+
+    def _find_records(self) -> FileKind:
+        cands, near = [], []
+        for k in self.kinds.values():
+            if k.kind != "csv" or k.role is not None:
+                continue
+            first = k.header[0].strip() if k.header else ""
+            if first == self.record_id:
+                cands.append(k)
+            elif len(k.header) == 1 and first.startswith(self.record_id) and any(
+                    d in first for d in ",;\t"):
+                raise ExportError(k.name, f"the header reads as a single column {first[:60]!r} with delimiter "
+                                  f"{k.delimiter!r}: wrong delimiter?", location=1)
+            else:
+                near.append(f"{k.name} (first column {first[:40]!r})")
+        if not cands:
+            raise ExportError(self.display, f"no records CSV whose first column is the record id "
+                              f"{self.record_id!r} (the dictionary's first field)"
+                              + (f"; other files: {', '.join(near)}" if near else ""))
+        if len(cands) > 1:
+            raise ExportError(self.display, "several records CSV files: "
+                              + ", ".join(sorted(k.name for k in cands)))
+        return cands[0]
+
+    def _read_events(self) -> list[dict]:
+        ek = self._one("events")
+        if ek is None:
+            return []
+        header, rows = read_small_csv(self.folder / ek.name, ek, self.encoding)
+        self.result.files[ek.name] = {"role": "events"}
+        arms = {}
+        ak = self._one("arms")
+        if ak is not None:
+            ah, arows = read_small_csv(self.folder / ak.name, ak, self.encoding)
+            self.result.files[ak.name] = {"role": "arms"}
+            i_num, i_name = ah.index("arm_num"), ah.index("name" if "name" in ah else "arm_name")
+            arms = {r[i_num].strip(): r[i_name] for _, r in arows}
+        idx = {h: i for i, h in enumerate(header)}
+        out = []
+        for order, (line, r) in enumerate(rows, 1):
+            ev = r[idx["unique_event_name"]].strip()
+            if not ev:
+                raise ExportError(ek.name, "empty unique_event_name", location=line)
+            arm = r[idx["arm_num"]].strip()
+            out.append({"event": ev, "label": _blank(r[idx["event_name"]]), "arm": arm,
+                        "day_offset": _blank(r[idx["day_offset"]]) if "day_offset" in idx else None,
+                        "arm_label": arms.get(arm), "order": order,
+                        "event_oid": _blank(r[idx["event_id"]]) if "event_id" in idx else None})
+        return out
+
+    def _read_designation(self) -> dict[str, set[str]] | None:
+        dk = self._one("designation")
+        if dk is None:
+            return None
+        header, rows = read_small_csv(self.folder / dk.name, dk, self.encoding)
+        self.result.files[dk.name] = {"role": "instrument designations"}
+        i_ev, i_form = header.index("unique_event_name"), header.index("form")
+        out: dict[str, set[str]] = {}
+        for line, r in rows:
+            form = r[i_form].strip()
+            if form not in self.forms:
+                raise ExportError(dk.name, f"form {form!r} is not in the data dictionary", location=line)
+            out.setdefault(form, set()).add(r[i_ev].strip())
+        return out
+
+    def _read_repeating(self) -> dict[str, set[str | None]]:
+        """form -> events where it repeats (None: classic project); '' form = a repeating event."""
+        rk = self._one("repeating")
+        out: dict[str, set[str | None]] = {}
+        if rk is None:
+            return out
+        header, rows = read_small_csv(self.folder / rk.name, rk, self.encoding)
+        self.result.files[rk.name] = {"role": "repeating instruments"}
+        i_form = header.index("form_name")
+        i_ev = header.index("event_name") if "event_name" in header else None
+        for line, r in rows:
+            form = r[i_form].strip()
+            if form and form not in self.forms:
+                raise ExportError(rk.name, f"form {form!r} is not in the data dictionary", location=line)
+            out.setdefault(form, set()).add(r[i_ev].strip() if i_ev is not None else None)
+        return out
+
+    # ------------------------------------------------------------------ records
+    def _plan_columns(self, rk: FileKind) -> dict[str, list[str]]:
+        """form -> its columns in the records file; validates the header against the dictionary."""
+        header = rk.header
+        dup = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+        if dup:
+            raise ExportError(rk.name, f"duplicate column(s) in the header: {', '.join(dup)}", location=1)
+        present = set(header)
+        form_cols: dict[str, list[str]] = {f: [] for f in self.forms}
+        owner: dict[str, str] = {}
+        missing: list[str] = []
+        for fld in self.fields:
+            if fld.field_type == "descriptive":
+                continue
+            if fld.field_type == "checkbox":
+                cols = [f"{fld.name}___{checkbox_suffix(c)}" for c, _ in parse_choices(fld.choices)]
+            else:
+                cols = [fld.name]
+            fld.columns = cols
+            for c in cols:
+                if c in present:
+                    owner[c] = fld.form
+                else:
+                    missing.append(c)
+        for form in self.forms:
+            for c in (f"{form}_timestamp", f"{form}_complete"):
+                if c in present and c not in owner:
+                    owner[c] = form
+        for c in SYSTEM_VALUE_COLUMNS:
+            if c in present:
+                owner[c] = self.forms[0]
+        extra = [c for c in header if c not in owner and c not in SYSTEM_KEY_COLUMNS]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"dictionary fields missing from the data: {', '.join(missing)}")
+            if extra:
+                parts.append(f"data columns not in the dictionary: {', '.join(extra)}")
+            raise ExportError(rk.name, "; ".join(parts) + " (dictionary and data do not match)", location=1,
+                              field=(missing + extra)[0])
+        for c in header:  # keep the records file's column order
+            if c in owner:
+                form_cols[owner[c]].append(c)
+        for form in self.forms:
+            if f"{form}_complete" not in present:
+                self.result.notes.append(f"{rk.name} has no {form}_complete column")
+        return form_cols
+
+    def _line_of(self, rk: FileKind, records: set[int]) -> dict[int, int]:
+        """Record numbers (1-based, header excluded) -> physical start lines (error path only)."""
+        path = self.folder / rk.name
+        text = path.read_bytes().decode("utf-8-sig" if self.text.encoding == "utf-8" else self.text.encoding)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=rk.delimiter or ",")
+        out, n, prev = {}, -1, 0
+        for row in reader:
+            start, prev = prev + 1, reader.line_num
+            if not row:
+                continue
+            n += 1
+            if n in records:
+                out[n] = start
+                if len(out) == len(records):
+                    break
+        return out
+
+    def _structure_error(self, rk: FileKind, ncols: int, cause: Exception | None) -> ExportError:
+        """Find the first malformed record with the csv module (error path only)."""
+        path = self.folder / rk.name
+        text = path.read_bytes().decode("utf-8-sig" if self.text.encoding == "utf-8" else self.text.encoding)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=rk.delimiter or ",", strict=True)
+        prev = 0
+        try:
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if not row:
+                    continue
+                if len(row) != ncols:
+                    return ExportError(rk.name, f"expected {ncols} fields, found {len(row)} "
+                                       "(truncated row or wrong delimiter?)", location=start)
+        except csv.Error as exc:
+            return ExportError(rk.name, f"unterminated quoted value ({exc}): the file is truncated or "
+                               "a quote is not closed", location=prev + 1)
+        return ExportError(rk.name, f"malformed CSV: {cause}" if cause else "a quoted value is not closed "
+                           "(odd number of quote characters): truncated file?")
+
+    def _split_records(self, rk: FileKind) -> None:
+        res = self.result
+        path = self.folder / rk.name
+        self.text = scan_text(path, self.encoding)
+        res.files[rk.name] = {"role": "records", "encoding": self.text.encoding, "bom": self.text.bom,
+                              "delimiter": rk.delimiter}
+        form_cols = self._plan_columns(rk)
+        header = rk.header
+        if self.text.quotes_odd:
+            err = self._structure_error(rk, len(header), None)
+            if "unterminated" in err.reason or "expected" in err.reason:
+                raise err
+        has = set(header)
+        rid = self.record_id
+        sinks = {f: TableSink(self.out_dir / f"{table_name(f)}.parquet", form_cols[f]) for f in self.forms}
+        res.tables = sinks
+        numeric = [c for f in self.fields if f.field_type == "calc" or (
+            f.validation and NUMERIC_VALIDATIONS.match(f.validation)) for c in f.columns if c in has]
+        decimal_comma: set[str] = set()
+        ev_known = {e["event"] for e in self.events_meta}
+        designated = self.designation
+        rep_events = {f: evs for f, evs in self.declared_repeating.items() if f}
+        value_cols = {f: [c for c in form_cols[f] if c != rid] for f in self.forms}
+        all_value_cols = [c for f in self.forms for c in value_cols[f]]
+        sha = self.hashes[rk.name]
+
+        def col_or_null(name: str) -> pl.Expr:
+            return pl.col(name) if name in has else pl.lit(None, dtype=pl.String)
+
+        subject, event = pl.col(rid), col_or_null("redcap_event_name")
+        instrument, instance = col_or_null("redcap_repeat_instrument"), col_or_null("redcap_repeat_instance")
+        site = col_or_null("redcap_data_access_group")
+        keys: list[pl.DataFrame] = []
+        observed_events: dict[str, set[str]] = {f: set() for f in self.forms}
+        observed_repeating: set[str] = set()
+        event_order: dict[str, None] = {}
+
+        read_opts = pacsv.ReadOptions(block_size=16 << 20, use_threads=True,
+                                      encoding="utf8" if self.text.encoding == "utf-8" else self.text.encoding)
+        parse_opts = pacsv.ParseOptions(delimiter=rk.delimiter or ",", newlines_in_values=True, quote_char='"',
+                                        double_quote=True)
+        conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True,
+                                         null_values=[""], quoted_strings_can_be_null=True)
+        done = 0
+
+        def fail_at(record: int, reason: str, fld: str | None = None) -> ExportError:
+            line = self._line_of(rk, {record}).get(record)
+            return ExportError(rk.name, reason, location=line, field=fld)
+
+        try:
+            reader = pacsv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
+                                    convert_options=conv_opts)
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                df = pl.from_arrow(batch)
+                assert isinstance(df, pl.DataFrame)
+                df = df.with_columns(
+                    pl.int_range(done + 1, done + df.height + 1, dtype=pl.Int64).alias("__rec"))
+                done += df.height
+                self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at)
+                df = df.with_columns(pl.col("__rec").cast(pl.String).alias("_source_row"))
+                keys.append(df.select(subject.alias("s"), event.alias("e"), instrument.alias("i"),
+                                      instance.alias("n"), site.alias("g"), pl.col("__rec")))
+                if "redcap_event_name" in has:
+                    event_order.update(dict.fromkeys(df.get_column("redcap_event_name").unique(maintain_order=True)
+                                                     .drop_nulls().to_list()))
+                if "redcap_repeat_instrument" in has:
+                    observed_repeating.update(df.get_column("redcap_repeat_instrument").drop_nulls().unique().to_list())
+                for c in numeric:
+                    if c not in decimal_comma and df.get_column(c).str.contains(DECIMAL_COMMA).any():
+                        decimal_comma.add(c)
+                base = [subject.alias("subject_id"), event.alias("event"), instance.alias("repeat_instance"),
+                        site.alias("site_id")]
+                prov = [pl.lit(self.export_id).alias("_export_id"), pl.lit(rk.name).alias("_source_file"),
+                        pl.col("_source_row"), pl.lit(None, dtype=pl.String).alias("_source_path"),
+                        pl.lit(sha).alias("_file_sha256")]
+                for form in self.forms:
+                    vals = value_cols[form]
+                    nonempty = pl.any_horizontal([pl.col(c).is_not_null() for c in vals]) if vals else pl.lit(False)
+                    keep = nonempty
+                    if designated is not None:
+                        evs = [e for e in designated.get(form, set())
+                               if e not in rep_events.get(form, set())]
+                        keep = keep | event.is_in(evs) if evs else keep
+                    mask = instrument.is_null() & keep
+                    mask = mask | (instrument == form)
+                    out = df.filter(mask).select(base + [pl.col(c) for c in form_cols[form]] + prov)
+                    if out.height:
+                        sinks[form].write_frame(out)
+                        if "redcap_event_name" in has:
+                            observed_events[form].update(out.get_column("event").drop_nulls().unique().to_list())
+        except ExportError:
+            raise
+        except (pa.ArrowInvalid, pa.ArrowException) as exc:
+            raise self._structure_error(rk, len(header), exc) from exc
+        for s in sinks.values():
+            s.close()
+        if done == 0:
+            raise ExportError(rk.name, "header only: the export holds no records")
+        self._check_duplicates(rk, keys)
+        res.decimal_comma_fields = sorted(decimal_comma)
+        unknown_rep = observed_repeating - set(self.forms)
+        assert not unknown_rep  # _check_batch raised already
+        self._write_meta(observed_events, observed_repeating, event_order, keys)
+
+    def _check_batch(self, df: pl.DataFrame, has: set[str], rid: str, ev_known: set[str],
+                     form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at) -> None:
+        def first(mask: pl.Expr) -> int | None:
+            hit = df.filter(mask).select("__rec").head(1)
+            return hit.item() if hit.height else None
+
+        r = first(pl.col(rid).is_null())
+        if r is not None:
+            raise fail_at(r, "empty record id", rid)
+        if "redcap_event_name" in has:
+            r = first(pl.col("redcap_event_name").is_null())
+            if r is not None:
+                raise fail_at(r, "empty event name in a longitudinal export", "redcap_event_name")
+            if ev_known:
+                bad = df.filter(~pl.col("redcap_event_name").is_in(list(ev_known))).head(1)
+                if bad.height:
+                    raise fail_at(bad["__rec"].item(), f"event {bad['redcap_event_name'].item()!r} is not in the "
+                                  "events file", "redcap_event_name")
+        if "redcap_repeat_instrument" in has:
+            ri = pl.col("redcap_repeat_instrument")
+            bad = df.filter(ri.is_not_null() & ~ri.is_in(self.forms)).head(1)
+            if bad.height:
+                raise fail_at(bad["__rec"].item(), f"repeat instrument {bad['redcap_repeat_instrument'].item()!r} "
+                              "is not a form of the data dictionary", "redcap_repeat_instrument")
+            if "redcap_repeat_instance" in has:
+                r = first(ri.is_not_null() & pl.col("redcap_repeat_instance").is_null())
+                if r is not None:
+                    raise fail_at(r, "repeating instrument row without a repeat instance", "redcap_repeat_instance")
+            for form in df.get_column("redcap_repeat_instrument").drop_nulls().unique().to_list():
+                others = [c for c in all_value_cols if c not in form_cols[form]]
+                if not others:
+                    continue
+                sub = df.filter(ri == form)
+                hit = sub.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in others])).head(1)
+                if hit.height:
+                    col = next(c for c in others if hit[c].item() is not None)
+                    raise fail_at(hit["__rec"].item(), f"a row of repeating instrument {form!r} holds a value "
+                                  f"({hit[col].item()!r}) for another form's field", col)
+
+    def _check_duplicates(self, rk: FileKind, keys: list[pl.DataFrame]) -> None:
+        allk = pl.concat(keys)
+        dup = allk.filter(pl.struct("s", "e", "i", "n").is_duplicated())
+        if dup.height == 0:
+            return
+        first = dup.row(0, named=True)
+        same = dup.filter((pl.col("s") == first["s"]) & pl.col("e").eq_missing(first["e"])
+                          & pl.col("i").eq_missing(first["i"]) & pl.col("n").eq_missing(first["n"]))
+        recs = same.get_column("__rec").to_list()
+        lines = self._line_of(rk, set(recs))
+        where = " and ".join(str(lines.get(r, f"record {r}")) for r in recs)
+        key = f"record {first['s']!r}" + (f", event {first['e']!r}" if first["e"] else "") + (
+            f", instrument {first['i']!r}" if first["i"] else "") + (f", instance {first['n']!r}" if first["n"] else "")
+        raise ExportError(rk.name, f"duplicate record key ({key}) on lines {where}",
+                          location=lines.get(recs[1]), field=self.record_id)
+
+    # ------------------------------------------------------------------ metadata
+    def _write_meta(self, observed_events, observed_repeating, event_order, keys) -> None:
+        res = self.result
+        items, choices = [], []
+        order = 0
+        fields_by_form: dict[str, list[Field]] = {}
+        for f in self.fields:
+            fields_by_form.setdefault(f.form, []).append(f)
+        for form in self.forms:
+            sink = res.tables[form]
+            cols = set(sink.columns)
+            if f"{form}_timestamp" in cols:
+                order += 1
+                items.append({"form": form, "item": f"{form}_timestamp", "label": "Survey timestamp",
+                              "field_type": "survey_timestamp", "order": order, "variable": f"{form}_timestamp",
+                              "identifier": False, "required": False})
+            if form == self.forms[0] and "redcap_survey_identifier" in cols:
+                order += 1
+                items.append({"form": form, "item": "redcap_survey_identifier", "label": "Survey identifier",
+                              "field_type": "survey_identifier", "order": order,
+                              "variable": "redcap_survey_identifier", "identifier": False, "required": False})
+            for f in fields_by_form.get(form, []):
+                ftype = f.field_type
+                is_choice = ftype in CHOICE_TYPES
+                raw_choices = f.choices if is_choice else IMPLICIT_CHOICES.get(ftype)
+                calc = f.choices if not is_choice and ftype not in ("slider",) else None
+                common = {"form": form, "label": f.label, "field_type": ftype, "validation": f.validation,
+                          "min": f.vmin, "max": f.vmax, "units": units_from_note(f), "identifier": f.identifier,
+                          "choices": raw_choices if raw_choices else (f.choices if ftype == "slider" else None),
+                          "required": f.required, "variable": f.name, "field_note": f.note,
+                          "section_header": f.section, "branching_logic": f.branching, "calculation": calc,
+                          "annotation": f.annotation}
+                parsed = parse_choices(raw_choices) if raw_choices else []
+                for k, (code, label) in enumerate(parsed, 1):
+                    choices.append({"item": f.name, "code": code, "label": label, "order": k})
+                if ftype == "checkbox":
+                    for code, label in parsed:
+                        order += 1
+                        items.append({**common, "item": f"{f.name}___{checkbox_suffix(code)}", "order": order,
+                                      "choice_code": code, "choice_label": label})
+                else:
+                    order += 1
+                    items.append({**common, "item": f.name, "order": order})
+            order += 1
+            items.append({"form": form, "item": f"{form}_complete", "label": "Complete?",
+                          "field_type": "form_status", "choices": FORM_STATUS_CHOICES, "order": order,
+                          "variable": f"{form}_complete", "identifier": False, "required": False})
+            for k, (code, label) in enumerate(parse_choices(FORM_STATUS_CHOICES), 1):
+                choices.append({"item": f"{form}_complete", "code": code, "label": label, "order": k})
+        rep_events_declared = {e for e in self.declared_repeating.get("", set()) if e}
+        allk = pl.concat(keys)
+        rep_events_seen = set(allk.filter(pl.col("i").is_null() & pl.col("n").is_not_null())
+                              .get_column("e").drop_nulls().unique().to_list())
+        events = list(self.events_meta)
+        if not events:
+            events = [{"event": e, "order": k} for k, e in enumerate(event_order, 1)]
+        for e in events:
+            e["repeating"] = e["event"] in rep_events_declared or e["event"] in rep_events_seen
+        forms = []
+        for k, form in enumerate(self.forms, 1):
+            evs = sorted(self.designation.get(form, set())) if self.designation else sorted(observed_events[form])
+            forms.append({"form": form, "label": None, "order": k, "events": evs,
+                          "repeating": form in observed_repeating or form in self.declared_repeating})
+        subjects = (allk.group_by("s", maintain_order=True).agg(pl.col("g").drop_nulls().first())
+                    .rename({"s": "subject_id", "g": "site_id"}))
+        res.meta = {"items": meta_frame("items", items), "choices": meta_frame("choices", choices),
+                    "events": meta_frame("events", events), "forms": meta_frame("forms", forms),
+                    "subjects": meta_frame("subjects", subjects.to_dicts())}

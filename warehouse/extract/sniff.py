@@ -1,0 +1,261 @@
+"""Recognise export files by their content: text encoding, CSV dialect, and what kind of file it is.
+
+Nothing here reads a whole file into memory: encodings are checked chunk by chunk, so a >1 GB records
+CSV costs one sequential read.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ExportError
+
+CHUNK = 16 << 20
+HEAD = 1 << 16
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (or an Excel .xlsx workbook)",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"\xd0\xcf\x11\xe0": "an OLE2 document (e.g. an Excel .xls workbook)",
+    b"\x1f\x8b": "a gzip archive",
+}
+DELIMITERS = (",", ";", "\t")
+
+# REDCap data-dictionary headers (as downloaded from the Dictionary page) -> API metadata names.
+REDCAP_DICTIONARY_HEADERS = {
+    "Variable / Field Name": "field_name",
+    "Form Name": "form_name",
+    "Section Header": "section_header",
+    "Field Type": "field_type",
+    "Field Label": "field_label",
+    "Choices, Calculations, OR Slider Labels": "select_choices_or_calculations",
+    "Field Note": "field_note",
+    "Text Validation Type OR Show Slider Number": "text_validation_type_or_show_slider_number",
+    "Text Validation Min": "text_validation_min",
+    "Text Validation Max": "text_validation_max",
+    "Identifier?": "identifier",
+    "Branching Logic (Show field only if...)": "branching_logic",
+    "Required Field?": "required_field",
+    "Custom Alignment": "custom_alignment",
+    "Question Number (surveys only)": "question_number",
+    "Matrix Group Name": "matrix_group_name",
+    "Matrix Ranking?": "matrix_ranking",
+    "Field Annotation": "field_annotation",
+}
+
+
+@dataclass
+class TextInfo:
+    """What a full pass over a text file found."""
+
+    encoding: str  # python codec name: "utf-8" or "cp1252" (or the caller's override)
+    bom: bool
+    lines: int  # number of physical lines (newline count, +1 if the last line is unterminated)
+    quotes_odd: bool  # an odd number of '"' characters: a quoted value is not closed
+
+
+@dataclass
+class FileKind:
+    """What an export file is, from its first bytes."""
+
+    name: str
+    kind: str  # empty | binary | xml | csv | text
+    what: str = ""  # human words for binary / unrecognised files
+    delimiter: str | None = None
+    header: list[str] = field(default_factory=list)
+    role: str | None = None  # dictionary | metadata | events | arms | designation | repeating | None
+    encoding: str | None = None
+
+
+def read_head(path: Path, n: int = HEAD) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def strip_bom(b: bytes) -> bytes:
+    return b[3:] if b.startswith(codecs.BOM_UTF8) else b
+
+
+def binary_kind(head: bytes) -> str | None:
+    """Words for a binary file (None when the head looks like text)."""
+    for magic, words in _MAGIC.items():
+        if head.startswith(magic):
+            return words
+    if b"\x00" in head:
+        return "a binary file (NUL bytes)"
+    return None
+
+
+def _line_at(data: bytes, offset: int, lines_before: int) -> int:
+    return lines_before + data.count(b"\n", 0, offset) + 1
+
+
+def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
+    """Check a whole file decodes as text, choosing the encoding when none is given.
+
+    UTF-8 (with or without BOM) is tried strictly; cp1252 is accepted only when UTF-8 fails before any
+    valid multi-byte UTF-8 sequence was seen (a file mixing valid UTF-8 and stray bytes is corrupt, not
+    cp1252), every byte is defined in cp1252 and there are no control characters. Otherwise
+    ExportError names the line of the first undecodable byte.
+    """
+    name = path.name
+    head = read_head(path, 4)
+    bom = head.startswith(codecs.BOM_UTF8)
+    candidates = [encoding] if encoding else ["utf-8", "cp1252"]
+    first_error: ExportError | None = None
+    for enc in candidates:
+        codec = "utf-8" if enc.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig") else enc
+        try:
+            decoder = codecs.getincrementaldecoder(codec)("strict")
+        except LookupError as exc:
+            raise ExportError(name, f"unknown encoding {enc!r}") from exc
+        lines = 0
+        quotes = 0
+        ascii_so_far = True
+        last = b""
+        ok = True
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                m = _CONTROL.search(chunk)
+                if m:
+                    raise ExportError(name, f"control byte 0x{chunk[m.start()]:02x} in a text export "
+                                      "(binary or corrupt file)", location=_line_at(chunk, m.start(), lines))
+                try:
+                    decoder.decode(chunk, final=False)
+                except UnicodeDecodeError as exc:
+                    line = _line_at(chunk, max(exc.start, 0), lines)
+                    seen_multibyte = not ascii_so_far or not chunk[: max(exc.start, 0)].isascii()
+                    bad = chunk[max(exc.start, 0): max(exc.start, 0) + 4]
+                    err = ExportError(name, f"bytes {bad!r} cannot be decoded as {enc}"
+                                      + (" (the file mixes UTF-8 and other bytes)" if seen_multibyte and
+                                         codec == "utf-8" else ""), location=line)
+                    if first_error is None:
+                        first_error = err
+                    if codec == "utf-8" and seen_multibyte and not encoding:
+                        raise err
+                    ok = False
+                    break
+                ascii_so_far = ascii_so_far and chunk.isascii()
+                lines += chunk.count(b"\n")
+                quotes += chunk.count(b'"')
+                last = chunk[-1:]
+        if ok:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                err = ExportError(name, f"the file ends in the middle of a {enc} character (truncated?)",
+                                  location=lines + 1)
+                if encoding or codec != "utf-8":
+                    raise err
+                first_error = first_error or err
+                continue
+            if last and last != b"\n":
+                lines += 1
+            return TextInfo(encoding="utf-8" if codec == "utf-8" else enc, bom=bom and codec == "utf-8",
+                            lines=lines, quotes_odd=bool(quotes % 2))
+    assert first_error is not None
+    raise first_error
+
+
+def decode_head(head: bytes, encoding: str) -> str:
+    """Decode the first bytes of a file, tolerating a character cut at the end of the sample."""
+    head = strip_bom(head) if encoding == "utf-8" else head
+    return head.decode(encoding, errors="ignore" if len(head) >= HEAD else "strict")
+
+
+def first_record(text: str) -> str:
+    """The first CSV record of a text (a header may contain quoted newlines)."""
+    in_quotes = False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            in_quotes = not in_quotes
+        elif ch == "\n" and not in_quotes:
+            return text[:i].rstrip("\r")
+    return text.rstrip("\r\n")
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a CSV header record: the most frequent of , ; TAB outside quotes (ties: comma)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    in_quotes = False
+    for ch in header:
+        if ch == '"':
+            in_quotes = not in_quotes
+        elif not in_quotes and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best
+
+
+def parse_header(header: str, delimiter: str) -> list[str]:
+    return next(csv.reader(io.StringIO(header), delimiter=delimiter), [])
+
+
+def csv_role(header: list[str]) -> str | None:
+    """Which REDCap metadata CSV a header belongs to (None: possibly the records file)."""
+    header = [c.strip() for c in header]
+    cols = set(header)
+    if header and header[0] == "Variable / Field Name" and "Form Name" in cols:
+        return "dictionary"
+    if header and header[0] == "field_name" and "form_name" in cols and "field_type" in cols:
+        return "metadata"
+    if {"event_name", "arm_num", "unique_event_name"} <= cols:
+        return "events"
+    if {"arm_num", "unique_event_name", "form"} <= cols:
+        return "designation"
+    if cols in ({"arm_num", "name"}, {"arm_num", "arm_name"}) or (
+            header[:1] == ["arm_num"] and ("name" in cols or "arm_name" in cols) and len(cols) <= 3):
+        return "arms"
+    if "form_name" in cols and ("custom_form_label" in cols or "event_name" in cols) and len(cols) <= 3:
+        return "repeating"
+    return None
+
+
+def classify(path: Path, encoding: str | None = None, delimiter: str | None = None) -> FileKind:
+    """Recognise one file from its first 64 KiB (no full read)."""
+    head = read_head(path)
+    kind = FileKind(name=path.name, kind="text")
+    if not head.strip():
+        kind.kind = "empty"
+        return kind
+    words = binary_kind(head)
+    if words:
+        kind.kind, kind.what = "binary", words
+        return kind
+    body = strip_bom(head).lstrip()
+    if body.startswith(b"<"):
+        kind.kind = "xml"
+        kind.what = "an ODM XML file" if b"<ODM" in head or b":ODM" in head else "an XML file (not ODM)"
+        return kind
+    enc = encoding
+    if enc is None:
+        try:
+            strip_bom(head).decode("utf-8", errors="strict")
+            enc = "utf-8"
+        except UnicodeDecodeError as exc:
+            enc = "utf-8" if exc.start >= len(head) - 4 and len(head) >= HEAD else "cp1252"
+    try:
+        text = decode_head(head, enc)
+    except UnicodeDecodeError:
+        text = decode_head(head, "latin-1")
+    kind.encoding = enc
+    rec = first_record(text)
+    kind.delimiter = sniff_delimiter(rec)
+    kind.header = parse_header(rec, kind.delimiter)
+    kind.kind = "csv"
+    kind.role = csv_role(kind.header)
+    if delimiter and kind.role is None:  # the override is for the records file; metadata CSVs are known
+        kind.delimiter = delimiter
+        kind.header = parse_header(rec, delimiter)
+    return kind

@@ -1,0 +1,430 @@
+"""The build, stage by stage, as plain functions that hand each other paths, not data.
+
+`flows/build.py` wraps each of these in a Prefect task; `run_build` below calls them directly (tests, benchmarks,
+the orchestration-overhead baseline). Passing paths keeps task inputs small and lets every stage be re-run alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse.models import Model, ModelRun, discover_models, execution_order, prepare_schemas, run_model
+from warehouse.publish import (
+    BuildPaths,
+    BuildRecord,
+    discard_partial_builds,
+    finalise_build,
+    new_build_id,
+    swap_in,
+    utc_now,
+    write_record,
+)
+from warehouse.resources import sql_dir
+from warehouse.study import StudyConfig, load_study
+
+DEMO_SEED = 20190515
+META_TABLES = ("items", "choices", "events", "forms")
+
+
+class BuildError(Exception):
+    """A build that cannot go on; the message is one line a person can act on."""
+
+
+class PublishBlocked(BuildError):
+    """Validation found errors: the previous warehouse stays published."""
+
+
+@dataclass
+class BuildRequest:
+    data_dir: Path
+    export: Path | None = None
+    blinded: bool = True
+    randomisation: Path | None = None
+    study: StudyConfig = field(default_factory=load_study)
+    demo_subjects: int = 32
+    demo_seed: int = DEMO_SEED
+    demo_inject_rate: float = 0.0
+
+    @property
+    def paths(self) -> BuildPaths:
+        return BuildPaths(self.data_dir, self.blinded)
+
+
+@dataclass
+class BuildResult:
+    build_id: str
+    export_id: str
+    published: Path | None
+    report: Path
+    subjects: int
+    tables: list[str]
+    errors: int
+    warnings: int
+    findings_open: int
+    model_runs: list[ModelRun]
+    stage_seconds: dict[str, float]
+    blinded: bool
+
+
+# -- export -------------------------------------------------------------------------------------------------
+
+
+def prepare_demo_export(request: BuildRequest) -> tuple[Path, Path | None]:
+    """Generate the demo study's export under DIR/demo; its randomisation list goes only to an unblinded root.
+
+    A blinded build must contain nothing that maps kits to arms, so the list is generated in a temporary
+    folder and kept only for an unblinded build, under DIR/unblinded/restricted.
+    """
+    from warehouse.demo import generate_demo
+
+    target = request.data_dir / "demo" / f"seed-{request.demo_seed}-n{request.demo_subjects}"
+    randomisation_target = request.data_dir / "unblinded" / "restricted" / "randomisation.csv"
+    need_list = not request.blinded and request.randomisation is None
+    if (target / "redcap").is_dir() and (not need_list or randomisation_target.is_file()):
+        return target / "redcap", randomisation_target if need_list else None
+    with tempfile.TemporaryDirectory(prefix="demo-", dir=request.data_dir) as tmp:
+        result = generate_demo(
+            Path(tmp),
+            subjects=request.demo_subjects,
+            seed=request.demo_seed,
+            inject_rate=request.demo_inject_rate,
+        )
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("redcap", "odm"):
+            if (Path(tmp) / name).is_dir() and not (target / name).exists():
+                shutil.copytree(Path(tmp) / name, target / name)
+        shutil.copy2(result.manifest_file, target / "manifest.json")
+        if need_list:
+            randomisation_target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(result.randomisation_file, randomisation_target)
+    return target / "redcap", randomisation_target if need_list else None
+
+
+def check_export_path(export: Path) -> None:
+    if not export.exists():
+        raise BuildError(f"export not found: {export}")
+    if export.is_dir() and not any(p.is_file() for p in export.iterdir()):
+        raise BuildError(f"export folder is empty: {export}")
+
+
+def land(export: Path, data_dir: Path) -> str:
+    """Land the export in the raw zone (a no-op when this content already landed); returns its export id."""
+    from warehouse.extract import land_export
+
+    check_export_path(export)
+    return land_export(export, data_dir).export_id
+
+
+# -- raw and staging ----------------------------------------------------------------------------------------
+
+
+def read_raw(data_dir: Path, export_id: str) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """The raw forms and metadata tables of one snapshot."""
+    from warehouse.extract import read_raw_form, read_raw_meta
+
+    meta = {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
+    forms = meta["forms"].get_column("form").to_list()
+    raw_dir = data_dir / "raw" / export_id
+    forms = [f for f in forms if (raw_dir / f"{f}.parquet").exists()]
+    return {form: read_raw_form(data_dir, export_id, form) for form in forms}, meta
+
+
+def start_build(request: BuildRequest, export_id: str) -> tuple[str, Path]:
+    """Open a new partial build file; earlier partial files (from killed builds) are discarded first."""
+    paths = request.paths
+    paths.builds.mkdir(parents=True, exist_ok=True)
+    discard_partial_builds(paths)
+    build_id = new_build_id(export_id)
+    write_record(paths, BuildRecord(build_id=build_id, started_at=utc_now().isoformat(), export_id=export_id,
+                                    blinded=request.blinded))
+    return build_id, paths.partial_file(build_id)
+
+
+def read_randomisation_list(path: Path, study: StudyConfig) -> pl.DataFrame:
+    """The restricted kit -> arm list. Read only by unblinded builds."""
+    frame = pl.read_csv(path, infer_schema=False)
+    missing = {"kit_no", "arm"} - set(frame.columns)
+    if missing:
+        raise BuildError(f"{path}: randomisation list lacks column(s) {', '.join(sorted(missing))}")
+    unknown = set(frame.get_column("arm").to_list()) - set(study.arms)
+    if unknown:
+        raise BuildError(f"{path}: unknown arm code(s) {', '.join(sorted(map(str, unknown)))}")
+    return frame.select(
+        "kit_no", "arm", pl.col("arm").replace_strict(study.arms, return_dtype=pl.Utf8).alias("arm_label")
+    )
+
+
+def empty_randomisation_list() -> pl.DataFrame:
+    return pl.DataFrame(schema={"kit_no": pl.Utf8, "arm": pl.Utf8, "arm_label": pl.Utf8})
+
+
+def write_sources(
+    build_file: Path,
+    staged: dict[str, pl.DataFrame],
+    request: BuildRequest,
+    build_id: str,
+    export_id: str,
+    randomisation: Path | None,
+) -> dict[str, int]:
+    """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms."""
+    if request.blinded:
+        arms = empty_randomisation_list()
+    else:
+        if randomisation is None:
+            raise BuildError("an unblinded build needs the randomisation list (--randomisation FILE)")
+        arms = read_randomisation_list(randomisation, request.study)
+    build_info = pl.DataFrame(
+        {
+            "build_id": [build_id],
+            "export_id": [export_id],
+            "study_id": [request.study.study_id],
+            "blinded": [request.blinded],
+            "blinded_label": [request.study.blinded_label],
+            "built_at": [utc_now().replace(tzinfo=None)],
+        }
+    )
+    parameters = pl.DataFrame(
+        [{"name": k, "value": v} for k, v in request.study.as_parameters().items()],
+        schema={"name": pl.Utf8, "value": pl.Utf8},
+    )
+    tables = {**staged, "build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
+    counts = {}
+    with duckdb.connect(str(build_file)) as con:
+        prepare_schemas(con)
+        for name, frame in tables.items():
+            con.register("_frame", frame.to_arrow())
+            con.execute(f"create or replace table src.{name} as select * from _frame")
+            con.unregister("_frame")
+            counts[name] = frame.height
+    return counts
+
+
+def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
+    """Raw snapshot -> typed `src` tables in the build file."""
+    from warehouse.stage import stage_forms
+
+    raw_forms, meta = read_raw(request.data_dir, export_id)
+    staged = stage_forms(raw_forms, meta["items"], meta["choices"], request.study)
+    build_id = build_file.name.split(".duckdb")[0]
+    return write_sources(build_file, staged, request, build_id, export_id, randomisation)
+
+
+# -- transform ------------------------------------------------------------------------------------------------
+
+
+def plan_models(build_file: Path, sql_root: Path | None = None) -> list[Model]:
+    """The models in the order they must run, checked against the sources present in the build."""
+    models = discover_models(sql_root or sql_dir())
+    with duckdb.connect(str(build_file)) as con:
+        rows = con.execute("select table_name from information_schema.tables where table_schema = 'src'").fetchall()
+    return [models[name] for name in execution_order(models, {r[0].lower() for r in rows})]
+
+
+def transform_model(build_file: Path, model: Model) -> ModelRun:
+    with duckdb.connect(str(build_file)) as con:
+        prepare_schemas(con)
+        return run_model(con, model)
+
+
+# -- validation ---------------------------------------------------------------------------------------------
+
+
+def tables_of_schema(build_file: Path, schema: str) -> dict[str, pl.DataFrame]:
+    with duckdb.connect(str(build_file), read_only=True) as con:
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]
+            ).fetchall()
+        ]
+        return {name: con.sql(f"select * from {schema}.{name}").pl() for name in names}
+
+
+def validate_raw(data_dir: Path, export_id: str):
+    from warehouse.validate import validate_stage
+
+    raw_forms, meta = read_raw(data_dir, export_id)
+    return validate_stage("raw", raw_forms, metadata=meta)
+
+
+def validate_staging(data_dir: Path, export_id: str, build_file: Path):
+    from warehouse.extract import read_raw_meta
+    from warehouse.validate import validate_stage
+
+    meta = {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
+    tables = tables_of_schema(build_file, "src")
+    return validate_stage("staging", tables, metadata=meta)
+
+
+def validate_marts(build_file: Path):
+    from warehouse.validate import validate_stage
+
+    tables = tables_of_schema(build_file, "main")
+    tables["stg_randomisation"] = tables_of_schema(build_file, "staging").get("stg_randomisation", pl.DataFrame())
+    return validate_stage("marts", tables)
+
+
+# -- publish ------------------------------------------------------------------------------------------------
+
+
+def previous_findings(paths: BuildPaths) -> pl.DataFrame | None:
+    """The findings history of the published warehouse, so findings keep their first-seen across builds."""
+    if not paths.published.exists():
+        return None
+    try:
+        with duckdb.connect(str(paths.published), read_only=True) as con:
+            return con.sql("select * from main.findings_history").pl()
+    except duckdb.Error:
+        return None
+
+
+def record_validation(build_file: Path, paths: BuildPaths, build_id: str, validations: list) -> pl.DataFrame:
+    """Write results, current findings and their history into the build file; returns the history."""
+    from warehouse.validate import update_findings_history
+
+    results = pl.concat([v.results for v in validations], how="diagonal_relaxed")
+    findings = pl.concat([v.findings for v in validations], how="diagonal_relaxed")
+    history = update_findings_history(previous_findings(paths), findings, build_id, utc_now())
+    with duckdb.connect(str(build_file)) as con:
+        for name, frame in (("validation_results", results), ("findings", findings), ("findings_history", history)):
+            con.register("_frame", frame.to_arrow())
+            con.execute(f"create or replace table main.{name} as select * from _frame")
+            con.unregister("_frame")
+        con.execute("comment on table main.findings is 'Validation findings of this build: one row per failing row and field, with subject, site, event, form, field, value, rule and severity.'")
+        con.execute("comment on table main.findings_history is 'Every finding ever seen, with first and last build seen; a finding absent from a later build is closed.'")
+        con.execute("comment on table main.validation_results is 'One row per expectation run in this build: stage, suite, rule, severity, counts.'")
+        con.execute("checkpoint")
+    return history
+
+
+def write_report(paths: BuildPaths, build_id: str, validations: list, history: pl.DataFrame) -> Path:
+    from warehouse.report import write_validation_report
+
+    return write_validation_report(paths.reports, build_id, validations, history)
+
+
+def publish(paths: BuildPaths, build_id: str, blocked: bool) -> Path | None:
+    """Complete the build file, and swap it in unless validation blocked it."""
+    final = finalise_build(paths, build_id)
+    if blocked:
+        return None
+    return swap_in(paths, final)
+
+
+def summarise(build_file: Path) -> tuple[int, list[str]]:
+    with duckdb.connect(str(build_file), read_only=True) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_schema || '.' || table_name from information_schema.tables "
+                "where table_schema in ('main', 'intermediate', 'staging') order by 1"
+            ).fetchall()
+        ]
+        subjects = con.execute("select count(*) from main.adsl").fetchone()[0] if "main.adsl" in tables else 0
+    return subjects, tables
+
+
+def finish(
+    request: BuildRequest,
+    build_id: str,
+    export_id: str,
+    build_file: Path,
+    validations: list,
+    model_runs: list[ModelRun],
+    stage_seconds: dict[str, float],
+) -> BuildResult:
+    """Record findings, write the report, publish (or not), and write the build record."""
+    paths = request.paths
+    history = record_validation(build_file, paths, build_id, validations)
+    report = write_report(paths, build_id, validations, history)
+    errors = sum(v.errors for v in validations)
+    warnings = sum(v.warnings for v in validations)
+    subjects, tables = summarise(build_file)
+    started = time.perf_counter()
+    published = publish(paths, build_id, blocked=errors > 0)
+    stage_seconds["publish"] = time.perf_counter() - started
+    open_findings = int((history.get_column("status") == "open").sum()) if history.height else 0
+    record = BuildRecord(
+        build_id=build_id,
+        started_at=build_id,
+        export_id=export_id,
+        blinded=request.blinded,
+        status="blocked" if errors else "published",
+        finished_at=utc_now().isoformat(),
+        subjects=subjects,
+        tables=len(tables),
+        errors=errors,
+        warnings=warnings,
+        message=f"{errors} error finding(s) blocked publishing" if errors else "",
+        stage_seconds=stage_seconds,
+    )
+    write_record(paths, record)
+    result = BuildResult(
+        build_id=build_id,
+        export_id=export_id,
+        published=published,
+        report=report,
+        subjects=subjects,
+        tables=tables,
+        errors=errors,
+        warnings=warnings,
+        findings_open=open_findings,
+        model_runs=model_runs,
+        stage_seconds=stage_seconds,
+        blinded=request.blinded,
+    )
+    if errors:
+        raise PublishBlocked(blocked_message(validations, result))
+    return result
+
+
+def blocked_message(validations: list, result: BuildResult) -> str:
+    failing = pl.concat([v.results for v in validations], how="diagonal_relaxed").filter(
+        (pl.col("severity") == "error") & ~pl.col("success")
+    )
+    rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in failing.head(5).iter_rows(named=True))
+    more = f" and {failing.height - 5} more" if failing.height > 5 else ""
+    return (
+        f"publishing blocked: {result.errors} error finding(s) ({rules}{more}); the previous warehouse stays "
+        f"published; report: {result.report}"
+    )
+
+
+def resolve_export(request: BuildRequest) -> tuple[Path, Path | None]:
+    """The export to build and the randomisation list an unblinded build reads (None when blinded)."""
+    if request.export is None:
+        return prepare_demo_export(request)
+    if not request.blinded and request.randomisation is None:
+        raise BuildError("an unblinded build of a study export needs --randomisation FILE")
+    return request.export, (None if request.blinded else request.randomisation)
+
+
+def run_build(request: BuildRequest) -> BuildResult:
+    """The whole build without Prefect: the same stages, called directly."""
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        started = time.perf_counter()
+        out = fn(*args)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+        return out
+
+    request.data_dir.mkdir(parents=True, exist_ok=True)
+    export, randomisation = resolve_export(request)
+    export_id = timed("extract", land, export, request.data_dir)
+    build_id, build_file = start_build(request, export_id)
+    timed("stage", stage, request, export_id, build_file, randomisation)
+    runs = [timed("transform", transform_model, build_file, m) for m in plan_models(build_file)]
+    validations = [
+        timed("validate", validate_raw, request.data_dir, export_id),
+        timed("validate", validate_staging, request.data_dir, export_id, build_file),
+        timed("validate", validate_marts, build_file),
+    ]
+    return finish(request, build_id, export_id, build_file, validations, runs, seconds)

@@ -1,0 +1,304 @@
+"""Stage: raw text forms -> typed Polars frames (the `src` schema of a build).
+
+Types come from the export's own metadata, never from guessing at values, so that a value the site typed wrong
+shows up as a typing failure (kept, with its raw text, in `typing_failures`) instead of silently changing a
+column's type. Identifiers stop here: nothing flagged as one in the metadata reaches a build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from warehouse.study import StudyConfig
+
+ItemKind = Literal["integer", "number", "date", "datetime", "boolean", "coded", "checkbox", "text"]
+
+KEY_COLUMNS = ["subject_id", "site_id", "event", "repeat_instance"]
+PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path"]
+TYPING_FAILURE_SCHEMA = {
+    "form": pl.Utf8,
+    "subject_id": pl.Utf8,
+    "site_id": pl.Utf8,
+    "event": pl.Utf8,
+    "repeat_instance": pl.Int32,
+    "item": pl.Utf8,
+    "raw_value": pl.Utf8,
+    "expected_type": pl.Utf8,
+    "_source_row": pl.Int64,
+}
+
+# Formats by REDCap validation type; ODM's ISO types share the ymd ones. Several formats are tried in order so
+# that a datetime exported with seconds, or ODM's "T" separator, still types.
+_DATE_FORMATS = {
+    "ymd": ["%Y-%m-%d"],
+    "dmy": ["%d-%m-%Y", "%d/%m/%Y"],
+    "mdy": ["%m-%d-%Y", "%m/%d/%Y"],
+}
+_DATETIME_FORMATS = {
+    "ymd": ["%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"],
+    "dmy": ["%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M"],
+    "mdy": ["%m-%d-%Y %H:%M", "%m-%d-%Y %H:%M:%S", "%m/%d/%Y %H:%M"],
+}
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    item: str
+    kind: ItemKind
+    order: str = "ymd"  # date component order for dates and date-times
+
+
+def item_kind(field_type: str | None, validation: str | None, has_choices: bool) -> tuple[ItemKind, str]:
+    """The staged type of an item, from REDCap field/validation types or ODM DataTypes, and its date order."""
+    ftype = (field_type or "").strip().lower()
+    vtype = (validation or "").strip().lower()
+    order = next((o for o in ("dmy", "mdy", "ymd") if vtype.endswith(o)), "ymd")
+    if ftype == "checkbox":
+        return "checkbox", order
+    if ftype in {"yesno", "truefalse", "boolean"}:
+        return "boolean", order
+    if ftype in {"radio", "dropdown"} or (has_choices and ftype not in {"calc", "slider"}):
+        return "coded", order
+    if vtype.startswith("datetime") or ftype == "datetime":
+        return "datetime", order
+    if vtype.startswith("date") or ftype == "date":
+        return "date", order
+    if vtype == "integer" or ftype == "integer":
+        return "integer", order
+    if vtype.startswith("number") or vtype == "float" or ftype in {"float", "double", "calc", "slider"}:
+        return "number", order
+    return "text", order
+
+
+def typed_expression(column: str, spec: ItemSpec) -> pl.Expr:
+    """A Polars expression typing one raw text column; values that do not type become null (never an error)."""
+    raw = pl.col(column).str.strip_chars()
+    raw = pl.when(raw == "").then(None).otherwise(raw)
+    if spec.kind == "integer":
+        # "12.0" is not an integer the site meant to type; keep strict digits (with sign) only.
+        return pl.when(raw.str.contains(r"^[+-]?\d+$")).then(raw).otherwise(None).cast(pl.Int64, strict=False)
+    if spec.kind == "number":
+        # Decimal comma (European sites): "1,25" -> 1.25. Thousands separators are not accepted.
+        normalised = raw.str.replace(r"^([+-]?\d*),(\d+)$", "${1}.${2}")
+        ok = normalised.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+        return pl.when(ok).then(normalised).otherwise(None).cast(pl.Float64, strict=False)
+    if spec.kind == "date":
+        return pl.coalesce(
+            [raw.str.strptime(pl.Date, fmt, strict=False, exact=True) for fmt in _DATE_FORMATS[spec.order]]
+        )
+    if spec.kind == "datetime":
+        return pl.coalesce(
+            [
+                raw.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True)
+                for fmt in _DATETIME_FORMATS[spec.order]
+            ]
+        )
+    if spec.kind in {"boolean", "checkbox"}:
+        lowered = raw.str.to_lowercase()
+        return (
+            pl.when(lowered.is_in(["1", "true", "yes", "y"]))
+            .then(True)
+            .when(lowered.is_in(["0", "false", "no", "n"]))
+            .then(False)
+            .otherwise(None)
+        )
+    return raw
+
+
+def item_specs(items: pl.DataFrame, choices: pl.DataFrame, form: str, columns: list[str]) -> dict[str, ItemSpec]:
+    """Specs of the value columns of one raw form, from the export's item metadata."""
+    coded_items = set(choices.get_column("item").to_list()) if choices.height else set()
+    meta = {row["item"]: row for row in items.filter(pl.col("form") == form).iter_rows(named=True)}
+    # Items can be listed under another form in the metadata (ODM item groups shared across forms).
+    meta_any = {row["item"]: row for row in items.iter_rows(named=True)}
+    specs: dict[str, ItemSpec] = {}
+    for column in columns:
+        row = meta.get(column) or meta_any.get(column)
+        if row is None and "___" in column:
+            row = meta.get(column.split("___")[0]) or meta_any.get(column.split("___")[0])
+            if row is not None:
+                row = {**row, "field_type": "checkbox"}
+        if row is None:
+            if column.endswith("_complete"):
+                specs[column] = ItemSpec(column, "coded")
+            continue
+        kind, order = item_kind(row.get("field_type"), row.get("validation"), column in coded_items)
+        specs[column] = ItemSpec(column, kind, order)
+    return specs
+
+
+def identifier_items(items: pl.DataFrame) -> set[str]:
+    """Items flagged as identifiers in the metadata; checkbox columns follow their field's flag."""
+    if "identifier" not in items.columns:
+        return set()
+    return set(items.filter(pl.col("identifier").fill_null(False)).get_column("item").to_list())
+
+
+def is_identifier(column: str, identifiers: set[str]) -> bool:
+    return column in identifiers or column.split("___")[0] in identifiers
+
+
+def decode_choices(frame: pl.DataFrame, column: str, choices: pl.DataFrame) -> pl.DataFrame:
+    """Add `<column>_decod`, the label of each code; an unknown code keeps its code and gets no label."""
+    labels = choices.filter(pl.col("item") == column).select(
+        pl.col("code").alias(column), pl.col("label").alias(f"{column}_decod")
+    )
+    if column.endswith("_complete") and labels.height == 0:
+        labels = pl.DataFrame(
+            {column: ["0", "1", "2"], f"{column}_decod": ["Incomplete", "Unverified", "Complete"]}
+        )
+    return frame.join(labels.unique(column), on=column, how="left")
+
+
+def stage_form(
+    raw: pl.DataFrame, form: str, items: pl.DataFrame, choices: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Type one raw form. Returns the typed frame and its typing failures."""
+    identifiers = identifier_items(items)
+    keys = [c for c in KEY_COLUMNS if c in raw.columns]
+    provenance = [c for c in PROVENANCE_COLUMNS if c in raw.columns]
+    values = [c for c in raw.columns if c not in keys and c not in provenance and not c.startswith("_")]
+    values = [c for c in values if not is_identifier(c, identifiers)]
+    specs = item_specs(items, choices, form, values)
+
+    typed_columns = [
+        pl.col("subject_id").cast(pl.Utf8),
+        (pl.col("site_id") if "site_id" in raw.columns else pl.lit(None)).cast(pl.Utf8).alias("site_id"),
+        (pl.col("event") if "event" in raw.columns else pl.lit(None)).cast(pl.Utf8).alias("event"),
+        (pl.col("repeat_instance") if "repeat_instance" in raw.columns else pl.lit(None))
+        .cast(pl.Int32, strict=False)
+        .alias("repeat_instance"),
+    ]
+    for column in values:
+        spec = specs.get(column, ItemSpec(column, "text"))
+        typed_columns.append(typed_expression(column, spec).alias(column))
+    typed_columns += [pl.col(c) for c in provenance]
+    typed = raw.select(typed_columns)
+
+    failures = typing_failures(raw, typed, form, [specs[c] for c in values if c in specs])
+    for column in values:
+        if specs.get(column) and specs[column].kind == "coded":
+            typed = decode_choices(typed, column, choices)
+    return typed, failures
+
+
+def typing_failures(raw: pl.DataFrame, typed: pl.DataFrame, form: str, specs: list[ItemSpec]) -> pl.DataFrame:
+    """Rows whose raw text is present but did not type: kept so that no value disappears unexplained."""
+    checked = [s for s in specs if s.kind not in {"text", "coded"}]
+    parts = []
+    for spec in checked:
+        raw_text = raw.get_column(spec.item).str.strip_chars()
+        failed = raw_text.is_not_null() & (raw_text != "") & typed.get_column(spec.item).is_null()
+        if not failed.any():
+            continue
+        rows = raw.filter(failed)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "form": form,
+                    "subject_id": rows.get_column("subject_id"),
+                    "site_id": rows.get_column("site_id") if "site_id" in rows.columns else None,
+                    "event": rows.get_column("event") if "event" in rows.columns else None,
+                    "repeat_instance": rows.get_column("repeat_instance").cast(pl.Int32, strict=False)
+                    if "repeat_instance" in rows.columns
+                    else None,
+                    "item": spec.item,
+                    "raw_value": rows.get_column(spec.item),
+                    "expected_type": spec.kind,
+                    "_source_row": rows.get_column("_source_row").cast(pl.Int64, strict=False)
+                    if "_source_row" in rows.columns
+                    else None,
+                },
+                schema=TYPING_FAILURE_SCHEMA,
+            )
+        )
+    return pl.concat(parts) if parts else pl.DataFrame(schema=TYPING_FAILURE_SCHEMA)
+
+
+def randomisation_times(forms: dict[str, pl.DataFrame], study: StudyConfig) -> pl.DataFrame:
+    """Each subject's H0 (the configured anchor item, e.g. the randomisation date-time): subject_id, h0."""
+    anchor = forms.get(study.anchor_form)
+    if anchor is None or study.anchor_item not in anchor.columns:
+        return pl.DataFrame(schema={"subject_id": pl.Utf8, "h0": pl.Datetime("us")})
+    return (
+        anchor.filter(pl.col(study.anchor_item).is_not_null())
+        .group_by("subject_id")
+        .agg(pl.col(study.anchor_item).min().alias("h0"))
+    )
+
+
+def add_study_time(frame: pl.DataFrame, h0: pl.DataFrame) -> pl.DataFrame:
+    """Add `<item>_hrs`, hours since H0, for every date-time column: the study's common clock."""
+    datetime_columns = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and not c.startswith("_")]
+    if not datetime_columns:
+        return frame
+    joined = frame.join(h0, on="subject_id", how="left")
+    hours = [
+        ((pl.col(c) - pl.col("h0")).dt.total_microseconds() / 3_600_000_000).alias(f"{c}_hrs")
+        for c in datetime_columns
+    ]
+    return joined.with_columns(hours).drop("h0")
+
+
+def ne_salt_factor(salt: pl.Expr, study: StudyConfig) -> pl.Expr:
+    """The multiplier from a labelled NE dose to base, for a salt code (null for an unknown salt)."""
+    return salt.cast(pl.Utf8).replace_strict(study.ne_salt_factors, default=None, return_dtype=pl.Float64)
+
+
+def subject_ne_salts(forms: dict[str, pl.DataFrame], form: str, study: StudyConfig) -> pl.DataFrame:
+    """The salt each subject's NE is labelled in, read from a form that records it (first NE row)."""
+    spec = study.ne_base_doses.get(form, {})
+    frame = forms.get(form)
+    if frame is None or "salt" not in spec or spec["salt"] not in frame.columns:
+        return pl.DataFrame(schema={"subject_id": pl.Utf8, "_ne_salt": pl.Utf8})
+    if "drug" in spec and spec["drug"] in frame.columns:
+        frame = frame.filter(pl.col(spec["drug"]) == study.ne_drug_code)
+    sort_by = [c for c in ("repeat_instance",) if c in frame.columns]
+    return (
+        frame.filter(pl.col(spec["salt"]).is_not_null())
+        .sort(["subject_id", *sort_by])
+        .group_by("subject_id", maintain_order=True)
+        .agg(pl.col(spec["salt"]).first().alias("_ne_salt"))
+    )
+
+
+def add_ne_base(forms: dict[str, pl.DataFrame], study: StudyConfig) -> dict[str, pl.DataFrame]:
+    """Add `<rate>_base` (NE in µg/kg/min as base) wherever the study configuration says NE is recorded."""
+    out = dict(forms)
+    for form, spec in study.ne_base_doses.items():
+        frame = out.get(form)
+        if frame is None or spec["rate"] not in frame.columns:
+            continue
+        rate = pl.col(spec["rate"])
+        if "salt_from" in spec:
+            salts = subject_ne_salts(forms, spec["salt_from"], study)
+            frame = frame.join(salts, on="subject_id", how="left")
+            base = rate * ne_salt_factor(pl.col("_ne_salt"), study)
+        else:
+            base = rate * ne_salt_factor(pl.col(spec["salt"]), study)
+        if "drug" in spec and spec["drug"] in frame.columns:
+            base = pl.when(pl.col(spec["drug"]) == study.ne_drug_code).then(base).otherwise(None)
+        out[form] = frame.with_columns(base.alias(f"{spec['rate']}_base")).drop("_ne_salt", strict=False)
+    return out
+
+
+def stage_forms(
+    raw_forms: dict[str, pl.DataFrame], items: pl.DataFrame, choices: pl.DataFrame, study: StudyConfig
+) -> dict[str, pl.DataFrame]:
+    """Stage every raw form: typed, decoded, identifiers dropped, NE as base, in study time.
+
+    The result also holds `typing_failures`, one row per value that did not type.
+    """
+    typed: dict[str, pl.DataFrame] = {}
+    failures = []
+    for form, raw in sorted(raw_forms.items()):
+        typed[form], failed = stage_form(raw, form, items, choices)
+        failures.append(failed)
+    typed = add_ne_base(typed, study)
+    h0 = randomisation_times(typed, study)
+    staged = {form: add_study_time(frame, h0) for form, frame in typed.items()}
+    staged["typing_failures"] = pl.concat(failures) if failures else pl.DataFrame(schema=TYPING_FAILURE_SCHEMA)
+    return staged

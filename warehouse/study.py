@@ -1,0 +1,68 @@
+"""The study configuration: the one place where a study's parameters live (thresholds, windows, salt factors)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_STUDIES = Path(__file__).resolve().parent / "studies"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    study_id: str
+    title: str
+    anchor_form: str
+    anchor_item: str
+    ne_salt_factors: dict[str, float]
+    ne_salt_labels: dict[str, str]
+    ne_drug_code: str
+    ne_base_doses: dict[str, dict[str, str]]
+    bradycardia_hr_threshold: float
+    bradycardia_min_readings: int
+    bradycardia_window_hours: float
+    teae_window_hours: float
+    windows: dict[str, tuple[float, float]]
+    arms: dict[str, str]
+    blinded_label: str
+    source: Path = field(default=Path())
+
+    def as_parameters(self) -> dict[str, str]:
+        """Flat name -> value pairs, stored in the warehouse so every build says which parameters it used."""
+        params = {
+            "study_id": self.study_id,
+            "anchor": f"{self.anchor_form}.{self.anchor_item}",
+            "bradycardia_hr_threshold": str(self.bradycardia_hr_threshold),
+            "bradycardia_min_readings": str(self.bradycardia_min_readings),
+            "bradycardia_window_hours": str(self.bradycardia_window_hours),
+            "teae_window_hours": str(self.teae_window_hours),
+        }
+        params.update({f"ne_salt_factor_{k}": str(v) for k, v in self.ne_salt_factors.items()})
+        params.update({f"window_{k}": f"{lo},{hi}" for k, (lo, hi) in self.windows.items()})
+        return params
+
+
+def load_study(path: Path | str | None = None) -> StudyConfig:
+    """Load a study configuration (TOML); with no path, the built-in demo study."""
+    source = Path(path) if path else _STUDIES / "adress.toml"
+    raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    ne = raw["norepinephrine"]
+    return StudyConfig(
+        study_id=raw["study"]["id"],
+        title=raw["study"].get("title", raw["study"]["id"]),
+        anchor_form=raw["time"]["anchor_form"],
+        anchor_item=raw["time"]["anchor_item"],
+        ne_salt_factors={str(k): float(v) for k, v in ne["salt_factors"].items()},
+        ne_salt_labels={str(k): str(v) for k, v in ne["salt_labels"].items()},
+        ne_drug_code=str(ne["drug_code"]),
+        ne_base_doses={form: dict(spec) for form, spec in ne.get("base_doses", {}).items()},
+        bradycardia_hr_threshold=float(raw["bradycardia"]["hr_threshold"]),
+        bradycardia_min_readings=int(raw["bradycardia"]["min_consecutive_readings"]),
+        bradycardia_window_hours=float(raw["bradycardia"]["window_hours"]),
+        teae_window_hours=float(raw["adverse_events"]["teae_window_hours"]),
+        windows={k: (float(v[0]), float(v[1])) for k, v in raw["windows"].items()},
+        arms={str(k): str(v) for k, v in raw["treatment"]["arms"].items()},
+        blinded_label=raw["treatment"]["blinded_label"],
+        source=source,
+    )

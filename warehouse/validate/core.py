@@ -1,0 +1,453 @@
+"""validate_stage: run a stage's suites with Great Expectations and turn failures into row-level findings."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from warehouse.validate.derived import DERIVED_CHECKS
+from warehouse.validate.findings import FINDINGS_COLUMNS, findings_frame
+from warehouse.validate.suites import (
+    STAGES,
+    form_order,
+    generate_raw_suites,
+    generate_staging_range_suites,
+    load_suites,
+    save_suites,
+    severity_of,
+    suite_tables,
+    suite_to_dict,
+    suite_to_gx,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_FINDINGS_PER_EXPECTATION = 1000
+
+RESULTS_SCHEMA: dict[str, pl.DataType] = {
+    "stage": pl.Utf8,
+    "suite": pl.Utf8,
+    "table": pl.Utf8,
+    "expectation_type": pl.Utf8,
+    "column": pl.Utf8,
+    "severity": pl.Utf8,
+    "success": pl.Boolean,  # null when skipped
+    "element_count": pl.Int64,
+    "unexpected_count": pl.Int64,
+    "rule": pl.Utf8,
+    "status": pl.Utf8,  # passed | failed | skipped | error (GX raised: counted as failed)
+    "note": pl.Utf8,
+}
+
+# Where a finding's keys come from, first column present wins (a suite's meta.keys overrides).
+DEFAULT_KEYS: dict[str, list[str]] = {
+    "subject_id": ["subject_id", "USUBJID", "SUBJID"],
+    "site_id": ["site_id", "SITEID"],
+    "event": ["event", "AVISIT", "VISIT"],
+    "repeat_instance": ["repeat_instance"],
+}
+
+
+@dataclass
+class StageValidation:
+    """What one stage's validation found.
+
+    ``errors`` / ``warnings``: numbers of failed expectations by severity (an expectation that GX could not run
+    counts as failed); ``success`` is False iff ``errors`` > 0. ``results``: one row per expectation run (and per
+    skipped suite / expectation, status 'skipped'). ``findings``: FINDINGS_COLUMNS. ``suites``: every suite that
+    was considered, as GX JSON dicts (files and generated ones), for the data manager to read."""
+
+    stage: str
+    results: pl.DataFrame
+    findings: pl.DataFrame
+    suites: list[dict] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return self._failed("error")
+
+    @property
+    def warnings(self) -> int:
+        return self._failed("warning")
+
+    @property
+    def skipped(self) -> int:
+        return self.results.filter(pl.col("status") == "skipped").height
+
+    @property
+    def success(self) -> bool:
+        return self.errors == 0
+
+    def _failed(self, severity: str) -> int:
+        return self.results.filter((pl.col("success") == False) & (pl.col("severity") == severity)).height  # noqa: E712
+
+    @property
+    def generated_suites(self) -> list[dict]:
+        return [s for s in self.suites if (s.get("meta") or {}).get("generated_from")]
+
+    def save_suites(self, out_dir: Path, generated_only: bool = True) -> list[Path]:
+        """Write the suites run (by default the generated ones) as JSON files under ``out_dir``."""
+        return save_suites(self.generated_suites if generated_only else self.suites, Path(out_dir))
+
+    def summary(self) -> str:
+        return (f"{self.stage}: {'passed' if self.success else 'FAILED'}, {self.errors} error and {self.warnings} "
+                f"warning expectations failed, {self.findings.height} findings, {self.skipped} skipped")
+
+
+# --------------------------------------------------------------------------------------------- GX runtime
+
+_GX: dict[str, Any] = {}
+
+
+def gx_runtime() -> dict[str, Any]:
+    """Great Expectations imported once, lazily: an ephemeral context, progress bars off, one pandas asset."""
+    if not _GX:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        ds = ctx.data_sources.add_pandas("warehouse_validate")
+        batch_def = ds.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
+        _GX.update(gx=gx, context=ctx, batch_definition=batch_def)
+    return _GX
+
+
+def to_pandas(frame: pl.DataFrame):
+    """Polars -> Arrow-backed pandas with a RangeIndex (GX's unexpected_index_list are then row positions)."""
+    return frame.to_pandas(use_pyarrow_extension_array=True)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _columns_referenced(kwargs: dict) -> list[str]:
+    cols = []
+    for k in ("column", "column_A", "column_B"):
+        if isinstance(kwargs.get(k), str):
+            cols.append(kwargs[k])
+    for k in ("column_list", "column_set"):
+        if isinstance(kwargs.get(k), list):
+            cols.extend(kwargs[k])
+
+    def walk(node):
+        if isinstance(node, dict):
+            col = node.get("column")
+            if isinstance(col, dict) and isinstance(col.get("name"), str):
+                cols.append(col["name"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(kwargs.get("row_condition"))
+    return cols
+
+
+def _parameters_referenced(kwargs: dict) -> list[str]:
+    return [v["$PARAMETER"] for v in kwargs.values() if isinstance(v, dict) and "$PARAMETER" in v]
+
+
+def _source_values(tables: dict[str, pl.DataFrame], sources) -> pl.Series | None:
+    for src in [sources] if isinstance(sources, str) else list(sources):
+        table, _, column = str(src).rpartition(".")
+        frame = tables.get(table)
+        if frame is not None and column in frame.columns:
+            return frame[column].drop_nulls().cast(pl.Utf8)
+    return None
+
+
+def _suite_parameters(meta: dict, tables: dict[str, pl.DataFrame], builtin: dict[str, Any]) -> dict[str, Any]:
+    params = dict(builtin)
+    for name, spec in (meta.get("parameters") or {}).items():
+        if not isinstance(spec, dict):
+            params[name] = spec
+        elif "value" in spec:
+            params[name] = spec["value"]
+        elif "count_distinct" in spec:
+            s = _source_values(tables, spec["count_distinct"])
+            if s is not None:
+                params[name] = int(s.n_unique())
+        elif "values" in spec:
+            s = _source_values(tables, spec["values"])
+            if s is not None:
+                params[name] = sorted(s.unique().to_list())
+    return params
+
+
+def _known_subjects(tables: dict[str, pl.DataFrame], metadata: dict[str, pl.DataFrame] | None) -> list[str] | None:
+    """Raw stage: the subject list = subjects of the first form (the one holding the record id field)."""
+    for form in form_order(metadata):
+        frame = tables.get(form)
+        if frame is not None and "subject_id" in frame.columns:
+            return sorted(frame["subject_id"].drop_nulls().cast(pl.Utf8).unique().to_list())
+    return None
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return format(v, ".12g")  # 0.30000000000000004 -> 0.3
+    return str(v)
+
+
+class _Fmt(dict):
+    def __missing__(self, key):
+        return ""
+
+
+def _where(keys: dict[str, str | None]) -> str:
+    parts = []
+    for label, k in (("subject", "subject_id"), ("site", "site_id"), ("event", "event"), ("instance", "repeat_instance")):
+        if keys.get(k) not in (None, ""):
+            parts.append(f"{label} {keys[k]}")
+    return ", ".join(parts)
+
+
+def _message(template: str | None, row: dict, base: dict) -> str:
+    where = _where(base)
+    if template:
+        ctx = _Fmt({**{k: ("" if v is None else _text(v)) for k, v in row.items()},
+                    **{k: ("" if v is None else v) for k, v in base.items()}, "where": where})
+        text = template.format_map(ctx)
+    else:
+        if base.get("pair"):  # two columns compared: the value already names both
+            text = f"{base['form']}: {base['value']}" + (f" ({where})" if where else "") + f": {base['rule']}"
+        else:
+            target = f"{base['form']}.{base['field']}" if base.get("field") else str(base.get("form"))
+            shown = "is empty" if base.get("value") is None else f"= '{base['value']}'"
+            text = f"{target} {shown}" + (f" ({where})" if where else "") + f": {base['rule']}"
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+def validate_stage(
+    stage: str,
+    tables: dict[str, pl.DataFrame],
+    metadata: dict[str, pl.DataFrame] | None = None,
+    suites_dir: Path | None = None,
+    *,
+    max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
+    generated_dir: Path | None = None,
+    extra_suites: list | None = None,
+) -> StageValidation:
+    """Validate one stage's tables with its suites; see the package docstring.
+
+    raw: the suite files in ``<suites_dir>/raw`` plus one suite per form generated from ``metadata`` (items,
+    choices); staging: the files in ``staging/`` (derived ``chk_*`` tables computed here) plus dictionary ranges
+    generated from ``metadata``; marts: the files in ``marts/``. A suite whose table is absent is skipped (status
+    'skipped'). ``generated_dir``: also write the generated suites there. ``extra_suites``: more suites (dicts or
+    gx objects) to run."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    rt = gx_runtime()
+    gx = rt["gx"]
+    tables = dict(tables)
+    file_suites = load_suites(stage, suites_dir)
+    file_suites += [s if not isinstance(s, dict) else suite_to_gx(s) for s in (extra_suites or [])]
+    gen_sev: dict[str, str] = {}
+    for s in file_suites:
+        gen_sev.update((s.meta or {}).get("generated_severity") or {})
+
+    generated: list[dict] = []
+    if metadata and stage == "raw":
+        generated = generate_raw_suites(metadata, tables, severity=gen_sev)
+    elif metadata and stage == "staging":
+        ranged = set()
+        for s in file_suites:
+            for t in suite_tables(s.meta or {}, list(tables)):
+                for e in s.expectations:
+                    cfg = e.configuration
+                    kw = cfg.kwargs
+                    # a file range with both bounds and no row condition replaces the dictionary's range
+                    if (cfg.type == "expect_column_values_to_be_between" and isinstance(kw.get("column"), str)
+                            and kw.get("min_value") is not None and kw.get("max_value") is not None
+                            and not kw.get("row_condition")):
+                        ranged.add((t, cfg.kwargs["column"]))
+        generated = generate_staging_range_suites(metadata, tables, skip=ranged, severity=gen_sev)
+    suites = file_suites + [suite_to_gx(d) for d in generated]
+    if generated_dir is not None and generated:
+        save_suites(generated, Path(generated_dir))
+
+    # derived check tables named by suites
+    for s in suites:
+        name = (s.meta or {}).get("table")
+        if isinstance(name, str) and name in DERIVED_CHECKS and name not in tables:
+            frame = DERIVED_CHECKS[name](tables, (s.meta or {}).get("derived") or {})
+            if frame is not None:
+                tables[name] = frame
+
+    builtin: dict[str, Any] = {}
+    if stage == "raw":
+        ks = _known_subjects(tables, metadata)
+        if ks is not None:
+            builtin["known_subjects"] = ks
+
+    result_rows: list[dict] = []
+    finding_rows: list[dict] = []
+    pandas_cache: dict[str, Any] = {}
+    for suite in suites:
+        meta = suite.meta or {}
+        targets = suite_tables(meta, list(tables))
+        if not targets:
+            result_rows.append(_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
+                                    "no such table in this stage"))
+            continue
+        params = _suite_parameters(meta, tables, builtin)
+        for table in targets:
+            frame = tables[table]
+            runnable, configs = [], []
+            for i, exp in enumerate(suite.expectations):
+                cfg = exp.configuration
+                kw = cfg.to_json_dict().get("kwargs", {})
+                sev = severity_of(cfg.meta or {}, getattr(exp, "severity", None))
+                missing_cols = [c for c in _columns_referenced(kw) if c not in frame.columns]
+                missing_params = [p for p in _parameters_referenced(kw) if p not in params]
+                if missing_cols or missing_params:
+                    note = (f"column(s) {', '.join(missing_cols)} not in {table}" if missing_cols
+                            else f"parameter(s) {', '.join(missing_params)} not available")
+                    result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, None, "skipped", note, order=i))
+                    continue
+                c = copy.deepcopy(cfg)
+                c.meta = {**(c.meta or {}), "_i": i}
+                runnable.append(c)
+                configs.append((i, cfg, kw, sev))
+            if not runnable:
+                continue
+            if table not in pandas_cache:
+                pandas_cache[table] = to_pandas(frame)
+            batch = rt["batch_definition"].get_batch(batch_parameters={"dataframe": pandas_cache[table]})
+            run_suite = gx.ExpectationSuite(name=f"{suite.name}:{table}", expectations=runnable)
+            out = batch.validate(run_suite, result_format={"result_format": "COMPLETE"},
+                                 expectation_parameters={k: v for k, v in params.items()})
+            by_i = {int(r.expectation_config.meta["_i"]): r for r in out.results}
+            for i, cfg, kw, sev in configs:
+                r = by_i.get(i)
+                res = (r.result or {}) if r is not None else {}
+                exc = (r.exception_info or {}) if r is not None else {}
+                raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
+                if r is None or raised:
+                    note = (exc.get("exception_message") if isinstance(exc, dict) else None) or "no result from GX"
+                    result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, False, "error",
+                                            f"could not run: {note}".splitlines()[0], order=i))
+                    finding_rows.append(_table_finding(stage, suite.name, table, cfg, kw, sev,
+                                                       f"{table}: check could not run ({note.splitlines()[0]})", None))
+                    continue
+                status = "passed" if r.success else "failed"
+                result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, bool(r.success), status, None,
+                                        element_count=res.get("element_count"),
+                                        unexpected_count=res.get("unexpected_count"), order=i))
+                if not r.success:
+                    finding_rows.extend(_findings_of(stage, suite.name, meta, table, frame, cfg, kw, sev, res,
+                                                     max_findings_per_expectation))
+
+    results = pl.DataFrame(result_rows, schema={**RESULTS_SCHEMA, "_order": pl.Int64}) if result_rows else pl.DataFrame(schema={**RESULTS_SCHEMA, "_order": pl.Int64})
+    results = results.drop("_order")
+    findings = findings_frame(finding_rows).select(FINDINGS_COLUMNS)
+    all_suites = [suite_to_dict(s) for s in suites]
+    for d, src in zip(all_suites, suites):
+        if src.meta.get("generated_from"):
+            d.setdefault("meta", {})["generated_from"] = src.meta["generated_from"]
+    return StageValidation(stage=stage, results=results, findings=findings, suites=all_suites)
+
+
+def _column_label(kw: dict) -> str | None:
+    if isinstance(kw.get("column"), str):
+        return kw["column"]
+    if isinstance(kw.get("column_A"), str):
+        return f"{kw['column_A']},{kw.get('column_B')}"
+    for k in ("column_list", "column_set"):
+        if isinstance(kw.get(k), list):
+            return ",".join(kw[k])
+    return None
+
+
+def _rule(cfg, kw: dict) -> str:
+    rule = (cfg.meta or {}).get("rule")
+    if rule:
+        return str(rule)
+    shown = {k: v for k, v in kw.items() if k not in ("result_format", "catch_exceptions")}
+    return f"{cfg.type} {shown}"
+
+
+def _row(stage, suite, table, cfg, kw, sev, success, status, note, element_count=None, unexpected_count=None, order=-1):
+    return {
+        "stage": stage, "suite": suite, "table": table,
+        "expectation_type": cfg.type if cfg is not None else None,
+        "column": _column_label(kw), "severity": sev, "success": success,
+        "element_count": element_count, "unexpected_count": unexpected_count,
+        "rule": _rule(cfg, kw) if cfg is not None else None, "status": status, "note": note, "_order": order,
+    }
+
+
+def _table_finding(stage, suite, table, cfg, kw, sev, message, value) -> dict:
+    meta = cfg.meta or {}
+    return {
+        "stage": stage, "suite": suite, "rule": _rule(cfg, kw), "expectation_type": cfg.type, "severity": sev,
+        "subject_id": None, "site_id": None, "event": None, "repeat_instance": None,
+        "form": meta.get("form", table), "field": meta.get("field", _column_label(kw)), "value": value,
+        "message": " ".join(str(message).split()),
+    }
+
+
+def _key_value(row: dict, spec) -> str | None:
+    if spec is None:
+        return None
+    cols = [spec] if isinstance(spec, str) else list(spec)
+    vals = [_text(row.get(c)) for c in cols if c in row]
+    vals = [v for v in vals if v is not None]
+    return " / ".join(vals) if vals else None
+
+
+def _findings_of(stage, suite, suite_meta, table, frame: pl.DataFrame, cfg, kw, sev, res: dict, cap: int) -> list[dict]:
+    meta = cfg.meta or {}
+    rule = _rule(cfg, kw)
+    idx = res.get("unexpected_index_list")
+    if idx is None or (not idx and not res.get("unexpected_count")):
+        observed = res.get("observed_value")
+        msg = f"{table}: {rule}" + (f" (observed {observed})" if observed is not None else "")
+        return [_table_finding(stage, suite, table, cfg, kw, sev, msg, _text(observed))]
+    keys = {k: next((c for c in cands if c in frame.columns), None) for k, cands in DEFAULT_KEYS.items()}
+    keys.update({k: v for k, v in (suite_meta.get("keys") or {}).items()})
+    positions = [int(i) for i in idx[:cap] if isinstance(i, (int,)) or str(i).isdigit()]
+    rows = frame[positions].to_dicts() if positions else []
+    column_a, column_b = kw.get("column_A"), kw.get("column_B")
+    col_list = kw.get("column_list") or kw.get("column_set")
+    out = []
+    for row in rows:
+        if isinstance(kw.get("column"), str):
+            value = _text(row.get(kw["column"]))
+        elif column_a:
+            value = f"{column_a}={_text(row.get(column_a))}; {column_b}={_text(row.get(column_b))}"
+        elif col_list:
+            value = " / ".join("" if row.get(c) is None else _text(row.get(c)) for c in col_list)
+        else:
+            value = None
+        if "value" in (suite_meta.get("keys") or {}):
+            value = _key_value(row, suite_meta["keys"]["value"])
+        base = {k: _key_value(row, keys.get(k)) for k in ("subject_id", "site_id", "event", "repeat_instance")}
+        form = meta.get("form") or (_key_value(row, suite_meta["keys"]["form"]) if "form" in (suite_meta.get("keys") or {}) else table)
+        fld = meta.get("field") or (_key_value(row, suite_meta["keys"]["field"]) if "field" in (suite_meta.get("keys") or {}) else None)
+        if fld is None:
+            fld = kw.get("column") or column_a or (", ".join(col_list) if col_list else None)
+        base.update(form=form, field=fld, value=value, rule=rule, pair=bool(column_a) and not isinstance(kw.get("column"), str))
+        out.append({
+            "stage": stage, "suite": suite, "rule": rule, "expectation_type": cfg.type, "severity": sev,
+            **{k: base[k] for k in ("subject_id", "site_id", "event", "repeat_instance", "form", "field", "value")},
+            "message": _message(meta.get("message"), row, base),
+        })
+    return out
