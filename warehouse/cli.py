@@ -145,6 +145,25 @@ def status(
                    f"errors {r.errors:>4}  warnings {r.warnings:>4}  {r.message}")
 
 
+def register_areas() -> None:
+    """Add the sub-commands of each area module that exists (see `warehouse.commands`)."""
+    import importlib
+
+    from warehouse.commands import AREAS
+
+    for area in AREAS:
+        try:
+            module = importlib.import_module(f"warehouse.commands.{area}")
+        except ModuleNotFoundError as err:
+            if err.name != f"warehouse.commands.{area}":
+                raise
+            continue
+        module.register(app)
+
+
+register_areas()
+
+
 def main() -> None:
     try:
         app()

@@ -17,6 +17,7 @@ The header, a block of `--` comment lines at the top of the file, carries the mo
 from __future__ import annotations
 
 import graphlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,14 @@ class Model:
     tags: list[str] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
     depends_on: set[str] = field(default_factory=set)
+    # filled by `execution_order`: the models this one reads (resolved names)
+    upstream: set[str] = field(default_factory=set)
+    header_lines: dict[str, int] = field(default_factory=dict, repr=False)
+    reference_positions: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def grain_columns(self) -> list[str]:
+        return split_list(self.grain)
 
     @property
     def schema(self) -> str:
@@ -57,12 +66,30 @@ class Model:
         return f"{self.schema}.{self.name}"
 
 
-def parse_header(sql: str) -> dict[str, object]:
-    """The configuration block: leading `-- key: value` lines, with `columns:` followed by indented pairs."""
+HEADER_KEYS = {
+    "description": "what one row is and what the table is for",
+    "materialized": "table (default) or view",
+    "grain": "the columns that identify a row, comma-separated",
+    "tags": "comma-separated labels, for `--select tag:<tag>`",
+    "columns": "followed by indented `--   column: description` lines",
+}
+MATERIALIZATIONS = ("table", "view")
+_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def parse_header(sql: str, path: Path | str = "<sql>") -> dict[str, object]:
+    """The configuration block: leading `-- key: value` lines, with `columns:` followed by indented pairs.
+
+    A leading comment line shaped like `-- word: text` is a config line and its key must be one of HEADER_KEYS
+    (an unknown key is an error naming the file and line: a typo such as `grian:` must not pass silently); other
+    comment lines (free text) are allowed. The result also carries `_lines`: the line number of each key and of
+    each described column, for messages.
+    """
     config: dict[str, object] = {}
     columns: dict[str, str] = {}
+    lines: dict[str, int] = {}
     in_columns = False
-    for line in sql.splitlines():
+    for number, line in enumerate(sql.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
             continue
@@ -72,18 +99,77 @@ def parse_header(sql: str) -> dict[str, object]:
         if in_columns and body.startswith("   ") and ":" in body:
             name, _, text = body.strip().partition(":")
             columns[name.strip().lower()] = text.strip()
+            lines[f"columns.{name.strip().lower()}"] = number
             continue
         in_columns = False
         key, sep, value = body.strip().partition(":")
-        if not sep:
-            continue
         key = key.strip().lower()
+        if not sep or not _KEY_PATTERN.match(key):
+            continue
+        if key not in HEADER_KEYS:
+            known = ", ".join(HEADER_KEYS)
+            raise ModelError(f"{path}:{number}: unknown header key '{key}' (known keys: {known})")
+        if key in lines:
+            raise ModelError(f"{path}:{number}: header key '{key}' repeated (first on line {lines[key]})")
+        lines[key] = number
         if key == "columns":
             in_columns = True
-        elif key:
+        else:
             config[key] = value.strip()
+    materialized = str(config.get("materialized", "table")).lower()
+    if materialized not in MATERIALIZATIONS:
+        raise ModelError(
+            f"{path}:{lines['materialized']}: materialized must be table or view, not '{config['materialized']}'"
+        )
     config["columns"] = columns
+    config["_lines"] = lines
     return config
+
+
+def split_list(text: object) -> list[str]:
+    return [part.strip() for part in str(text or "").split(",") if part.strip()]
+
+
+_AST_CACHE: dict[str, exp.Expr] = {}
+
+
+def parse_model_sql(sql: str, path: Path) -> exp.Query:
+    """The model's SELECT as a sqlglot tree (DuckDB dialect), cached by text; callers get their own copy."""
+    ast = _AST_CACHE.get(sql)
+    if ast is None:
+        try:
+            ast = sqlglot.parse_one(sql, read="duckdb")
+        except sqlglot.errors.ParseError as err:
+            detail = err.errors[0] if err.errors else {}
+            where = f":{detail.get('line')}:{detail.get('col')}" if detail.get("line") else ""
+            message = detail.get("description") or str(err).splitlines()[0]
+            raise ModelError(f"{path}{where}: cannot parse the SQL: {message}") from err
+        if not isinstance(ast, exp.Query):
+            raise ModelError(f"{path}: a model is one SELECT statement, found {ast.key.upper()}")
+        _AST_CACHE[sql] = ast
+    return ast.copy()
+
+
+def position(node: exp.Expr) -> tuple[int, int]:
+    """(line, column) where a node starts in the model's file, 1-based; (0, 0) when sqlglot kept no position."""
+    ident = node.this if isinstance(node, (exp.Column, exp.Table)) and isinstance(node.this, exp.Identifier) else node
+    meta = ident.meta if isinstance(ident, exp.Expr) else {}
+    line, end_col = meta.get("line") or 0, meta.get("col") or 0
+    start, end = meta.get("start"), meta.get("end")
+    if line and start is not None and end is not None:
+        return line, max(1, end_col - (end - start))
+    return line, end_col
+
+
+def table_references(ast: exp.Query) -> dict[str, exp.Table]:
+    """The tables a query reads, CTE names excluded, by reference (`name` or `schema.name`), first occurrence."""
+    tables: dict[str, exp.Table] = {}
+    for scope in traverse_scope(ast):
+        for source in scope.sources.values():
+            if isinstance(source, exp.Table) and source.name:
+                name = source.name.lower()
+                tables.setdefault(f"{source.db.lower()}.{name}" if source.db else name, source)
+    return tables
 
 
 def referenced_tables(sql: str, path: Path) -> set[str]:
@@ -91,25 +177,13 @@ def referenced_tables(sql: str, path: Path) -> set[str]:
 
     A qualifier is kept because a mart may share its name with a staged form (`main.x` vs `src.x`).
     """
-    try:
-        ast = sqlglot.parse_one(sql, read="duckdb")
-    except sqlglot.errors.ParseError as err:
-        raise ModelError(f"{path}: cannot parse the SQL: {str(err).splitlines()[0]}") from err
-    if not isinstance(ast, exp.Query):
-        raise ModelError(f"{path}: a model is one SELECT statement, found {ast.key.upper()}")
-    tables: set[str] = set()
-    for scope in traverse_scope(ast):
-        for source in scope.sources.values():
-            if isinstance(source, exp.Table) and source.name:
-                name = source.name.lower()
-                tables.add(f"{source.db.lower()}.{name}" if source.db else name)
-    return tables
+    return set(table_references(parse_model_sql(sql, path)))
 
 
 def load_model(path: Path, layer: str) -> Model:
-    sql = path.read_text(encoding="utf-8").strip().rstrip(";")
-    header = parse_header(sql)
-    tags = [t.strip() for t in str(header.get("tags", "")).split(",") if t.strip()]
+    sql = path.read_text(encoding="utf-8").rstrip().rstrip(";").rstrip()
+    header = parse_header(sql, path)
+    references = table_references(parse_model_sql(sql, path))
     return Model(
         name=path.stem.lower(),
         path=path,
@@ -118,9 +192,11 @@ def load_model(path: Path, layer: str) -> Model:
         description=str(header.get("description", "")),
         materialized=str(header.get("materialized", "table")).lower(),
         grain=str(header.get("grain", "")),
-        tags=tags,
+        tags=split_list(header.get("tags")),
         columns=dict(header["columns"]),  # type: ignore[arg-type]
-        depends_on=referenced_tables(sql, path),
+        depends_on=set(references),
+        header_lines=dict(header["_lines"]),  # type: ignore[arg-type]
+        reference_positions={ref: position(table) for ref, table in references.items()},
     )
 
 
@@ -158,13 +234,24 @@ def model_dependencies(model: Model, models: dict[str, Model], sources: set[str]
     resolved = {ref: resolve_dependency(ref, models, sources) for ref in model.depends_on}
     unknown = sorted(ref for ref, target in resolved.items() if target is None)
     if unknown:
-        raise ModelError(f"{model.path}: reads unknown table(s) {', '.join(unknown)}")
+        where = [model.reference_positions.get(ref, (0, 0)) for ref in unknown]
+        line = f":{where[0][0]}:{where[0][1]}" if where[0][0] else ""
+        raise ModelError(f"{model.path}{line}: reads unknown table(s) {', '.join(unknown)}")
     return {target for target in resolved.values() if target}
+
+
+def model_graph(models: dict[str, Model], sources: set[str]) -> dict[str, set[str]]:
+    """Each model's upstream models (also stored on `Model.upstream`); an unknown table is an error."""
+    graph = {}
+    for model in models.values():
+        model.upstream = model_dependencies(model, models, sources)
+        graph[model.name] = model.upstream
+    return graph
 
 
 def execution_order(models: dict[str, Model], sources: set[str]) -> list[str]:
     """Models in dependency order; an unknown table or a cycle is an error naming the files involved."""
-    graph = {model.name: model_dependencies(model, models, sources) for model in models.values()}
+    graph = model_graph(models, sources)
     try:
         return list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as err:

@@ -113,3 +113,6 @@ def test_adverse_events_coded_some_serious_some_before_first_dose(clean):
     assert fatal == deaths
     vent = Counter(r["record_id"] for r in clean.instrument_rows("ventilation"))
     assert all(n >= 1 for n in vent.values()) and len(vent) == 32
+    assert any(n >= 2 for n in vent.values())  # a re-intubation is a new instance
+    extub = [r["extub_dt"] for r in clean.instrument_rows("ventilation")]
+    assert "" in extub and any(extub)  # some died ventilated, some were extubated

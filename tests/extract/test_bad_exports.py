@@ -10,7 +10,7 @@ import pytest
 
 from warehouse.extract import ExportError, land_export, list_snapshots
 
-from conftest import DATA_HEADER, DATA_ROWS, DICTIONARY, write_redcap
+from extract_samples import DATA_HEADER, DATA_ROWS, DICTIONARY, write_redcap
 
 
 def raw_state(data: Path) -> list[str]:

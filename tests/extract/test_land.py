@@ -11,7 +11,7 @@ import polars as pl
 from warehouse.extract import land_export, list_snapshots, read_raw_form, read_raw_meta
 from warehouse.extract.land import export_id_of, file_sha256
 
-from conftest import write_redcap
+from extract_samples import write_redcap
 
 KEYS = ["subject_id", "event", "repeat_instance", "site_id"]
 PROV = ["_export_id", "_source_file", "_source_row", "_source_path", "_file_sha256"]
@@ -77,7 +77,7 @@ def test_same_content_lands_once_even_renamed(redcap_export: Path, tmp_path: Pat
 def test_snapshots_stay_readable_oldest_first(tmp_path: Path) -> None:
     data = tmp_path / "data"
     a = land_export(write_redcap(tmp_path / "a"), data)
-    from conftest import DATA_ROWS
+    from extract_samples import DATA_ROWS
     b = land_export(write_redcap(tmp_path / "b", rows=DATA_ROWS + ["03-001,screening_arm_1,,,site_03,GH,2,0,0,,0,,"]),
                     data)
     assert a.export_id != b.export_id
@@ -95,7 +95,7 @@ def test_snapshots_stay_readable_oldest_first(tmp_path: Path) -> None:
 
 
 def test_semicolon_cp1252_decimal_comma(tmp_path: Path) -> None:
-    from conftest import DATA_ROWS
+    from extract_samples import DATA_ROWS
     rows = [r.replace("72.5", '"72§5"').replace("AB", "Ærø") for r in DATA_ROWS]
     folder = write_redcap(tmp_path / "x", rows=rows, sep=";", encoding="cp1252")
     res = land_export(folder, tmp_path / "data")

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import choices_frame, items_frame, raw_form
+from validate_frames import choices_frame, items_frame, raw_form
 
 from warehouse.validate import FINDINGS_COLUMNS, generate_raw_suites, validate_stage
 

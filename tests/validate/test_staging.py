@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
-from conftest import choices_frame, items_frame
+from validate_frames import choices_frame, items_frame
 
 from warehouse.validate import validate_stage
 

@@ -37,3 +37,30 @@ def test_suite_files_load_with_gx(gx_loaded, stage):
 def test_marts_suites_name_adam_tables():
     tables = {s.meta["table"] for s in load_suites("marts")}
     assert tables == {"adsl", "adeff"}
+
+
+def test_demo_suite_windows_match_the_study_configuration():
+    """Windows and the NE drug code are written in the suite files for the data manager: keep them equal to the
+    study configuration (warehouse/studies/adress.toml)."""
+    study = pytest.importorskip("warehouse.study").load_study()
+    suites = {s.name: s for s in load_suites("staging")}
+    windows = {}
+    for e in suites["staging_pe_challenge"].expectations:
+        kw = e.configuration.to_json_dict()["kwargs"]
+        if kw["column"] == "pe_dt_hrs":
+            event = kw["row_condition"]["parameter"]  # h0_arm_1 -> pe_h0
+            windows["pe_" + event.split("_")[0]] = (kw["min_value"], kw["max_value"])
+    assert windows == study.windows
+    derived = suites["staging_chk_pe_ne_rate_constant"].meta["derived"]
+    assert derived["ne_drug_code"] == study.ne_drug_code
+    vp = suites["staging_vasopressors"].expectations[1].configuration.to_json_dict()["kwargs"]
+    assert vp["row_condition"]["parameter"] == study.ne_drug_code
+
+
+def test_importing_the_package_does_not_import_gx():
+    import subprocess
+    import sys
+
+    code = "import sys, warehouse.validate; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -6,7 +6,6 @@ subjects). The per-subject time series are generated later, one subject at a tim
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,17 +175,3 @@ def _standardise(x: np.ndarray, mean: float, sd: float, floor: float) -> np.ndar
             break
         r = np.maximum(r, floor)
     return r
-
-
-def death_counts(design: Design, p: DemoParameters, days: float) -> dict[str, tuple[int, int]]:
-    """Per arm: (deaths within `days` x 24 h of H0, subjects randomised). For sanity checks."""
-    out = {}
-    for arm in p.arms:
-        arm_s = [s for s in design.subjects if s.arm == arm]
-        dead = sum(1 for s in arm_s if s.death_h is not None and s.death_h <= days * 24)
-        out[arm] = (dead, len(arm_s))
-    return out
-
-
-def hours_to_minutes(h: float) -> int:
-    return int(math.floor(h * 60 + 0.5))

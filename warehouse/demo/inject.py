@@ -2,9 +2,9 @@
 
 The clean values come from the subject's data stream, so a study with problems differs from the clean study with
 the same seed only in the injected cells. Both writers emit the same (injected) records, so REDCap and ODM carry the
-same problems. The calibrated primary-endpoint items (`pe_map_before`, `pe_map_max`) and the kit number (the link to the arm) are
-never altered, so the published PE figures hold at any rate (the H6 challenge's *date* can still be moved out of
-window).
+same problems. The calibrated primary-endpoint items (`pe_map_before`, `pe_map_max`) and the kit number (the link
+to the arm) are never altered, so the published PE figures hold at any rate (the H6 challenge's *date* can still be
+moved out of window).
 """
 
 from __future__ import annotations

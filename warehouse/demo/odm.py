@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TextIO
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 from .dictionary import EVENTS, FIELDS, FORMS, Field, form_columns, form_fields
 from .params import DemoParameters
@@ -25,8 +25,13 @@ def odm_file_name(study_id: str, date: str) -> str:
     return f"{study_id}_ODM_{date}.xml"
 
 
+_ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
+                       "\t": "&#9;"})
+
+
 def _a(v: str) -> str:
-    return quoteattr(v)
+    """An XML attribute value, double-quoted and escaped."""
+    return '"' + v.translate(_ATTR) + '"'
 
 
 def _datatype(f: Field) -> str:
@@ -164,7 +169,7 @@ class OdmWriter:
             for c in self.form_cols[r.form]:
                 v = r.values.get(c, "")
                 if v != "":
-                    items.append(f"\t\t\t\t\t<ItemData ItemOID={_a(c)} Value={_a(v)}/>\n")
+                    items.append(f'\t\t\t\t\t<ItemData ItemOID="{c}" Value={_a(v)}/>\n')
             block = (f"\t\t\t<FormData FormOID={_a(r.form)}{rep}>\n"
                      f"\t\t\t\t<ItemGroupData ItemGroupOID={_a(r.form)}>\n" + "".join(items) +
                      "\t\t\t\t</ItemGroupData>\n\t\t\t</FormData>\n")

@@ -53,10 +53,11 @@ class DemoParameters:
     pe_abort_rate: float = 0.05
     pe_ne_freeze_minutes: int = 60  # no NE rate change within this many minutes either side of a challenge
 
-    # --- mortality (deaths counted within k x 24 h of randomisation) ---
+    # --- mortality (deaths within k x 24 h of randomisation), as shares of each arm, assigned by frailty rank ---
     mortality_d3: dict[str, float] = field(default_factory=lambda: {"DEX": 0.50, "PBO": 0.13})
-    mortality_d3_d30: dict[str, float] = field(default_factory=lambda: {"DEX": 0.12, "PBO": 0.09})
-    mortality_d30_d90: dict[str, float] = field(default_factory=lambda: {"DEX": 0.06, "PBO": 0.04})
+    # published: day-30/90 mortality higher with dex but not significant => placebo deaths catch up after day 3
+    mortality_d3_d30: dict[str, float] = field(default_factory=lambda: {"DEX": 0.06, "PBO": 0.22})
+    mortality_d30_d90: dict[str, float] = field(default_factory=lambda: {"DEX": 0.06, "PBO": 0.06})
     early_death_min_hours: float = 2.0  # earliest death after H0
 
     # --- study drug ---
@@ -74,7 +75,7 @@ class DemoParameters:
     epinephrine_rate_dying: float = 0.35  # share of early deaths given epinephrine
 
     # --- ventilation, adverse events ---
-    reintubation_rate: float = 0.15
+    reintubation_rate: float = 0.2
     ae_mean_count: float = 1.6  # Poisson mean of non-fatal AEs per subject
     ae_before_first_dose_rate: float = 0.12  # share of AEs starting before the first dose
     ae_serious_rate: float = 0.2

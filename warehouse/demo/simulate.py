@@ -45,6 +45,10 @@ class Clock:
         return self.epoch + timedelta(minutes=int(minutes))
 
 
+def _clip(x: float, lo: float, hi: float) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
 def _num(x: float, decimals: int) -> str:
     s = f"{x:.{decimals}f}"
     return "0" if decimals == 0 and s == "-0" else s
@@ -91,7 +95,8 @@ def sofa_subscores(pao2: float, fio2: float, platelets: float, bilirubin: float,
     else:
         cardio = 1 if map_ < 70 else 0
     cns = 0 if gcs >= 15 else 1 if gcs >= 13 else 2 if gcs >= 10 else 3 if gcs >= 6 else 4
-    renal = 0 if creatinine < 110 else 1 if creatinine < 171 else 2 if creatinine < 300 else 3 if creatinine <= 440 else 4
+    crea = creatinine
+    renal = 0 if crea < 110 else 1 if crea < 171 else 2 if crea < 300 else 3 if crea <= 440 else 4
     return resp, coag, liver, cardio, cns, renal
 
 
@@ -125,17 +130,17 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
 
     # ---------------- screening ----------------
     sex = 1 if g.random() < 0.62 else 2
-    age_target = float(np.clip(g.normal(64, 13), 19, 95))
+    age_target = float(_clip(g.normal(64, 13), 19, 95))
     dob_min = R - int((age_target * 365.25 + g.uniform(0, 360)) * 1440)
     dob = clock.as_datetime(dob_min).date()
     h0_date = clock.as_datetime(R).date()
     age = h0_date.year - dob.year - ((h0_date.month, h0_date.day) < (dob.month, dob.day))
-    weight = float(np.clip(g.normal(82 if sex == 1 else 69, 15), 42, 180))
-    height = float(np.clip(g.normal(176 if sex == 1 else 163, 7), 145, 205))
+    weight = float(_clip(g.normal(82 if sex == 1 else 69, 15), 42, 180))
+    height = float(_clip(g.normal(176 if sex == 1 else 163, 7), 145, 205))
     icu_adm_h = -float(g.uniform(6, 60))
     ne0 = max(p.ne_base_h0_min, float(g.lognormal(math.log(p.ne_base_h0_median), 0.35)))
     ne0 = min(ne0, 2.2)
-    lact0 = float(np.clip(g.lognormal(math.log(4.2), 0.35), 2.1, 14))
+    lact0 = float(_clip(g.lognormal(math.log(4.2), 0.35), 2.1, 14))
     comorb = (g.random(7) < np.array([0.45, 0.22, 0.12, 0.10, 0.18, 0.12, 0.10])).astype(int)
     n_init = 3 if g.random() < 0.25 else 2
     initials = "".join(LETTERS[k] for k in g.integers(0, len(LETTERS), n_init))
@@ -173,7 +178,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
         "icu_adm_dt": dt(icu_adm_h),
         "infection_source": str(int(g.choice(6, p=[0.45, 0.28, 0.1, 0.05, 0.08, 0.04])) + 1),
         **{f"comorbidities___{k + 1}": str(int(v)) for k, v in enumerate(comorb)},
-        "saps2": str(int(np.clip(round(g.normal(62, 15)), 15, 130))),
+        "saps2": str(int(_clip(round(g.normal(62, 15)), 15, 130))),
         "chronic_bb": "1" if g.random() < 0.15 else "0",
     }
     add("screening_arm_1", "demographics", demo)
@@ -211,7 +216,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
             target = ne0 * math.exp(t / max(death, 4.0) * float(g.uniform(0.5, 1.4)))
         else:
             target = ne0 * math.exp(-t / tau)
-        rate = float(np.clip(target * g.lognormal(0, 0.15), 0.03, 3.0))
+        rate = float(_clip(target * g.lognormal(0, 0.15), 0.03, 3.0))
         vp_rows.append((t, 1, rate))
     vp_rows.append((ne_end, 1, 0.0))
     ne_points = [(h, r) for h, d, r in vp_rows]
@@ -282,9 +287,9 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
     hours = [k for k in range(25) if alive(k)]
     map0 = s.pe["h0_arm_1"][0]
     map_end = float(g.normal(73, 5)) if not early else float(g.normal(50, 5))
-    hr0 = float(np.clip(g.normal(108, 15), 75, 150))
+    hr0 = float(_clip(g.normal(108, 15), 75, 150))
     hr_end = hr0 - float(g.uniform(5, 20)) if not early else hr0 + float(g.uniform(0, 15))
-    pp = float(np.clip(g.normal(48, 9), 28, 80))
+    pp = float(_clip(g.normal(48, 9), 28, 80))
     af_start = int(g.integers(1, 20)) if g.random() < 0.12 else None
     af_len = int(g.integers(2, 6))
     paced = g.random() < 0.02
@@ -298,7 +303,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
         ev = {0: "h0_arm_1", 6: "h6_arm_1", 12: "h12_arm_1"}.get(k)
         if ev is not None and ev in s.pe:
             m = s.pe[ev][0]
-        m = int(np.clip(round(m), 35, 130))
+        m = int(_clip(round(m), 35, 130))
         hr = hr0 + (hr_end - hr0) * frac + e_hr
         rhythm = "1"
         if af_start is not None and af_start <= k < af_start + af_len:
@@ -307,7 +312,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
             rhythm, hr = "3", 80 + float(g.normal(0, 1))
         if brady_h is not None and k == brady_h:
             hr = float(g.integers(p.bradycardia_hr_range[0], p.bradycardia_hr_range[1] + 1))
-        hr_i = int(np.clip(round(hr), 30, 190))
+        hr_i = int(_clip(round(hr), 30, 190))
         pp_k = pp + float(g.normal(0, 4))
         dbp = int(round(m - pp_k / 3))
         sbp = int(round(dbp + pp_k))
@@ -335,10 +340,10 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
     lab_events = [("h0_arm_1", -float(g.uniform(0.15, 1.0))), ("h6_arm_1", 6.0), ("h12_arm_1", 12.0),
                   ("h24_arm_1", 24.0)] + [(f"day_{d}_arm_1", 24.0 * d) for d in range(2, 8)]
     lac_tau = float(g.uniform(14, 36))
-    pf0 = float(np.clip(g.normal(175, 55), 70, 380))
-    plt0 = float(np.clip(g.normal(175, 75), 25, 520))
-    bili0 = float(np.clip(g.lognormal(math.log(17), 0.6), 4, 160))
-    crea0 = float(np.clip(g.lognormal(math.log(155), 0.4), 45, 600))
+    pf0 = float(_clip(g.normal(175, 55), 70, 380))
+    plt0 = float(_clip(g.normal(175, 75), 25, 520))
+    bili0 = float(_clip(g.lognormal(math.log(17), 0.6), 4, 160))
+    crea0 = float(_clip(g.lognormal(math.log(155), 0.4), 45, 600))
     gcs_wake = float(g.uniform(48, 130))
     for ev, t_nom in lab_events:
         t = t_nom + (float(g.uniform(-0.4, 0.4)) if t_nom >= 24 else (float(g.uniform(-0.2, 0.3)) if t_nom > 0 else 0))
@@ -350,17 +355,17 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
             lac = lact0 * math.exp(0.9 * sev) * float(g.lognormal(0, 0.12))
         else:
             lac = (lact0 - 1.0) * math.exp(-max(t, 0) / lac_tau) + 1.0 + float(g.normal(0, 0.15))
-        lac = float(np.clip(lac, 0.4, 25))
-        ph = float(np.clip(7.46 - 0.028 * lac + g.normal(0, 0.025), 6.85, 7.6))
+        lac = float(_clip(lac, 0.4, 25))
+        ph = float(_clip(7.46 - 0.028 * lac + g.normal(0, 0.025), 6.85, 7.6))
         pf = pf0 * (1 + 0.15 * min(d, 4)) if not early else pf0 * (1 - 0.4 * sev)
-        pf = float(np.clip(pf * g.lognormal(0, 0.1), 55, 480))
-        fio2 = float(np.clip(round((0.6 - 0.06 * min(d, 4) + (0.35 * sev if early else 0) + g.normal(0, 0.05)) * 20)
+        pf = float(_clip(pf * g.lognormal(0, 0.1), 55, 480))
+        fio2 = float(_clip(round((0.6 - 0.06 * min(d, 4) + (0.35 * sev if early else 0) + g.normal(0, 0.05)) * 20)
                              / 20, 0.25, 1.0))
-        pao2 = float(np.clip(pf * fio2, 45, 450))
+        pao2 = float(_clip(pf * fio2, 45, 450))
         plt = plt0 * (1 - 0.12 * min(d, 3) + 0.08 * max(d - 3, 0)) * (1 - 0.5 * sev) * float(g.lognormal(0, 0.06))
-        plt = float(np.clip(plt, 5, 800))
-        bili = float(np.clip(bili0 * (1 + 0.6 * sev) * float(g.lognormal(0, 0.08)), 3, 600))
-        crea = float(np.clip(crea0 * (1 + 0.5 * sev - (0.05 * min(d, 6) if not early else 0))
+        plt = float(_clip(plt, 5, 800))
+        bili = float(_clip(bili0 * (1 + 0.6 * sev) * float(g.lognormal(0, 0.08)), 3, 600))
+        crea = float(_clip(crea0 * (1 + 0.5 * sev - (0.05 * min(d, 6) if not early else 0))
                              * float(g.lognormal(0, 0.07)), 30, 1200))
         add(ev, "labs", {
             "lab_dt": dt(t), "lactate": _num(lac, 1), "ph": _num(ph, 2), "pao2": _num(pao2, 0),
@@ -369,7 +374,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
         })
         if ev in ("h0_arm_1", "h24_arm_1") or ev.startswith("day_"):
             gcs = 3 + int(round(12 * min(max(t - 24, 0) / gcs_wake, 1.0))) if not early else int(g.integers(3, 7))
-            gcs = int(np.clip(gcs + int(g.integers(-1, 2)), 3, 15))
+            gcs = int(_clip(gcs + int(g.integers(-1, 2)), 3, 15))
             map_t = float(map_end if t > 24 else map0)
             sub = sofa_subscores(round(pao2), fio2, round(plt), round(bili), ne_base_at(t), map_t, gcs, round(crea))
             add(ev, "sofa", {
@@ -378,9 +383,9 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
                 "sofa_total": str(sum(sub)),
             })
         if ev == "h24_arm_1" or ev.startswith("day_"):
-            fin = float(np.clip(g.normal(4300, 900) * (0.78 ** (d - 1)), 900, 12000))
-            urine = float(np.clip(g.normal(500, 200) if early else g.normal(900 + 250 * d, 350), 0, 6000))
-            fout = urine + float(np.clip(g.normal(650, 200), 100, 2500))
+            fin = float(_clip(g.normal(4300, 900) * (0.78 ** (d - 1)), 900, 12000))
+            urine = float(_clip(g.normal(500, 200) if early else g.normal(900 + 250 * d, 350), 0, 6000))
+            fout = urine + float(_clip(g.normal(650, 200), 100, 2500))
             add(ev, "fluids", {"fluid_in": _num(round(fin, -1), 0), "fluid_out": _num(round(fout, -1), 0),
                                "urine_out": _num(round(urine, -1), 0)})
 

@@ -73,7 +73,7 @@ class TableSink:
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1)
         return self._writer
 
     def write_frame(self, df: pl.DataFrame) -> None:

@@ -433,7 +433,8 @@ class RedcapReader:
                 self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at)
                 df = df.with_columns(pl.col("__rec").cast(pl.String).alias("_source_row"))
                 keys.append(df.select(subject.alias("s"), event.alias("e"), instrument.alias("i"),
-                                      instance.alias("n"), site.alias("g"), pl.col("__rec")))
+                                      instance.alias("n"), site.alias("g"), pl.col("__rec"))
+                            .with_columns(pl.struct("s", "e", "i", "n").hash(seed=7).alias("h")))
                 if "redcap_event_name" in has:
                     event_order.update(dict.fromkeys(df.get_column("redcap_event_name").unique(maintain_order=True)
                                                      .drop_nulls().to_list()))
@@ -478,46 +479,51 @@ class RedcapReader:
 
     def _check_batch(self, df: pl.DataFrame, has: set[str], rid: str, ev_known: set[str],
                      form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at) -> None:
-        def first(mask: pl.Expr) -> int | None:
-            hit = df.filter(mask).select("__rec").head(1)
-            return hit.item() if hit.height else None
-
-        r = first(pl.col(rid).is_null())
-        if r is not None:
-            raise fail_at(r, "empty record id", rid)
+        """All row checks of a batch in one pass; the offending row is looked up only on a hit."""
+        ri = pl.col("redcap_repeat_instrument") if "redcap_repeat_instrument" in has else None
+        checks: dict[str, tuple[pl.Expr, str | None]] = {"rid": (pl.col(rid).is_null(), rid)}
         if "redcap_event_name" in has:
-            r = first(pl.col("redcap_event_name").is_null())
-            if r is not None:
-                raise fail_at(r, "empty event name in a longitudinal export", "redcap_event_name")
+            ev = pl.col("redcap_event_name")
+            checks["ev_null"] = (ev.is_null(), "redcap_event_name")
             if ev_known:
-                bad = df.filter(~pl.col("redcap_event_name").is_in(list(ev_known))).head(1)
-                if bad.height:
-                    raise fail_at(bad["__rec"].item(), f"event {bad['redcap_event_name'].item()!r} is not in the "
-                                  "events file", "redcap_event_name")
-        if "redcap_repeat_instrument" in has:
-            ri = pl.col("redcap_repeat_instrument")
-            bad = df.filter(ri.is_not_null() & ~ri.is_in(self.forms)).head(1)
-            if bad.height:
-                raise fail_at(bad["__rec"].item(), f"repeat instrument {bad['redcap_repeat_instrument'].item()!r} "
-                              "is not a form of the data dictionary", "redcap_repeat_instrument")
+                checks["ev_unknown"] = (ev.is_not_null() & ~ev.is_in(list(ev_known)), "redcap_event_name")
+        if ri is not None:
+            checks["ri_unknown"] = (ri.is_not_null() & ~ri.is_in(self.forms), "redcap_repeat_instrument")
             if "redcap_repeat_instance" in has:
-                r = first(ri.is_not_null() & pl.col("redcap_repeat_instance").is_null())
-                if r is not None:
-                    raise fail_at(r, "repeating instrument row without a repeat instance", "redcap_repeat_instance")
-            for form in df.get_column("redcap_repeat_instrument").drop_nulls().unique().to_list():
+                checks["ri_no_instance"] = (ri.is_not_null() & pl.col("redcap_repeat_instance").is_null(),
+                                            "redcap_repeat_instance")
+            for form in self.forms:
                 others = [c for c in all_value_cols if c not in form_cols[form]]
-                if not others:
-                    continue
-                sub = df.filter(ri == form)
-                hit = sub.filter(pl.any_horizontal([pl.col(c).is_not_null() for c in others])).head(1)
-                if hit.height:
-                    col = next(c for c in others if hit[c].item() is not None)
-                    raise fail_at(hit["__rec"].item(), f"a row of repeating instrument {form!r} holds a value "
-                                  f"({hit[col].item()!r}) for another form's field", col)
+                if others:
+                    checks[f"other:{form}"] = ((ri == form) & pl.any_horizontal(
+                        [pl.col(c).is_not_null() for c in others]), None)
+        hits = df.select([expr.any().alias(name) for name, (expr, _) in checks.items()]).row(0, named=True)
+        for name, hit in hits.items():
+            if not hit:
+                continue
+            expr, fld = checks[name]
+            row = df.filter(expr).row(0, named=True)
+            rec = row["__rec"]
+            if name == "rid":
+                raise fail_at(rec, "empty record id", fld)
+            if name == "ev_null":
+                raise fail_at(rec, "empty event name in a longitudinal export", fld)
+            if name == "ev_unknown":
+                raise fail_at(rec, f"event {row['redcap_event_name']!r} is not in the events file", fld)
+            if name == "ri_unknown":
+                raise fail_at(rec, f"repeat instrument {row['redcap_repeat_instrument']!r} is not a form of the "
+                              "data dictionary", fld)
+            if name == "ri_no_instance":
+                raise fail_at(rec, "repeating instrument row without a repeat instance", fld)
+            form = name.split(":", 1)[1]
+            col = next(c for c in all_value_cols if c not in form_cols[form] and row.get(c) is not None)
+            raise fail_at(rec, f"a row of repeating instrument {form!r} holds a value ({row[col]!r}) for "
+                          "another form's field", col)
 
     def _check_duplicates(self, rk: FileKind, keys: list[pl.DataFrame]) -> None:
         allk = pl.concat(keys)
-        dup = allk.filter(pl.struct("s", "e", "i", "n").is_duplicated())
+        cand = allk.filter(pl.col("h").is_duplicated())  # a 64-bit hash first, exact keys on its hits
+        dup = cand.filter(cand.select("s", "e", "i", "n").is_duplicated()) if cand.height else cand
         if dup.height == 0:
             return
         first = dup.row(0, named=True)
@@ -595,7 +601,9 @@ class RedcapReader:
             forms.append({"form": form, "label": None, "order": k, "events": evs,
                           "repeating": form in observed_repeating or form in self.declared_repeating})
         subjects = (allk.group_by("s", maintain_order=True).agg(pl.col("g").drop_nulls().first())
-                    .rename({"s": "subject_id", "g": "site_id"}))
+                    .select(pl.col("s").alias("subject_id"), pl.col("g").alias("site_id"),
+                            pl.lit(None, dtype=pl.String).alias("label"),
+                            pl.lit(None, dtype=pl.String).alias("attributes")))
         res.meta = {"items": meta_frame("items", items), "choices": meta_frame("choices", choices),
                     "events": meta_frame("events", events), "forms": meta_frame("forms", forms),
-                    "subjects": meta_frame("subjects", subjects.to_dicts())}
+                    "subjects": subjects}

@@ -17,7 +17,8 @@ from .errors import ExportError
 
 CHUNK = 16 << 20
 HEAD = 1 << 16
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_BYTES = set(range(0x00, 0x09)) | {0x0B, 0x0C} | set(range(0x0E, 0x20))
+_CONTROL_TABLE = bytes(0 if b in _CONTROL_BYTES else 1 for b in range(256))  # control bytes -> NUL
 _MAGIC = {
     b"\x89PNG": "a PNG image",
     b"%PDF": "a PDF document",
@@ -127,10 +128,10 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                 chunk = fh.read(CHUNK)
                 if not chunk:
                     break
-                m = _CONTROL.search(chunk)
-                if m:
-                    raise ExportError(name, f"control byte 0x{chunk[m.start()]:02x} in a text export "
-                                      "(binary or corrupt file)", location=_line_at(chunk, m.start(), lines))
+                pos = chunk.translate(_CONTROL_TABLE).find(0)
+                if pos >= 0:
+                    raise ExportError(name, f"control byte 0x{chunk[pos]:02x} in a text export "
+                                      "(binary or corrupt file)", location=_line_at(chunk, pos, lines))
                 try:
                     decoder.decode(chunk, final=False)
                 except UnicodeDecodeError as exc:

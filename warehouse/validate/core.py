@@ -244,6 +244,7 @@ def validate_stage(
     max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
     generated_dir: Path | None = None,
     extra_suites: list | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> StageValidation:
     """Validate one stage's tables with its suites; see the package docstring.
 
@@ -251,7 +252,8 @@ def validate_stage(
     choices); staging: the files in ``staging/`` (derived ``chk_*`` tables computed here) plus dictionary ranges
     generated from ``metadata``; marts: the files in ``marts/``. A suite whose table is absent is skipped (status
     'skipped'). ``generated_dir``: also write the generated suites there. ``extra_suites``: more suites (dicts or
-    gx objects) to run."""
+    gx objects) to run. ``parameters``: values for ``$PARAMETER`` references, over those the suites compute.
+    ``max_findings_per_expectation``: finding rows kept per expectation and table (counts stay complete)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     rt = gx_runtime()
@@ -307,7 +309,7 @@ def validate_stage(
             result_rows.append(_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
                                     "no such table in this stage"))
             continue
-        params = _suite_parameters(meta, tables, builtin)
+        params = {**_suite_parameters(meta, tables, builtin), **(parameters or {})}
         for table in targets:
             frame = tables[table]
             runnable, configs = [], []
