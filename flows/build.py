@@ -1,15 +1,98 @@
-"""The build flow: one task per stage and per SQL model, so a run in the Prefect UI reads like the data flow."""
+"""The build flow: one task per stage and per SQL model, so a run in the Prefect UI reads like the data flow.
+
+Operations (docs/operations.md):
+- a scheduled run (`only_new=True`) builds only when the export's content differs from the last build's export;
+- `extract` is cached by the export's content hash (an unchanged export skips it: its task run is `Cached`);
+- one build per study warehouse at a time: a Prefect global concurrency limit (visible in the UI, waits there) and,
+  underneath, the data directory's `flock` build lock that direct builds take too;
+- every run leaves a markdown summary and a findings table as artifacts (no subject-level values: safe blinded).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from flows.progress import report as progress
 from warehouse import pipeline
 from warehouse.models import Model, ModelRun
+from warehouse.publish import (
+    BuildPaths,
+    BuildRecord,
+    build_lock,
+    last_built_export,
+    read_records,
+    utc_now,
+    write_record,
+)
+
+GCL_LEASE_SECONDS = 60  # a killed build's slot is given back after this (Prefect's minimum lease)
+
+
+@dataclass
+class NoNewExport:
+    """What a scheduled run returns when the export it finds was already built: nothing to do, not an error."""
+
+    export_id: str
+    last_build_id: str | None
+    data_dir: str
+    published: Path | None = None
+
+    def __str__(self) -> str:
+        return f"no new export: {self.export_id} was already built ({self.last_build_id})"
+
+
+# -- the export's content hash (cheap: file hashes only, no parsing) --------------------------------------------
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def export_content_id(export: Path) -> str | None:
+    """The export id that landing would give this export (SHA-256 over its files' hashes), or None if unreadable.
+
+    File hashes are memoised per (path, inode, size, mtime) within the process: the cache key and the pre-check of
+    one run hash each file once.
+    """
+    from warehouse.extract.land import export_files, export_id_of, file_sha256
+
+    try:
+        files = export_files(Path(export))
+        hashes = {}
+        for f in files:
+            st = f.stat()
+            key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+            if key not in _FILE_HASHES:
+                _FILE_HASHES[key] = file_sha256(f)
+            hashes[f.name] = _FILE_HASHES[key]
+    except Exception:  # noqa: BLE001 - extract itself reports (and quarantines) an unreadable export
+        return None
+    return export_id_of(hashes)
+
+
+def snapshot_landed(data_dir: Path, export_id: str | None) -> bool:
+    return bool(export_id) and (Path(data_dir) / "raw" / export_id / "_meta" / "export.json").is_file()
+
+
+def extract_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """Cache key of `extract`: the export's content hash, the extractor's version and the data dir it lands in."""
+    from warehouse.extract.land import EXTRACT_VERSION
+
+    content = export_content_id(Path(parameters["export"]))
+    if content is None:
+        return None
+    where = hashlib.sha256(str(Path(parameters["data_dir"]).resolve()).encode()).hexdigest()[:12]
+    return f"extract-v{EXTRACT_VERSION}-{content}-{where}"
+
+
+# -- tasks ----------------------------------------------------------------------------------------------------
 
 
 @task(name="prepare-export", cache_policy=NONE, retries=2, retry_delay_seconds=2)
@@ -17,12 +100,12 @@ def prepare_export(request: pipeline.BuildRequest) -> tuple[Path, Path | None]:
     return pipeline.resolve_export(request)
 
 
-@task(name="extract", cache_policy=NONE, retries=2, retry_delay_seconds=2)
+@task(name="extract", cache_key_fn=extract_cache_key, persist_result=True, retries=2, retry_delay_seconds=2)
 def extract(export: Path, data_dir: Path) -> str:
     return pipeline.land(export, data_dir)
 
 
-@task(name="stage", cache_policy=NONE)
+@task(name="stage", cache_policy=NONE, retries=1, retry_delay_seconds=2)
 def stage(request: pipeline.BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict:
     return pipeline.stage(request, export_id, build_file, randomisation)
 
@@ -52,44 +135,192 @@ def publish(request, build_id, export_id, build_file, validations, runs, seconds
     return pipeline.finish(request, build_id, export_id, build_file, validations, runs, seconds)
 
 
+@task(name="artifacts", cache_policy=NONE, retries=2, retry_delay_seconds=1)
+def write_artifacts(study_id: str, summary: str, rows: list[dict[str, Any]] | None) -> None:
+    """The run's summary and findings-by-rule table. Counts only: no subject, value or arm ever goes in."""
+    key = "warehouse-build-" + "".join(c if c.isalnum() else "-" for c in study_id.lower())
+    create_markdown_artifact(markdown=summary, key=key, description=f"{study_id} warehouse build")
+    if rows is not None:
+        create_table_artifact(table=rows, key=f"{key}-findings", description="Findings by stage, rule and severity")
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def resolve_study(study: str | None):
+    """A study configuration: None / '' for the built-in demo study, a study name under warehouse/studies, or a path."""
+    from warehouse.study import _STUDIES, load_study
+
+    if not study:
+        return load_study()
+    path = Path(study)
+    if path.suffix == ".toml" or path.exists():
+        return load_study(path)
+    named = _STUDIES / f"{study.lower()}.toml"
+    if not named.is_file():
+        known = ", ".join(sorted(p.stem for p in _STUDIES.glob("*.toml")))
+        raise pipeline.BuildError(f"unknown study {study!r}: give a study TOML file or one of {known}")
+    return load_study(named)
+
+
+def concurrency_name(study_id: str, data_dir: Path) -> str:
+    """The global concurrency limit of one study's warehouse (study id + data directory)."""
+    where = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return f"warehouse-build-{study_id.lower()}-{where}"
+
+
+@contextmanager
+def one_build_at_a_time(study_id: str, data_dir: Path, say):
+    """Hold this warehouse's Prefect global concurrency slot (limit 1, created on first use), then its file lock."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    name = concurrency_name(study_id, data_dir)
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+        limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots >= limit.limit:
+        say("wait", f"another build of {study_id} in {data_dir} is running: waiting for it (limit {name})")
+    with concurrency(name, occupy=1, lease_duration=GCL_LEASE_SECONDS, strict=True):
+        with build_lock(data_dir, on_wait=lambda holder: say(
+                "wait", f"waiting for the build lock held by pid {holder.get('pid', '?')} on "
+                        f"{holder.get('host', '?')} since {holder.get('since', '?')}")):
+            yield
+
+
+def findings_rows(validations: list) -> list[dict[str, Any]]:
+    import polars as pl
+
+    frames = [v.findings for v in validations if getattr(v, "findings", None) is not None and v.findings.height]
+    if not frames:
+        return []
+    findings = pl.concat(frames, how="diagonal_relaxed")
+    keys = [c for c in ("stage", "rule", "severity") if c in findings.columns]
+    if not keys:
+        return [{"findings": findings.height}]
+    return findings.group_by(keys).len("findings").sort(keys).to_dicts()
+
+
+def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached: bool) -> str:
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())
+    state = "published" if result.published else "blocked (the previous warehouse stays published)"
+    return "\n".join([
+        f"# {study_id} build {result.build_id}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| result | {state} |",
+        f"| export | `{result.export_id}` (extract {'cached' if extract_cached else 'ran'}) |",
+        f"| blinded | {'yes' if result.blinded else 'NO (unblinded root)'} |",
+        f"| subjects | {result.subjects} |",
+        f"| tables | {len(result.tables)} |",
+        f"| findings | {result.errors} error, {result.warnings} warning, {result.findings_open} open |",
+        f"| warehouse | `{result.published or '-'}` |",
+        f"| validation report | `{result.report}` |",
+        f"| stages | {seconds} |",
+    ])
+
+
+# -- the flow -------------------------------------------------------------------------------------------------
+
+
 @flow(name="build-warehouse", log_prints=True)
 def build_warehouse(
     data_dir: str = "data",
     export: str | None = None,
     unblinded: bool = False,
     randomisation: str | None = None,
-) -> pipeline.BuildResult:
-    """Build the study's warehouse from an eCRF export (the demo study when none is given) and publish it."""
+    study: str | None = None,
+    only_new: bool = False,
+    keep_builds: int | None = None,
+) -> pipeline.BuildResult | NoNewExport:
+    """Build the study's warehouse from an eCRF export (the demo study when none is given) and publish it.
+
+    `only_new` (scheduled runs): do nothing, and return NoNewExport, when the export's content hash equals the
+    export of the last finished build. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
+    """
     logger = get_run_logger()
+
+    def say(stage_name: str, message: str) -> None:
+        logger.info("%s: %s", stage_name, message)
+        progress(stage_name, message)
+
     request = pipeline.BuildRequest(
         data_dir=Path(data_dir),
         export=Path(export) if export else None,
         blinded=not unblinded,
         randomisation=Path(randomisation) if randomisation else None,
+        study=resolve_study(study),
+        keep_builds=keep_builds,
     )
     request.data_dir.mkdir(parents=True, exist_ok=True)
+    study_id = request.study.study_id
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
-    def lap(name: str) -> None:
+    def lap(name: str) -> float:
         nonlocal clock
         now = time.perf_counter()
         seconds[name] = seconds.get(name, 0.0) + now - clock
         clock = now
+        return seconds[name]
 
-    export_path, randomisation_path = prepare_export(request)
-    export_id = extract(export_path, request.data_dir)
-    lap("extract")
-    build_id, build_file = pipeline.start_build(request, export_id)
-    logger.info("build %s of export %s", build_id, export_id)
-    stage(request, export_id, build_file, randomisation_path)
-    lap("stage")
-    runs = [run_model.with_options(name=model.name)(build_file, model) for model in pipeline.plan_models(build_file)]
-    lap("transform")
-    validations = [
-        validate_raw(request.data_dir, export_id),
-        validate_staging(request.data_dir, export_id, build_file),
-        validate_marts(build_file),
-    ]
-    lap("validate")
-    return publish(request, build_id, export_id, build_file, validations, runs, seconds)
+    with one_build_at_a_time(study_id, request.data_dir, say):
+        export_path, randomisation_path = prepare_export(request)
+        content_id = export_content_id(export_path)
+        if only_new and content_id is not None:
+            last_export, last_build = last_built_export(request.paths)
+            if last_export == content_id:
+                skipped = NoNewExport(content_id, last_build, str(request.data_dir),
+                                      request.paths.published if request.paths.published.exists() else None)
+                say("skip", str(skipped))
+                write_artifacts(study_id, f"# {study_id}: no new export\n\nExport `{content_id}` was already "
+                                          f"built in `{last_build}`; nothing to do.", None)
+                return skipped
+        clock = time.perf_counter()
+        landed = snapshot_landed(request.data_dir, content_id)
+        state = extract.with_options(refresh_cache=not landed)(export_path, request.data_dir, return_state=True)
+        export_id = state.result()
+        extract_cached = state.name == "Cached"
+        say("extract", f"export {export_id} {'(cached: unchanged export)' if extract_cached else 'landed'} "
+                       f"in {lap('extract'):.1f} s")
+        build_id, build_file = pipeline.start_build(request, export_id)
+        try:
+            say("stage", f"build {build_id}: typing forms into {build_file.name}")
+            stage(request, export_id, build_file, randomisation_path)
+            say("stage", f"done in {lap('stage'):.1f} s")
+            models = pipeline.plan_models(build_file)
+            runs = []
+            for i, model in enumerate(models, 1):
+                runs.append(run_model.with_options(name=model.name)(build_file, model))
+                progress("transform", f"{i}/{len(models)} {model.name}")
+            say("transform", f"{len(models)} models in {lap('transform'):.1f} s")
+            validations = [
+                validate_raw(request.data_dir, export_id),
+                validate_staging(request.data_dir, export_id, build_file),
+                validate_marts(build_file),
+            ]
+            say("validate", f"3 stages in {lap('validate'):.1f} s")
+            try:
+                result = publish(request, build_id, export_id, build_file, validations, runs, seconds)
+            except pipeline.PublishBlocked as blocked:
+                write_artifacts(study_id, f"# {study_id} build {build_id}: publishing blocked\n\n{blocked}",
+                                findings_rows(validations))
+                raise
+        except pipeline.PublishBlocked:
+            raise
+        except BaseException as err:
+            mark_failed(request.paths, build_id, export_id, request.blinded, err)
+            raise
+        say("publish", f"{'published' if result.published else 'not published'} in "
+                       f"{result.stage_seconds.get('publish', 0.0):.1f} s")
+        write_artifacts(study_id, summary_markdown(study_id, result, extract_cached), findings_rows(validations))
+        return result
+
+
+def mark_failed(paths: BuildPaths, build_id: str, export_id: str, blinded: bool, err: BaseException) -> None:
+    """Record a build that raised (a model failed, ...) as `failed` with a one-line reason."""
+    started = next((r.started_at for r in read_records(paths) if r.build_id == build_id), build_id)
+    message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    write_record(paths, BuildRecord(build_id=build_id, started_at=started, export_id=export_id, blinded=blinded,
+                                    status="failed", finished_at=utc_now().isoformat(), message=message))

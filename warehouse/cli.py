@@ -1,8 +1,10 @@
 """The `warehouse` command.
 
-Exit codes: 0 done; 1 validation blocked publishing (the previous warehouse stays published); 2 bad input or
-usage (missing or unreadable export: the message names file, line and field; the export is quarantined);
-3 a model or another build step failed.
+Exit codes: 0 done (also: a `--only-new` build that found no new export); 1 validation blocked publishing (the
+previous warehouse stays published); 2 bad input or usage (missing or unreadable export: the message names file,
+line and field; the export is quarantined; a read-only query that tries to write; an existing lock label);
+3 a model or another build step failed; 4 busy: another build of the same data directory holds the build lock and
+WAREHOUSE_LOCK_TIMEOUT ran out. Errors are one line on stderr, starting with `error:`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def print_build_summary(result) -> None:
     state = "published" if result.published else "built (not published)"
     typer.echo(f"Warehouse {state}: {result.published or ''}")
     typer.echo(f"Validation report:  {result.report}")
+    typer.echo(f"Analysis report:    {result.analysis_report}")
     marts = [t for t in result.tables if t.startswith("main.")]
     typer.echo(
         f"Subjects: {result.subjects}   Tables: {len(result.tables)} ({len(marts)} in main)   "
@@ -51,9 +54,14 @@ def build(
     data_dir: DataDir = Path("data"),
     unblinded: Annotated[bool, typer.Option("--unblinded", help="Build with treatment arms (separate location).")] = False,
     randomisation: Annotated[Optional[Path], typer.Option(help="Randomisation list (kit_no,arm) for --unblinded.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study name (warehouse/studies) or TOML file; default: the demo study.")] = None,
+    only_new: Annotated[bool, typer.Option("--only-new", help="Do nothing when this export was already built.")] = False,
+    keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1, help="Build files to keep (default 5 or WAREHOUSE_KEEP_BUILDS).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs too.")] = False,
 ) -> None:
     """Build and publish the warehouse from an eCRF export (the demo study when none is given)."""
-    from warehouse.pipeline import BuildError, PublishBlocked
+    import os
+    import time
 
     if randomisation is not None and not unblinded:
         fail("--randomisation is only read by an --unblinded build", EXIT_BAD_INPUT)
@@ -62,22 +70,59 @@ def build(
             fail(f"export not found: {export}", EXIT_BAD_INPUT)
         if export.is_dir() and not any(export.iterdir()):
             fail(f"export folder is empty: {export}", EXIT_BAD_INPUT)
-    from flows.build import build_warehouse
+    # Prefect's console logs (tracebacks included) stay off the terminal: one-line errors and stage lines here;
+    # everything still reaches the Prefect API. Must be set before Prefect is imported.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+    started = time.monotonic()
 
+    live = sys.stderr.isatty()
+
+    def show(stage_name: str, message: str) -> None:
+        line = f"{time.monotonic() - started:6.1f}s  {stage_name:<9} {message}"
+        if stage_name == "transform" and "/" in message.split(" ", 1)[0]:  # per-model progress: one live line
+            if live:
+                typer.echo(f"\r{line[:100]:<100}", err=True, nl=False)
+            return
+        typer.echo(("\r" if live else "") + line, err=True)
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows import progress
+    from flows.build import NoNewExport, build_warehouse
+    from warehouse.commands.ops import EXIT_BUSY
+    from warehouse.pipeline import BuildError, PublishBlocked
+    from warehouse.publish import BuildLocked
+
+    if not PREFECT_API_URL.value():
+        show("prefect", "no PREFECT_API_URL: starting a temporary Prefect server (10-25 s)")
+    progress.subscribe(show)
     try:
-        result = build_warehouse(
-            data_dir=str(data_dir),
-            export=str(export) if export else None,
-            unblinded=unblinded,
-            randomisation=str(randomisation) if randomisation else None,
-        )
+        # no heartbeat thread for a build run from the command line: it saves the ~1 s join at the end of the run;
+        # heartbeats only serve to detect crashed runs of deployments (workers, `warehouse serve`).
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            result = build_warehouse(
+                data_dir=str(data_dir),
+                export=str(export) if export else None,
+                unblinded=unblinded,
+                randomisation=str(randomisation) if randomisation else None,
+                study=study,
+                only_new=only_new,
+                keep_builds=keep_builds,
+            )
     except PublishBlocked as err:
         fail(str(err), EXIT_BLOCKED)
+    except BuildLocked as err:
+        fail(str(err), EXIT_BUSY)
     except BuildError as err:
         fail(str(err), EXIT_BAD_INPUT)
     except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line and a code
         code = EXIT_BAD_INPUT if type(err).__name__ == "ExportError" else EXIT_FAILED
         fail(f"{type(err).__name__}: {err}".splitlines()[0], code)
+    finally:
+        progress.unsubscribe(show)
+    if isinstance(result, NoNewExport):
+        typer.echo(f"No new export: {result.export_id} was already built ({result.last_build_id}); nothing to do.")
+        return
     print_build_summary(result)
 
 
@@ -131,18 +176,45 @@ def status(
     unblinded: Annotated[bool, typer.Option("--unblinded", help="List the unblinded builds.")] = False,
     limit: Annotated[int, typer.Option(help="How many builds to list.")] = 10,
 ) -> None:
-    """List recent builds: time, export, result, findings."""
-    from warehouse.publish import BuildPaths, read_records
+    """List recent builds: time, export, result, findings (and the published build, locks, a running build)."""
+    import os
+    from datetime import datetime
+
+    from warehouse.publish import BuildPaths, list_locks, lock_holder, read_records
 
     paths = BuildPaths(data_dir, blinded=not unblinded)
     records = read_records(paths)[:limit]
     if not records:
         typer.echo(f"no builds under {paths.root}")
         return
-    typer.echo(f"published: {paths.published if paths.published.exists() else '(none)'}")
+    holder = lock_holder(data_dir)
+    published_ino = os.stat(paths.published).st_ino if paths.published.exists() else None
+
+    def local_time(stamp: str | None) -> str:
+        try:
+            return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"
+        except ValueError:
+            return stamp or "-"
+
+    typer.echo(f"published: {paths.published if published_ino else '(none)'}")
+    if holder:
+        typer.echo(f"running:   a build holds the lock (pid {holder.get('pid')} on {holder.get('host')} "
+                   f"since {holder.get('since')})")
+    typer.echo(f"  {'finished':<19}  {'build':<31}  {'export':<16}  {'result':<11}  {'subj':>4}  "
+               f"{'errors':>6}  {'warn':>6}  message")
     for r in records:
-        typer.echo(f"{r.build_id}  export {r.export_id or '-':<16}  {r.status:<9}  subjects {r.subjects or '-':>5}  "
-                   f"errors {r.errors:>4}  warnings {r.warnings:>4}  {r.message}")
+        result = r.status
+        if result == "running" and not holder:
+            result = "interrupted"
+        build_file = paths.build_file(r.build_id)
+        mark = "*" if published_ino and build_file.exists() and build_file.stat().st_ino == published_ino else " "
+        typer.echo(f"{mark} {local_time(r.finished_at):<19}  {r.build_id:<31}  {r.export_id or '-':<16}  "
+                   f"{result:<11}  {r.subjects if r.subjects is not None else '-':>4}  {r.errors:>6}  "
+                   f"{r.warnings:>6}  {r.message}")
+    locks = list_locks(paths)
+    if locks:
+        typer.echo("locks: " + ", ".join(f"{m['label']} ({m.get('build_id')})" for m in locks))
+    typer.echo("* = the published build")
 
 
 def register_areas() -> None:

@@ -16,6 +16,7 @@ The header, a block of `--` comment lines at the top of the file, carries the mo
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 import re
 import time
@@ -307,9 +308,197 @@ def source_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0].lower() for r in rows}
 
 
-def run_models(con: duckdb.DuckDBPyConnection, sql_root: Path) -> list[ModelRun]:
-    """Run every model in dependency order (the direct, Prefect-free path)."""
+def run_models(con: duckdb.DuckDBPyConnection, sql_root: Path, select: str | list[str] | None = None) -> list[ModelRun]:
+    """Run every model (or the selected ones) in dependency order: the direct, Prefect-free path.
+
+    Every model that can run does; then a failure (and the descendants it stopped) is raised as one ModelError.
+    """
     prepare_schemas(con)
     models = discover_models(sql_root)
     order = execution_order(models, source_tables(con))
-    return [run_model(con, models[name]) for name in order]
+    result = run_project(con, models, order, select)
+    result.raise_for_failures()
+    return result.runs
+
+
+# -- selection ----------------------------------------------------------------------------------------------
+
+
+def descendants(models: dict[str, Model], name: str) -> set[str]:
+    """Every model that reads `name`, directly or through others (needs `Model.upstream`, see model_graph)."""
+    children: dict[str, set[str]] = {n: set() for n in models}
+    for model in models.values():
+        for parent in model.upstream:
+            children[parent].add(model.name)
+    found: set[str] = set()
+    stack = [name]
+    while stack:
+        for child in children[stack.pop()] - found:
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def ancestors(models: dict[str, Model], name: str) -> set[str]:
+    """Every model `name` reads, directly or through others."""
+    found: set[str] = set()
+    stack = [name]
+    while stack:
+        for parent in models[stack.pop()].upstream - found:
+            found.add(parent)
+            stack.append(parent)
+    return found
+
+
+def select_models(models: dict[str, Model], selector: str | list[str] | None) -> set[str]:
+    """The models a selector names (dbt's syntax): `name`, `name+` (and its descendants), `+name` (and its
+    ancestors), `+name+`, `tag:<tag>`, `layer:<staging|intermediate|marts>`; several selectors, separated by
+    spaces or commas or given as a list, are a union. None or empty selects everything.
+
+    Needs the graph (`execution_order` or `model_graph` fills `Model.upstream`). An unknown name is a ModelError.
+    """
+    if selector is None:
+        return set(models)
+    parts = selector if isinstance(selector, list) else [selector]
+    terms = [term for part in parts for term in re.split(r"[\s,]+", part.strip()) if term]
+    if not terms:
+        return set(models)
+    chosen: set[str] = set()
+    for term in terms:
+        up, down = term.startswith("+"), term.endswith("+")
+        body = term.strip("+").lower()
+        if body.startswith("tag:"):
+            base = {m.name for m in models.values() if body[4:] in {t.lower() for t in m.tags}}
+        elif body.startswith("layer:"):
+            base = {m.name for m in models.values() if m.layer == body[6:] or m.schema == body[6:]}
+        else:
+            name = body.rpartition(".")[2]
+            if name not in models:
+                close = difflib.get_close_matches(name, list(models), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ModelError(f"--select {term}: no model named '{name}'{hint}")
+            base = {name}
+        if not base:
+            raise ModelError(f"--select {term}: selects no model")
+        chosen |= base
+        for name in base:
+            if up:
+                chosen |= ancestors(models, name)
+            if down:
+                chosen |= descendants(models, name)
+    return chosen
+
+
+# -- running, with failures contained to their descendants ---------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a run did: the models built (with timings), the failed ones (with their error), the skipped ones
+    (with the failed model that stopped them) and the ones left out by the selector."""
+
+    runs: list[ModelRun] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    not_selected: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """The run summary: one line per model with rows and seconds, then failures and what they stopped."""
+        lines = [f"{'model':<32} {'relation':<40} {'rows':>8} {'seconds':>8}"]
+        for run in self.runs:
+            lines.append(f"{run.name:<32} {run.relation:<40} {run.rows:>8} {run.seconds:>8.3f}")
+        for name, error in self.failed.items():
+            lines.append(f"{name:<32} FAILED: {error}")
+        for name, cause in self.skipped.items():
+            lines.append(f"{name:<32} SKIPPED: upstream model {cause} failed")
+        total = sum(r.seconds for r in self.runs)
+        lines.append(
+            f"{len(self.runs)} built in {total:.2f} s, {len(self.failed)} failed, {len(self.skipped)} skipped"
+            + (f", {len(self.not_selected)} not selected" if self.not_selected else "")
+        )
+        return "\n".join(lines)
+
+    def raise_for_failures(self) -> None:
+        if self.failed:
+            raise ModelError(self.failure_message())
+
+    def failure_message(self) -> str:
+        parts = [f"{name}: {error}" for name, error in self.failed.items()]
+        message = f"{len(self.failed)} model(s) failed: " + "; ".join(parts)
+        if self.skipped:
+            message += f"; not run because of them: {', '.join(self.skipped)}"
+        return message
+
+
+class RunTracker:
+    """Decides, model by model in dependency order, whether a model may run, and collects the RunResult.
+
+    The same bookkeeping serves the direct runner (`run_project`) and the Prefect flow:
+
+        tracker = RunTracker(models)            # the ordered list from plan_models / compile_models
+        for model in models:
+            if tracker.should_run(model):       # False (and recorded as skipped) when an upstream failed
+                try:
+                    tracker.record(run_model_task(build_file, model))
+                except Exception as err:
+                    tracker.fail(model, err)
+        result = tracker.result()               # result.summary(); result.raise_for_failures()
+    """
+
+    def __init__(self, models: list[Model] | dict[str, Model], not_selected: list[str] | None = None):
+        self.models = {m.name: m for m in (models.values() if isinstance(models, dict) else models)}
+        self.state = RunResult(not_selected=list(not_selected or []))
+        self._stopped: dict[str, str] = {}  # model -> the failed model that stops it
+
+    def blocked_by(self, model: Model) -> str | None:
+        """The failed model that stops this one, or None."""
+        for parent in sorted(model.upstream):
+            if parent in self.state.failed:
+                return parent
+            if parent in self._stopped:
+                return self._stopped[parent]
+        return None
+
+    def should_run(self, model: Model) -> bool:
+        cause = self.blocked_by(model)
+        if cause is not None:
+            self._stopped[model.name] = cause
+            self.state.skipped[model.name] = cause
+            return False
+        return True
+
+    def record(self, run: ModelRun) -> None:
+        self.state.runs.append(run)
+
+    def fail(self, model: Model, error: BaseException | str) -> None:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        self.state.failed[model.name] = text
+
+    def result(self) -> RunResult:
+        return self.state
+
+
+def run_project(
+    con: duckdb.DuckDBPyConnection,
+    models: dict[str, Model],
+    order: list[str],
+    select: str | list[str] | None = None,
+) -> RunResult:
+    """Run the selected models in `order`; a failed model stops its descendants, independent models still run."""
+    chosen = select_models(models, select)
+    tracker = RunTracker([models[n] for n in order if n in chosen], [n for n in order if n not in chosen])
+    for name in order:
+        if name not in chosen:
+            continue
+        model = models[name]
+        if not tracker.should_run(model):
+            continue
+        try:
+            tracker.record(run_model(con, model))
+        except ModelError as err:
+            tracker.fail(model, err)
+    return tracker.result()

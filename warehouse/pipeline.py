@@ -19,9 +19,12 @@ from warehouse.models import Model, ModelRun, discover_models, execution_order, 
 from warehouse.publish import (
     BuildPaths,
     BuildRecord,
+    build_lock,
+    crash_point,
     discard_partial_builds,
     finalise_build,
     new_build_id,
+    prune_builds,
     swap_in,
     utc_now,
     write_record,
@@ -51,6 +54,7 @@ class BuildRequest:
     demo_subjects: int = 32
     demo_seed: int = DEMO_SEED
     demo_inject_rate: float = 0.0
+    keep_builds: int | None = None  # build files kept after a publish; None: WAREHOUSE_KEEP_BUILDS, else 5
 
     @property
     def paths(self) -> BuildPaths:
@@ -63,6 +67,7 @@ class BuildResult:
     export_id: str
     published: Path | None
     report: Path
+    analysis_report: Path
     subjects: int
     tables: list[str]
     errors: int
@@ -119,7 +124,9 @@ def land(export: Path, data_dir: Path) -> str:
     from warehouse.extract import land_export
 
     check_export_path(export)
-    return land_export(export, data_dir).export_id
+    export_id = land_export(export, data_dir).export_id
+    crash_point("extract")
+    return export_id
 
 
 # -- raw and staging ----------------------------------------------------------------------------------------
@@ -203,6 +210,7 @@ def write_sources(
             con.execute(f"create or replace table src.{name} as select * from _frame")
             con.unregister("_frame")
             counts[name] = frame.height
+            crash_point("stage")
     return counts
 
 
@@ -220,17 +228,19 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
 
 
 def plan_models(build_file: Path, sql_root: Path | None = None) -> list[Model]:
-    """The models in the order they must run, checked against the sources present in the build."""
-    models = discover_models(sql_root or sql_dir())
-    with duckdb.connect(str(build_file)) as con:
-        rows = con.execute("select table_name from information_schema.tables where table_schema = 'src'").fetchall()
-    return [models[name] for name in execution_order(models, {r[0].lower() for r in rows})]
+    """The models in the order they must run, each compiled against the staged `src` schema of the build (an
+    unknown table or column fails here, naming file, line and column, before any model is written)."""
+    from warehouse.compile import compile_models
+
+    return compile_models(build_file, sql_root)
 
 
 def transform_model(build_file: Path, model: Model) -> ModelRun:
     with duckdb.connect(str(build_file)) as con:
         prepare_schemas(con)
-        return run_model(con, model)
+        run = run_model(con, model)
+    crash_point("transform", model.name)
+    return run
 
 
 # -- validation ---------------------------------------------------------------------------------------------
@@ -291,7 +301,9 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
 
     results = pl.concat([v.results for v in validations], how="diagonal_relaxed")
     findings = pl.concat([v.findings for v in validations], how="diagonal_relaxed")
-    history = update_findings_history(previous_findings(paths), findings, build_id, utc_now())
+    history = update_findings_history(
+        previous_findings(paths), findings, build_id, utc_now(), stages=[v.stage for v in validations]
+    )
     with duckdb.connect(str(build_file)) as con:
         for name, frame in (("validation_results", results), ("findings", findings), ("findings_history", history)):
             con.register("_frame", frame.to_arrow())
@@ -304,18 +316,27 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
     return history
 
 
+def analyse(request: BuildRequest, build_file: Path, build_id: str) -> Path:
+    """Analysis tables (`ar_*`) into the build, and the analysis report; arms pooled in a blinded build."""
+    from warehouse.analysis import analyse_build
+
+    return analyse_build(build_file, request.paths.reports, build_id, list(request.study.arms.values()))
+
+
 def write_report(paths: BuildPaths, build_id: str, validations: list, history: pl.DataFrame) -> Path:
     from warehouse.report import write_validation_report
 
     return write_validation_report(paths.reports, build_id, validations, history)
 
 
-def publish(paths: BuildPaths, build_id: str, blocked: bool) -> Path | None:
-    """Complete the build file, and swap it in unless validation blocked it."""
+def publish(paths: BuildPaths, build_id: str, blocked: bool, keep: int | None = None) -> Path | None:
+    """Complete the build file, and swap it in unless validation blocked it; then keep the last `keep` builds."""
     final = finalise_build(paths, build_id)
     if blocked:
         return None
-    return swap_in(paths, final)
+    published = swap_in(paths, final)
+    prune_builds(paths, keep)
+    return published
 
 
 def summarise(build_file: Path) -> tuple[int, list[str]]:
@@ -327,7 +348,7 @@ def summarise(build_file: Path) -> tuple[int, list[str]]:
                 "where table_schema in ('main', 'intermediate', 'staging') order by 1"
             ).fetchall()
         ]
-        subjects = con.execute("select count(*) from main.adsl").fetchone()[0] if "main.adsl" in tables else 0
+        subjects = con.execute("select count(*) from main.adsl").fetchall()[0][0] if "main.adsl" in tables else 0
     return subjects, tables
 
 
@@ -342,13 +363,16 @@ def finish(
 ) -> BuildResult:
     """Record findings, write the report, publish (or not), and write the build record."""
     paths = request.paths
+    started = time.perf_counter()
+    analysis_report = analyse(request, build_file, build_id)
+    stage_seconds["analyse"] = time.perf_counter() - started
     history = record_validation(build_file, paths, build_id, validations)
     report = write_report(paths, build_id, validations, history)
-    errors = sum(v.errors for v in validations)
-    warnings = sum(v.warnings for v in validations)
+    errors, warnings = count_findings(validations)
+    blocked = not all(v.success for v in validations)
     subjects, tables = summarise(build_file)
     started = time.perf_counter()
-    published = publish(paths, build_id, blocked=errors > 0)
+    published = publish(paths, build_id, blocked=blocked, keep=request.keep_builds)
     stage_seconds["publish"] = time.perf_counter() - started
     open_findings = int((history.get_column("status") == "open").sum()) if history.height else 0
     record = BuildRecord(
@@ -356,13 +380,13 @@ def finish(
         started_at=build_id,
         export_id=export_id,
         blinded=request.blinded,
-        status="blocked" if errors else "published",
+        status="blocked" if blocked else "published",
         finished_at=utc_now().isoformat(),
         subjects=subjects,
         tables=len(tables),
         errors=errors,
         warnings=warnings,
-        message=f"{errors} error finding(s) blocked publishing" if errors else "",
+        message=f"{errors} error finding(s) blocked publishing" if blocked else "",
         stage_seconds=stage_seconds,
     )
     write_record(paths, record)
@@ -371,6 +395,7 @@ def finish(
         export_id=export_id,
         published=published,
         report=report,
+        analysis_report=analysis_report,
         subjects=subjects,
         tables=tables,
         errors=errors,
@@ -380,20 +405,29 @@ def finish(
         stage_seconds=stage_seconds,
         blinded=request.blinded,
     )
-    if errors:
+    if blocked:
         raise PublishBlocked(blocked_message(validations, result))
     return result
+
+
+def count_findings(validations: list) -> tuple[int, int]:
+    """Error and warning findings (failing rows, not rules) of a build's validations."""
+    findings = pl.concat([v.findings for v in validations], how="diagonal_relaxed")
+    if findings.height == 0:
+        return 0, 0
+    severity = findings.get_column("severity")
+    return int((severity == "error").sum()), int((severity == "warning").sum())
 
 
 def blocked_message(validations: list, result: BuildResult) -> str:
     failing = pl.concat([v.results for v in validations], how="diagonal_relaxed").filter(
         (pl.col("severity") == "error") & ~pl.col("success")
     )
-    rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in failing.head(5).iter_rows(named=True))
-    more = f" and {failing.height - 5} more" if failing.height > 5 else ""
+    rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in failing.head(3).iter_rows(named=True))
+    more = f" and {failing.height - 3} more" if failing.height > 3 else ""
     return (
-        f"publishing blocked: {result.errors} error finding(s) ({rules}{more}); the previous warehouse stays "
-        f"published; report: {result.report}"
+        f"publishing blocked: {result.errors} error finding(s) from {failing.height} failed rule(s) ({rules}{more}); "
+        f"the previous warehouse stays published; report: {result.report}"
     )
 
 
@@ -407,7 +441,7 @@ def resolve_export(request: BuildRequest) -> tuple[Path, Path | None]:
 
 
 def run_build(request: BuildRequest) -> BuildResult:
-    """The whole build without Prefect: the same stages, called directly."""
+    """The whole build without Prefect: the same stages, called directly, holding the data dir's build lock."""
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -417,14 +451,15 @@ def run_build(request: BuildRequest) -> BuildResult:
         return out
 
     request.data_dir.mkdir(parents=True, exist_ok=True)
-    export, randomisation = resolve_export(request)
-    export_id = timed("extract", land, export, request.data_dir)
-    build_id, build_file = start_build(request, export_id)
-    timed("stage", stage, request, export_id, build_file, randomisation)
-    runs = [timed("transform", transform_model, build_file, m) for m in plan_models(build_file)]
-    validations = [
-        timed("validate", validate_raw, request.data_dir, export_id),
-        timed("validate", validate_staging, request.data_dir, export_id, build_file),
-        timed("validate", validate_marts, build_file),
-    ]
-    return finish(request, build_id, export_id, build_file, validations, runs, seconds)
+    with build_lock(request.data_dir):
+        export, randomisation = resolve_export(request)
+        export_id = timed("extract", land, export, request.data_dir)
+        build_id, build_file = start_build(request, export_id)
+        timed("stage", stage, request, export_id, build_file, randomisation)
+        runs = [timed("transform", transform_model, build_file, m) for m in plan_models(build_file)]
+        validations = [
+            timed("validate", validate_raw, request.data_dir, export_id),
+            timed("validate", validate_staging, request.data_dir, export_id, build_file),
+            timed("validate", validate_marts, build_file),
+        ]
+        return finish(request, build_id, export_id, build_file, validations, runs, seconds)

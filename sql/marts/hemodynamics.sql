@@ -11,7 +11,7 @@
 --   map: MAP nearest the hour (mmHg)
 --   hr: Heart rate nearest the hour (beats/min)
 --   ne_base: NE rate as base running at the hour (µg/kg/min)
---   map_ne_ratio: MAP / NE base dose (null when NE is 0)
+--   mapne: MAP / NE base dose (null when NE is 0)
 with subjects as (
     select STUDYID, USUBJID, SUBJID, SITEID, TRT01P from adsl where ITTFL = 'Y'
 ),
@@ -26,7 +26,7 @@ final as (
         h."map" as MAP,
         h.hr as HR,
         h.ne_base as NE_BASE,
-        h.map_ne_ratio as MAP_NE_RATIO
+        h.map_ne_ratio as MAPNE
     from int_hemo_hourly as h
     join subjects on subjects.SUBJID = h.subject_id
 )

@@ -63,3 +63,40 @@ def fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"real exports not available: {FIXTURES} is absent")
     return FIXTURES
+
+
+ODM_METADATA = """<?xml version="1.0" encoding="UTF-8"?>
+<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" ODMVersion="1.3.2" FileType="Snapshot" FileOID="F1">
+ <Study OID="S">
+  <GlobalVariables><StudyName>S</StudyName><StudyDescription>S</StudyDescription><ProtocolName>S</ProtocolName>
+  </GlobalVariables>
+  <MetaDataVersion OID="v1" Name="v1">
+   <StudyEventDef OID="icu" Name="ICU" Repeating="No" Type="Common"><FormRef FormOID="hemodynamics" Mandatory="No"/>
+   </StudyEventDef>
+   <FormDef OID="hemodynamics" Name="Hemodynamics" Repeating="Yes">
+    <ItemGroupRef ItemGroupOID="hemodynamics" Mandatory="No"/></FormDef>
+   <ItemGroupDef OID="hemodynamics" Name="Hemodynamics" Repeating="No">
+    <ItemRef ItemOID="hd_map" Mandatory="No"/><ItemRef ItemOID="hd_hr" Mandatory="No"/></ItemGroupDef>
+   <ItemDef OID="hd_map" Name="hd_map" DataType="integer"/>
+   <ItemDef OID="hd_hr" Name="hd_hr" DataType="integer"/>
+  </MetaDataVersion>
+ </Study>
+"""
+
+
+def odm_form(key: str, **values: str) -> str:
+    """One hemodynamics FormData of the sample ODM (``odm_form("2", hd_map="65")``)."""
+    items = "".join(f'<ItemData ItemOID="{k}" Value="{v}"/>' for k, v in values.items())
+    return (f'<FormData FormOID="hemodynamics" FormRepeatKey="{key}">'
+            f'<ItemGroupData ItemGroupOID="hemodynamics">{items}</ItemGroupData></FormData>')
+
+
+def write_odm(path: Path, subjects: list[tuple[str, list[str]]]) -> Path:
+    """A small ODM file: ``subjects`` = [(SubjectKey, [FormData xml of its icu event, ...]), ...]; a
+    SubjectKey may be given more than once (several SubjectData elements)."""
+    body = "".join(f'<SubjectData SubjectKey="{key}"><StudyEventData StudyEventOID="icu">{"".join(forms)}'
+                   "</StudyEventData></SubjectData>\n" for key, forms in subjects)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ODM_METADATA + f' <ClinicalData StudyOID="S" MetaDataVersionOID="v1">\n{body} </ClinicalData>\n'
+                    "</ODM>\n", encoding="utf-8")
+    return path

@@ -13,7 +13,7 @@ from typing import Any
 def _pe_targets() -> dict[str, dict[str, tuple[float, float]]]:
     # event -> arm -> (mean, SD) of the PE response (MAP at max PE dose / MAP before), over subjects with a challenge.
     return {
-        "h0_arm_1": {"DEX": (1.30, 0.25), "PBO": (1.45, 0.26)},  # design: "lower with dex" (published), values ours
+        "h0_arm_1": {"DEX": (1.26, 0.20), "PBO": (1.45, 0.26)},  # design: "lower with dex, p 0.029" (published); values ours, chosen so a t-test gives p near 0.029 at N=32
         "h6_arm_1": {"DEX": (1.26, 0.23), "PBO": (1.45, 0.26)},  # published: 1.26 +/- 0.23 vs 1.45 +/- 0.26
         "h12_arm_1": {"DEX": (1.30, 0.24), "PBO": (1.42, 0.25)},  # design
     }

@@ -29,9 +29,10 @@ import defusedxml.ElementTree as DET
 import polars as pl
 
 from .errors import ExportError
-from .rawzone import Extracted, TableSink, meta_frame, table_name
+from .rawzone import PROVENANCE_COLUMNS, Extracted, TableSink, meta_frame, table_name
 
 REDCAP_NS = "https://projectredcap.org"
+MAX_DUPLICATE_NOTES = 50  # identical duplicates named one by one in export.json notes
 REDCAP_DAG_ITEM = "redcap_data_access_group"  # REDCap puts the DAG in the first form: it is site_id
 
 
@@ -92,6 +93,9 @@ class OdmReader:
         self.redcap_repeating_events: set[str] = set()
         self.studies: list[str] = []
         self.plan_ready = False
+        self.repeated_subjects: dict[str, int] = {}  # SubjectKey given in several SubjectData -> how many
+        self.duplicates_noted: set[tuple] = set()  # (subject, table, event, repeat) of identical duplicates
+        self.duplicate_notes = 0
 
     # ------------------------------------------------------------------ metadata
     def _global_variables(self, el: Element) -> None:
@@ -198,7 +202,6 @@ class OdmReader:
         self.sinks = {t: TableSink(self.out_dir / f"{t}.parquet", cols) for t, cols in columns.items()}
         self.result.tables = self.sinks
         self.allowed = {t: set(cols) for t, cols in columns.items()}
-        self.seen_keys: dict[str, dict[tuple, str]] = {t: {} for t in columns}
         self.table_events: dict[str, set[str]] = {t: set() for t in columns}
         self.table_repeating: set[str] = set()
 
@@ -249,9 +252,13 @@ class OdmReader:
                         if key is None:
                             raise ExportError(self.name, "SubjectData without SubjectKey", location=self._path(ctx))
                         va = vendor_attrs(el)
+                        subject_path = (f"/ODM/ClinicalData[@StudyOID={_q(ctx['study'])}]"
+                                        f"/SubjectData[@SubjectKey={_q(key)}]")
+                        if key in subjects_meta:  # given again: its n-th SubjectData, as XPath counts
+                            self.repeated_subjects[key] = self.repeated_subjects.get(key, 1) + 1
+                            subject_path += f"[{self.repeated_subjects[key]}]"
                         ctx.update(subject=key, site=a.get("DataAccessGroup") or ctx.get("study_site"), pending=[],
-                                   subject_path=f"/ODM/ClinicalData[@StudyOID={_q(ctx['study'])}]"
-                                   f"/SubjectData[@SubjectKey={_q(key)}]")
+                                   seen={}, path_counts={}, subject_path=subject_path)
                         label = va.get("StudySubjectID") or va.get("UniqueIdentifier")
                         subjects_meta.setdefault(key, {"subject_id": key, "label": label,
                                                        "attributes": json.dumps(va, ensure_ascii=False) if va else None})
@@ -261,17 +268,19 @@ class OdmReader:
                         oid = a.get("StudyEventOID", "")
                         ctx.update(event_oid=oid, event=a.get("UniqueEventName") or self._event_name(oid),
                                    event_key=a.get("StudyEventRepeatKey"),
-                                   event_path=ctx["subject_path"] + f"/StudyEventData[@StudyEventOID={_q(oid)}]"
-                                   + (f"[@StudyEventRepeatKey={_q(a['StudyEventRepeatKey'])}]"
-                                      if "StudyEventRepeatKey" in a else ""))
+                                   event_path=self._unique_path(
+                                       ctx, ctx["subject_path"] + f"/StudyEventData[@StudyEventOID={_q(oid)}]"
+                                       + (f"[@StudyEventRepeatKey={_q(a['StudyEventRepeatKey'])}]"
+                                          if "StudyEventRepeatKey" in a else "")))
                     elif n == "FormData" and "subject" in ctx:
                         self._start_form(ctx, a)
                     elif n == "ItemGroupData" and "form" in ctx:
                         oid = a.get("ItemGroupOID", "")
                         key = a.get("ItemGroupRepeatKey")
                         ctx.update(ig=oid, ig_key=key, ig_values={},
-                                   ig_path=ctx["form_path"] + f"/ItemGroupData[@ItemGroupOID={_q(oid)}]"
-                                   + (f"[@ItemGroupRepeatKey={_q(key)}]" if key is not None else ""))
+                                   ig_path=self._unique_path(
+                                       ctx, ctx["form_path"] + f"/ItemGroupData[@ItemGroupOID={_q(oid)}]"
+                                       + (f"[@ItemGroupRepeatKey={_q(key)}]" if key is not None else "")))
                     continue
                 # end events
                 stack.pop()
@@ -293,7 +302,7 @@ class OdmReader:
                         if row["site_id"] is None:
                             row["site_id"] = ctx.get("site")
                         self.sinks[table].append(row)
-                    for k in ("subject", "site", "subject_path", "pending"):
+                    for k in ("subject", "site", "subject_path", "pending", "seen", "path_counts"):
                         ctx.pop(k, None)
                     el.clear()
                     if stack:
@@ -336,6 +345,11 @@ class OdmReader:
             s.close()
         if n_subjects == 0:
             raise ExportError(self.name, "no ClinicalData/SubjectData: the ODM file holds metadata only, no records")
+        if self.repeated_subjects:
+            self._check_repeated_subjects()
+        if self.duplicate_notes > MAX_DUPLICATE_NOTES:
+            self.result.notes.append(f"{self.name}: {self.duplicate_notes - MAX_DUPLICATE_NOTES} more identical "
+                                     f"duplicate records ({self.duplicate_notes} in all), all kept")
         self._write_meta(subjects_meta)
         return self.result
 
@@ -350,8 +364,16 @@ class OdmReader:
         key = a.get("FormRepeatKey")
         base = ctx.get("event_path") or ctx["subject_path"]
         ctx.update(form=foid, form_key=key, form_values={}, form_value_paths={},
-                   form_path=base + f"/FormData[@FormOID={_q(foid)}]"
-                   + (f"[@FormRepeatKey={_q(key)}]" if key is not None else ""))
+                   form_path=self._unique_path(ctx, base + f"/FormData[@FormOID={_q(foid)}]"
+                                               + (f"[@FormRepeatKey={_q(key)}]" if key is not None else "")))
+
+    @staticmethod
+    def _unique_path(ctx: dict, path: str) -> str:
+        """An element's path, with XPath's position ``[n]`` when an identical path came before in the
+        subject (a FormData given twice with the same keys): every row keeps a location of its own."""
+        counts = ctx["path_counts"]
+        n = counts[path] = counts.get(path, 0) + 1
+        return path if n == 1 else f"{path}[{n}]"
 
     def _event_part(self, ctx: dict) -> str | None:
         key = ctx.get("event_key")
@@ -406,12 +428,22 @@ class OdmReader:
                 raise ExportError(self.name, f"item is not declared in the metadata of table {table!r} "
                                   "(dictionary and data do not match)", location=path, field=oid)
         repeat = ".".join(p for p in parts if p is not None) or None
-        key = (ctx["subject"], ctx.get("event"), repeat)
-        seen = self.seen_keys[table]
+        # duplicate keys: checked within the subject's SubjectData (memory bounded by one subject); a
+        # subject given in several SubjectData elements is checked again over the tables at the end
+        key = (table, ctx.get("event"), repeat)
+        given = {k: v for k, v in values.items() if v is not None}
+        seen = ctx["seen"]
         if key in seen:
-            raise ExportError(self.name, f"duplicate record key (subject {key[0]!r}, event {key[1]!r}, repeat "
-                              f"{key[2]!r}) also at {seen[key]}", location=path)
-        seen[key] = path
+            first_path, first = seen[key]
+            where = f"(table {table!r}, subject {ctx['subject']!r}, event {key[1]!r}, repeat {repeat!r})"
+            if given != first:
+                col = next(c for c in dict.fromkeys([*first, *given]) if first.get(c) != given.get(c))
+                raise ExportError(self.name, f"duplicate record key {where} with different values: {col} is "
+                                  f"{_shown(first.get(col))} at {first_path} and {_shown(given.get(col))} here",
+                                  location=path, field=col)
+            self._identical_duplicate(where, [first_path, path], (ctx["subject"],) + key)
+        else:
+            seen[key] = (path, given)
         if repeat is not None:
             self.table_repeating.add(table)
         if ctx.get("event") is not None:
@@ -423,6 +455,40 @@ class OdmReader:
         # rows wait for the end of their SubjectData: a site given later in the subject (REDCap's DAG
         # item) applies to all of them; memory is bounded by one subject's data
         ctx["pending"].append((table, row))
+
+    def _identical_duplicate(self, where: str, paths: list[str], key: tuple) -> None:
+        """Rows with the same key and the same values (only the XML path differs): all kept, and noted."""
+        if key in self.duplicates_noted:
+            return
+        self.duplicates_noted.add(key)
+        self.duplicate_notes += 1
+        if self.duplicate_notes <= MAX_DUPLICATE_NOTES:
+            self.result.notes.append(f"{self.name}: identical duplicate record {where} at " + " and ".join(paths)
+                                     + ": every value is the same, all kept")
+
+    def _check_repeated_subjects(self) -> None:
+        """Duplicate keys across the SubjectData elements of a subject given more than once (read back
+        from the tables written, for those subjects only)."""
+        subjects = sorted(self.repeated_subjects)
+        keys = ["subject_id", "event", "repeat_instance"]
+        for table, sink in self.sinks.items():
+            df = pl.scan_parquet(sink.path).filter(pl.col("subject_id").is_in(subjects)).collect()
+            if df.height < 2:
+                continue
+            dup = df.filter(pl.struct(keys).is_duplicated())
+            values = [c for c in df.columns if c not in PROVENANCE_COLUMNS and c not in keys]
+            for (sid, event, repeat), rows in dup.group_by(keys, maintain_order=True):
+                first = {c: v for c, v in rows.row(0, named=True).items() if c in values and v is not None}
+                where = f"(table {table!r}, subject {sid!r}, event {event!r}, repeat {repeat!r})"
+                paths = rows.get_column("_source_path").to_list()
+                for k in range(1, rows.height):
+                    given = {c: v for c, v in rows.row(k, named=True).items() if c in values and v is not None}
+                    if given != first:
+                        col = next(c for c in dict.fromkeys([*first, *given]) if first.get(c) != given.get(c))
+                        raise ExportError(self.name, f"duplicate record key {where} with different values: {col} "
+                                          f"is {_shown(first.get(col))} at {paths[0]} and {_shown(given.get(col))} here",
+                                          location=paths[k], field=col)
+                self._identical_duplicate(where, paths, (sid, table, event, repeat))
 
     def _end_ig(self, ctx: dict) -> None:
         foid, ig = ctx["form"], ctx["ig"]
@@ -528,6 +594,10 @@ class OdmReader:
         self.result.meta = {"items": meta_frame("items", items), "choices": meta_frame("choices", choices),
                             "events": meta_frame("events", events), "forms": meta_frame("forms", forms),
                             "subjects": meta_frame("subjects", subjects_meta.values())}
+
+
+def _shown(value: str | None) -> str:
+    return "empty" if value is None else repr(value)
 
 
 def _parse_choices(raw: str) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from .errors import ExportError
-from .rawzone import Extracted, TableSink, meta_frame, table_name
+from .rawzone import PROVENANCE_COLUMNS, Extracted, TableSink, meta_frame, table_name
 from .sniff import REDCAP_DICTIONARY_HEADERS, FileKind, scan_text
 
 SYSTEM_KEY_COLUMNS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
@@ -35,6 +35,7 @@ IMPLICIT_CHOICES = {"yesno": "1, Yes | 0, No", "truefalse": "1, True | 0, False"
 CHOICE_TYPES = {"radio", "dropdown", "checkbox"}
 NUMERIC_VALIDATIONS = re.compile(r"^(number|integer|float)")
 DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
+MAX_DUPLICATE_NOTES = 50  # identical duplicates named one by one in export.json notes
 
 
 @dataclass
@@ -61,6 +62,10 @@ def _blank(v: str | None) -> str | None:
     if v is None:
         return None
     return v if v.strip() != "" else None
+
+
+def _shown(value: str | None) -> str:
+    return "empty" if value is None else repr(value)
 
 
 def checkbox_suffix(code: str) -> str:
@@ -333,8 +338,14 @@ class RedcapReader:
                 self.result.notes.append(f"{rk.name} has no {form}_complete column")
         return form_cols
 
-    def _line_of(self, rk: FileKind, records: set[int]) -> dict[int, int]:
-        """Record numbers (1-based, header excluded) -> physical start lines (error path only)."""
+    def _line_of(self, rk: FileKind, records: set[int], total: int | None = None) -> dict[int, int]:
+        """Record numbers (1-based, header excluded) -> physical start lines (error and duplicate paths).
+
+        ``total`` (the number of records read): when the file has exactly one physical line per record
+        plus the header (no blank lines, no line breaks inside values), record n is on line n + 1.
+        """
+        if total is not None and getattr(self, "text", None) is not None and self.text.lines == total + 1:
+            return {r: r + 1 for r in records}
         path = self.folder / rk.name
         text = path.read_bytes().decode("utf-8-sig" if self.text.encoding == "utf-8" else self.text.encoding)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=rk.delimiter or ",")
@@ -471,7 +482,7 @@ class RedcapReader:
             s.close()
         if done == 0:
             raise ExportError(rk.name, "header only: the export holds no records")
-        self._check_duplicates(rk, keys)
+        self._check_duplicates(rk, keys, done)
         res.decimal_comma_fields = sorted(decimal_comma)
         unknown_rep = observed_repeating - set(self.forms)
         assert not unknown_rep  # _check_batch raised already
@@ -520,22 +531,59 @@ class RedcapReader:
             raise fail_at(rec, f"a row of repeating instrument {form!r} holds a value ({row[col]!r}) for "
                           "another form's field", col)
 
-    def _check_duplicates(self, rk: FileKind, keys: list[pl.DataFrame]) -> None:
+    def _check_duplicates(self, rk: FileKind, keys: list[pl.DataFrame], records: int) -> None:
+        """Rows sharing a record key (record, event, repeat instrument, instance).
+
+        Rows identical in every value (only the line differs) lose nothing and are unambiguous: both
+        stay in the raw tables, each with its own ``_source_row``, and a note in export.json names the
+        lines (raw validation reports the non-unique key). Rows that differ in any value: ExportError.
+        """
         allk = pl.concat(keys)
         cand = allk.filter(pl.col("h").is_duplicated())  # a 64-bit hash first, exact keys on its hits
         dup = cand.filter(cand.select("s", "e", "i", "n").is_duplicated()) if cand.height else cand
         if dup.height == 0:
             return
-        first = dup.row(0, named=True)
-        same = dup.filter((pl.col("s") == first["s"]) & pl.col("e").eq_missing(first["e"])
-                          & pl.col("i").eq_missing(first["i"]) & pl.col("n").eq_missing(first["n"]))
-        recs = same.get_column("__rec").to_list()
-        lines = self._line_of(rk, set(recs))
-        where = " and ".join(str(lines.get(r, f"record {r}")) for r in recs)
-        key = f"record {first['s']!r}" + (f", event {first['e']!r}" if first["e"] else "") + (
-            f", instrument {first['i']!r}" if first["i"] else "") + (f", instance {first['n']!r}" if first["n"] else "")
-        raise ExportError(rk.name, f"duplicate record key ({key}) on lines {where}",
-                          location=lines.get(recs[1]), field=self.record_id)
+        groups = (dup.group_by("s", "e", "i", "n", maintain_order=True).agg(pl.col("__rec").sort())
+                  .with_columns(pl.col("__rec").list.first().alias("first")).sort("first"))
+        recs_all = {r for g in groups.get_column("__rec").to_list() for r in g}
+        values = self._row_values(recs_all)
+        lines = self._line_of(rk, recs_all, records)
+        identical = []
+        for g in groups.iter_rows(named=True):
+            recs = g["__rec"]
+            where = " and ".join(str(lines.get(r, f"record {r}")) for r in recs)
+            key = f"record {g['s']!r}" + (f", event {g['e']!r}" if g["e"] else "") + (
+                f", instrument {g['i']!r}" if g["i"] else "") + (f", instance {g['n']!r}" if g["n"] else "")
+            base = values.get(recs[0], {})
+            for r in recs[1:]:
+                other = values.get(r, {})
+                if other == base:
+                    continue
+                col = next(c for c in dict.fromkeys([*base, *other]) if base.get(c) != other.get(c))
+                raise ExportError(
+                    rk.name, f"duplicate record key ({key}) on lines {where} with different values: "
+                    f"{col} is {_shown(base.get(col))} on line {lines.get(recs[0])} and {_shown(other.get(col))} on line "
+                    f"{lines.get(r)}", location=lines.get(r), field=col)
+            identical.append(f"{rk.name}: identical duplicate record ({key}) on lines {where}: every value "
+                             "is the same, all rows kept")
+        notes = self.result.notes
+        notes.extend(identical[:MAX_DUPLICATE_NOTES])
+        if len(identical) > MAX_DUPLICATE_NOTES:
+            notes.append(f"{rk.name}: {len(identical) - MAX_DUPLICATE_NOTES} more identical duplicate records "
+                         f"({len(identical)} in all), all rows kept")
+
+    def _row_values(self, recs: set[int]) -> dict[int, dict[str, str]]:
+        """The non-null values of some records, read back from the raw tables written (duplicate path only):
+        record number -> {column: value} over every form the record went to, keys and site included."""
+        wanted = [str(r) for r in recs]
+        out: dict[int, dict[str, str]] = {r: {} for r in recs}
+        for sink in self.result.tables.values():
+            part = (pl.scan_parquet(sink.path).filter(pl.col("_source_row").is_in(wanted))
+                    .drop([c for c in PROVENANCE_COLUMNS if c != "_source_row"]).collect())
+            for row in part.iter_rows(named=True):
+                vals = out[int(row.pop("_source_row"))]
+                vals.update((c, v) for c, v in row.items() if v is not None)
+        return out
 
     # ------------------------------------------------------------------ metadata
     def _write_meta(self, observed_events, observed_repeating, event_order, keys) -> None:

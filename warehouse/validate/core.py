@@ -67,6 +67,8 @@ class StageValidation:
     results: pl.DataFrame
     findings: pl.DataFrame
     suites: list[dict] = field(default_factory=list)
+    # (name, GX ExpectationSuiteValidationResult) per suite and table run: what GX Data Docs render
+    gx_results: list = field(default_factory=list, repr=False)
 
     @property
     def errors(self) -> int:
@@ -253,25 +255,89 @@ def validate_stage(
     generated from ``metadata``; marts: the files in ``marts/``. A suite whose table is absent is skipped (status
     'skipped'). ``generated_dir``: also write the generated suites there. ``extra_suites``: more suites (dicts or
     gx objects) to run. ``parameters``: values for ``$PARAMETER`` references, over those the suites compute.
-    ``max_findings_per_expectation``: finding rows kept per expectation and table (counts stay complete)."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    rt = gx_runtime()
-    gx = rt["gx"]
-    tables = dict(tables)
+    ``max_findings_per_expectation``: finding rows kept per expectation and table (counts stay complete).
+
+    The tables are validated in memory by Great Expectations (pandas). For tables in DuckDB, large ones in
+    particular, ``warehouse.validate.pushdown.validate_stage_duckdb`` gives the same output from SQL."""
+    return run_stage(stage, PolarsEngine(tables), metadata, suites_dir,
+                     max_findings_per_expectation=max_findings_per_expectation, generated_dir=generated_dir,
+                     extra_suites=extra_suites, parameters=parameters)
+
+
+class PolarsEngine:
+    """Tables as Polars frames, validated by Great Expectations on Arrow-backed pandas."""
+
+    def __init__(self, tables: dict[str, pl.DataFrame]):
+        self.tables = dict(tables)
+        self._pandas: dict[str, Any] = {}
+
+    # what the planning needs
+    def names(self) -> list[str]:
+        return list(self.tables)
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        """Frames the derived checks read (here: the data itself)."""
+        return self.tables
+
+    def schema_frames(self) -> dict[str, pl.DataFrame]:
+        """Frames whose columns and types the suite generators read."""
+        return self.tables
+
+    def add_table(self, name: str, frame: pl.DataFrame) -> None:
+        self.tables[name] = frame
+
+    def columns(self, table: str) -> list[str]:
+        return self.tables[table].columns
+
+    def known_subjects(self, metadata) -> list[str] | None:
+        return _known_subjects(self.tables, metadata)
+
+    def suite_parameters(self, meta: dict, builtin: dict[str, Any]) -> dict[str, Any]:
+        return _suite_parameters(meta, self.tables, builtin)
+
+    # the run
+    def run(self, suite_name: str, table: str, runnable: list, params: dict[str, Any], cap: int):
+        """[(i, GX ExpectationValidationResult | None, failing rows as dicts)] for the runnable configurations
+        (each with meta._i)."""
+        rt = gx_runtime()
+        frame = self.tables[table]
+        if table not in self._pandas:
+            self._pandas[table] = to_pandas(frame)
+        batch = rt["batch_definition"].get_batch(batch_parameters={"dataframe": self._pandas[table]})
+        run_suite = rt["gx"].ExpectationSuite(name=f"{suite_name}:{table}", expectations=runnable)
+        out = batch.validate(run_suite, result_format={"result_format": "COMPLETE"},
+                             expectation_parameters=dict(params))
+        by_i = {int(r.expectation_config.meta["_i"]): r for r in out.results}
+        rows_out = []
+        for c in runnable:
+            i = int(c.meta["_i"])
+            r = by_i.get(i)
+            rows: list[dict] = []
+            if r is not None and not r.success:
+                idx = (r.result or {}).get("unexpected_index_list") or []
+                positions = [int(p) for p in idx[:cap] if isinstance(p, int) or str(p).isdigit()]
+                rows = frame[positions].to_dicts() if positions else []
+            rows_out.append((i, r, rows))
+        return rows_out, out
+
+
+def plan_suites(stage: str, names: list[str], frames: dict[str, pl.DataFrame], metadata, suites_dir,
+                extra_suites, generated_dir) -> list:
+    """The suites a stage runs (gx objects): its files, extra suites and those generated from the metadata.
+
+    ``frames``: the stage's tables (only their columns and types are read)."""
     file_suites = load_suites(stage, suites_dir)
     file_suites += [s if not isinstance(s, dict) else suite_to_gx(s) for s in (extra_suites or [])]
     gen_sev: dict[str, str] = {}
     for s in file_suites:
         gen_sev.update((s.meta or {}).get("generated_severity") or {})
-
     generated: list[dict] = []
     if metadata and stage == "raw":
-        generated = generate_raw_suites(metadata, tables, severity=gen_sev)
+        generated = generate_raw_suites(metadata, frames, severity=gen_sev)
     elif metadata and stage == "staging":
         ranged = set()
         for s in file_suites:
-            for t in suite_tables(s.meta or {}, list(tables)):
+            for t in suite_tables(s.meta or {}, names):
                 for e in s.expectations:
                     cfg = e.configuration
                     kw = cfg.kwargs
@@ -280,44 +346,66 @@ def validate_stage(
                             and kw.get("min_value") is not None and kw.get("max_value") is not None
                             and not kw.get("row_condition")):
                         ranged.add((t, cfg.kwargs["column"]))
-        generated = generate_staging_range_suites(metadata, tables, skip=ranged, severity=gen_sev)
-    suites = file_suites + [suite_to_gx(d) for d in generated]
+        generated = generate_staging_range_suites(metadata, frames, skip=ranged, severity=gen_sev)
     if generated_dir is not None and generated:
         save_suites(generated, Path(generated_dir))
+    return file_suites + [suite_to_gx(d) for d in generated]
+
+
+def run_stage(
+    stage: str,
+    engine,
+    metadata: dict[str, pl.DataFrame] | None = None,
+    suites_dir: Path | None = None,
+    *,
+    max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
+    generated_dir: Path | None = None,
+    extra_suites: list | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> StageValidation:
+    """The stage's validation on an engine (PolarsEngine: GX on pandas; pushdown.DuckDBEngine: SQL in DuckDB).
+
+    Planning (suites, generated suites, derived tables, parameters, skipped expectations), results and findings are
+    the same code for both engines; only ``engine.run`` differs."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    gx_runtime()
+    suites = plan_suites(stage, engine.names(), engine.schema_frames(), metadata, suites_dir, extra_suites, generated_dir)
 
     # derived check tables named by suites
     for s in suites:
         name = (s.meta or {}).get("table")
-        if isinstance(name, str) and name in DERIVED_CHECKS and name not in tables:
-            frame = DERIVED_CHECKS[name](tables, (s.meta or {}).get("derived") or {})
+        if isinstance(name, str) and name in DERIVED_CHECKS and name not in engine.names():
+            frame = DERIVED_CHECKS[name](engine.frames(), (s.meta or {}).get("derived") or {})
             if frame is not None:
-                tables[name] = frame
+                engine.add_table(name, frame)
 
     builtin: dict[str, Any] = {}
     if stage == "raw":
-        ks = _known_subjects(tables, metadata)
+        ks = engine.known_subjects(metadata)
         if ks is not None:
             builtin["known_subjects"] = ks
 
     result_rows: list[dict] = []
     finding_rows: list[dict] = []
-    pandas_cache: dict[str, Any] = {}
+    gx_results: list = []
+    names = engine.names()
     for suite in suites:
         meta = suite.meta or {}
-        targets = suite_tables(meta, list(tables))
+        targets = suite_tables(meta, names)
         if not targets:
             result_rows.append(_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
                                     "no such table in this stage"))
             continue
-        params = {**_suite_parameters(meta, tables, builtin), **(parameters or {})}
+        params = {**engine.suite_parameters(meta, builtin), **(parameters or {})}
         for table in targets:
-            frame = tables[table]
-            runnable, configs = [], []
+            columns = engine.columns(table)
+            runnable, configs = [], {}
             for i, exp in enumerate(suite.expectations):
                 cfg = exp.configuration
                 kw = cfg.to_json_dict().get("kwargs", {})
                 sev = severity_of(cfg.meta or {}, getattr(exp, "severity", None))
-                missing_cols = [c for c in _columns_referenced(kw) if c not in frame.columns]
+                missing_cols = [c for c in _columns_referenced(kw) if c not in columns]
                 missing_params = [p for p in _parameters_referenced(kw) if p not in params]
                 if missing_cols or missing_params:
                     note = (f"column(s) {', '.join(missing_cols)} not in {table}" if missing_cols
@@ -327,18 +415,14 @@ def validate_stage(
                 c = copy.deepcopy(cfg)
                 c.meta = {**(c.meta or {}), "_i": i}
                 runnable.append(c)
-                configs.append((i, cfg, kw, sev))
+                configs[i] = (cfg, kw, sev)
             if not runnable:
                 continue
-            if table not in pandas_cache:
-                pandas_cache[table] = to_pandas(frame)
-            batch = rt["batch_definition"].get_batch(batch_parameters={"dataframe": pandas_cache[table]})
-            run_suite = gx.ExpectationSuite(name=f"{suite.name}:{table}", expectations=runnable)
-            out = batch.validate(run_suite, result_format={"result_format": "COMPLETE"},
-                                 expectation_parameters={k: v for k, v in params.items()})
-            by_i = {int(r.expectation_config.meta["_i"]): r for r in out.results}
-            for i, cfg, kw, sev in configs:
-                r = by_i.get(i)
+            outcomes, suite_result = engine.run(suite.name, table, runnable, params, max_findings_per_expectation)
+            if suite_result is not None:
+                gx_results.append((f"{stage}.{suite.name}.{table}", suite_result))
+            for i, r, rows in outcomes:
+                cfg, kw, sev = configs[i]
                 res = (r.result or {}) if r is not None else {}
                 exc = (r.exception_info or {}) if r is not None else {}
                 raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
@@ -354,17 +438,17 @@ def validate_stage(
                                         element_count=res.get("element_count"),
                                         unexpected_count=res.get("unexpected_count"), order=i))
                 if not r.success:
-                    finding_rows.extend(_findings_of(stage, suite.name, meta, table, frame, cfg, kw, sev, res,
-                                                     max_findings_per_expectation))
+                    finding_rows.extend(_findings_of(stage, suite.name, meta, table, columns, cfg, kw, sev, res, rows))
 
-    results = pl.DataFrame(result_rows, schema={**RESULTS_SCHEMA, "_order": pl.Int64}) if result_rows else pl.DataFrame(schema={**RESULTS_SCHEMA, "_order": pl.Int64})
+    schema = {**RESULTS_SCHEMA, "_order": pl.Int64}
+    results = pl.DataFrame(result_rows, schema=schema) if result_rows else pl.DataFrame(schema=schema)
     results = results.drop("_order")
     findings = findings_frame(finding_rows).select(FINDINGS_COLUMNS)
     all_suites = [suite_to_dict(s) for s in suites]
     for d, src in zip(all_suites, suites):
         if src.meta.get("generated_from"):
             d.setdefault("meta", {})["generated_from"] = src.meta["generated_from"]
-    return StageValidation(stage=stage, results=results, findings=findings, suites=all_suites)
+    return StageValidation(stage=stage, results=results, findings=findings, suites=all_suites, gx_results=gx_results)
 
 
 def _column_label(kw: dict) -> str | None:
@@ -415,7 +499,10 @@ def _key_value(row: dict, spec) -> str | None:
     return " / ".join(vals) if vals else None
 
 
-def _findings_of(stage, suite, suite_meta, table, frame: pl.DataFrame, cfg, kw, sev, res: dict, cap: int) -> list[dict]:
+def _findings_of(stage, suite, suite_meta, table, columns: list[str], cfg, kw, sev, res: dict,
+                 rows: list[dict]) -> list[dict]:
+    """Findings of one failed expectation: one per failing row given (``rows``, already capped), or one
+    table-level finding when the expectation has no rows (e.g. a row count)."""
     meta = cfg.meta or {}
     rule = _rule(cfg, kw)
     idx = res.get("unexpected_index_list")
@@ -423,10 +510,8 @@ def _findings_of(stage, suite, suite_meta, table, frame: pl.DataFrame, cfg, kw, 
         observed = res.get("observed_value")
         msg = f"{table}: {rule}" + (f" (observed {observed})" if observed is not None else "")
         return [_table_finding(stage, suite, table, cfg, kw, sev, msg, _text(observed))]
-    keys = {k: next((c for c in cands if c in frame.columns), None) for k, cands in DEFAULT_KEYS.items()}
+    keys = {k: next((c for c in cands if c in columns), None) for k, cands in DEFAULT_KEYS.items()}
     keys.update({k: v for k, v in (suite_meta.get("keys") or {}).items()})
-    positions = [int(i) for i in idx[:cap] if isinstance(i, (int,)) or str(i).isdigit()]
-    rows = frame[positions].to_dicts() if positions else []
     column_a, column_b = kw.get("column_A"), kw.get("column_B")
     col_list = kw.get("column_list") or kw.get("column_set")
     out = []

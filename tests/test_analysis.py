@@ -1,0 +1,121 @@
+"""Analysis results: statistics checked against hand computation, and the published figures reproduced end to end."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from warehouse.analysis.results import ancova, kaplan_meier, mortality, primary_endpoint, teae_summary, two_sample_t
+
+ARMS = ["Dexmedetomidine", "Placebo"]
+
+
+def test_two_sample_t_by_hand():
+    # means 2 and 4; variances 1 and 4; pooled SD sqrt((2*1 + 2*4)/4) = 1.5811; SE = 1.5811*sqrt(2/3) = 1.2910;
+    # t(0.975, 4) = 2.7764 -> half-width 3.5844; t = -1.5492 -> p = 0.1962
+    got = two_sample_t(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0]))
+    assert got["diff"] == pytest.approx(-2.0)
+    assert got["ci_low"] == pytest.approx(-5.5844, abs=1e-4)
+    assert got["ci_high"] == pytest.approx(1.5844, abs=1e-4)
+    assert got["p_ttest"] == pytest.approx(0.1962, abs=1e-4)
+
+
+def test_ancova_by_hand():
+    # y = 1 + 0.5*treated + 2*baseline + e, with e orthogonal to the design: coefficients exact, RSS = 0.04 on
+    # 1 df, [(X'X)^-1]_treated = 1 -> SE 0.2, t = 2.5, p = 2*(0.5 - atan(2.5)/pi) = 0.2422; t(0.975, 1) = 12.706
+    treated = np.array([0.0, 0.0, 1.0, 1.0])
+    baseline = np.array([1.0, 2.0, 1.0, 2.0])
+    y = 1 + 0.5 * treated + 2 * baseline + np.array([0.1, -0.1, -0.1, 0.1])
+    got = ancova(y, treated, baseline)
+    assert got["adj_diff"] == pytest.approx(0.5)
+    assert got["p_ancova"] == pytest.approx(0.2422, abs=1e-4)
+    assert got["adj_ci_low"] == pytest.approx(0.5 - 12.7062 * 0.2, abs=1e-3)
+
+
+def test_kaplan_meier_by_hand():
+    adtte = pl.DataFrame({"TRT01P": ["A"] * 5, "AVAL": [1.0, 2.0, 3.0, 3.0, 5.0], "CNSR": [0, 1, 0, 0, 1]})
+    km = kaplan_meier(adtte)
+    # t=1: 1 of 5 dies -> 0.8; t=2 censored; t=3: 2 of 3 die -> 0.8 * 1/3; t=5 censored
+    assert km.select("time", "at_risk", "events", "survival").rows() == [
+        (0.0, 5, 0, 1.0), (1.0, 5, 1, 0.8), (2.0, 4, 0, 0.8), (3.0, 3, 2, pytest.approx(0.8 / 3)), (5.0, 1, 0, pytest.approx(0.8 / 3))
+    ]
+
+
+def test_mortality_counts_known_status_only():
+    adtte = pl.DataFrame({
+        "TRT01P": ["Dexmedetomidine"] * 3 + ["Placebo"] * 3,
+        "DTHD3FL": ["Y", "Y", "N", "N", "N", None],
+        "DTHD28FL": ["Y", "Y", None, "Y", "N", None],
+        "DTHD90FL": ["Y", "Y", None, "Y", None, None],
+    })
+    d3 = mortality(adtte, ARMS).filter(pl.col("landmark") == "D3").select("arm", "deaths", "n").rows()
+    assert d3 == [("Dexmedetomidine", 2, 3), ("Placebo", 0, 2)]
+
+
+def test_blinded_build_compares_nothing():
+    adeff = pl.DataFrame({"TRT01P": ["Blinded"] * 4, "PARAMCD": ["PERESP"] * 4, "AVISIT": ["H6"] * 4,
+                          "AVAL": [1.1, 1.2, 1.3, 1.4], "BASE": [1.0] * 4})
+    result = primary_endpoint(adeff, ARMS)
+    assert set(result.get_column("arm").to_list()) == {"Blinded"}
+    assert "p_ttest" not in result.columns
+    assert result.filter(pl.col("avisit") == "H6").select("n", "mean").rows() == [(4, pytest.approx(1.25))]
+
+
+def test_teae_summary_counts_subjects_not_events():
+    adsl = pl.DataFrame({"USUBJID": ["1", "2", "3"], "SAFFL": ["Y", "Y", "Y"], "TRT01A": ["A", "A", "B"]})
+    adae = pl.DataFrame({
+        "USUBJID": ["1", "1", "2", "3"], "SAFFL": ["Y"] * 4, "TRT01A": ["A", "A", "A", "B"],
+        "TRTEMFL": ["Y", "Y", "N", "Y"], "AESER": ["N", "Y", "Y", "N"], "AESIFL": ["N"] * 4, "AESDTH": [None] * 4,
+        "AEBODSYS": ["Cardiac", "Cardiac", "Cardiac", "Vascular"], "AEDECOD": ["Brady", "AF", "Brady", "Hypotension"],
+    })
+    got = teae_summary(adae, adsl)
+    any_teae = got.filter(pl.col("category") == "Any TEAE").select("arm", "subjects", "n_safety").rows()
+    assert any_teae == [("A", 1, 2), ("B", 1, 1)]  # subject 2's AE is not treatment-emergent
+    cardiac_a = got.filter((pl.col("category") == "By body system") & (pl.col("aebodsys") == "Cardiac")
+                           & (pl.col("arm") == "A")).get_column("subjects").to_list()
+    assert cardiac_a == [1]  # two cardiac TEAEs, one subject
+
+
+def test_published_primary_endpoint_is_reproduced(demo_build):
+    """The calibrated demo study's analysis reproduces ADRESS's PE response at H6: 1.26 ± 0.23 vs 1.45 ± 0.26."""
+    with duckdb.connect(str(demo_build.published), read_only=True) as con:
+        got = con.execute("select arm, round(mean, 2), round(sd, 2) from ar_primary where avisit = 'H6' order by arm").fetchall()
+        p = con.execute("select distinct p_ttest from ar_primary where is_primary").fetchall()
+        d3 = con.execute("select arm, deaths, n from ar_mortality where landmark = 'D3' order by arm").fetchall()
+    assert got == [("Dexmedetomidine", 1.26, 0.23), ("Placebo", 1.45, 0.26)]
+    assert p[0][0] < 0.05  # published p = 0.048
+    (dex_deaths, dex_n), (pbo_deaths, pbo_n) = [(d, n) for _, d, n in d3]
+    assert dex_deaths / dex_n >= 0.45 and pbo_deaths / pbo_n <= 0.2  # about 50% vs about 13%
+
+
+def test_analysis_report_is_self_contained(demo_build):
+    page = demo_build.analysis_report.read_text(encoding="utf-8")
+    assert "Kaplan-Meier" in page and page.count("<svg") >= 4
+    # nothing to fetch: no external script, stylesheet, image or font
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "@import" not in page and "url(http" not in page
+
+
+def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
+    import pyreadstat
+
+    from warehouse.analysis.exports import export_marts
+
+    exported = {m.table: m for m in export_marts(demo_build.published, tmp_path)}
+    assert set(exported) == {"adsl", "adeff", "adae", "adtte", "hemodynamics"}
+    with duckdb.connect(str(demo_build.published), read_only=True) as con:
+        adeff_rows = con.execute("select count(*) from adeff").fetchall()[0][0]
+    assert pl.read_parquet(tmp_path / "adeff.parquet").height == adeff_rows
+    assert pl.read_csv(tmp_path / "adeff.csv", infer_schema=False).height == adeff_rows
+    frame, meta = pyreadstat.read_xport(str(tmp_path / "adsl.xpt"))
+    assert meta.table_name == "ADSL" and frame.shape[0] == 32
+    labels = dict(zip(meta.column_names, meta.column_labels))
+    assert labels["USUBJID"].startswith("Unique subject identifier")
+    assert all(len(name) <= 8 for name in meta.column_names)
+    # the long-named mart fits SAS v5: member HEMODYNA, every variable name within 8 characters
+    _, hemo = pyreadstat.read_xport(str(tmp_path / "hemodyna.xpt"))
+    assert hemo.table_name == "HEMODYNA" and "MAPNE" in hemo.column_names

@@ -1,0 +1,95 @@
+"""Analysis results: tables in the warehouse (`ar_*`) and a self-contained HTML analysis report.
+
+Computed from the marts of a build. A blinded build has one pooled treatment group, so the tables and the
+report pool the arms and compare nothing.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse.analysis.results import (
+    baseline_characteristics,
+    kaplan_meier,
+    logrank_p,
+    mortality,
+    primary_endpoint,
+    secondary_endpoints,
+    teae_summary,
+)
+
+RESULT_TABLES = {
+    "ar_baseline": "Disposition and baseline characteristics by planned arm (randomised subjects).",
+    "ar_primary": "Primary endpoint: PE response by arm and time point; at H6 the difference with 95% CI, "
+    "t-test p and the ANCOVA on the H0 response.",
+    "ar_mortality": "Mortality by day 3, 28 and 90 by arm among subjects with known status, Fisher's exact p.",
+    "ar_secondary": "Secondary endpoints by arm: descriptive statistics and a two-arm test.",
+    "ar_teae": "Treatment-emergent adverse events by actual treatment (safety set): subjects with any, serious, "
+    "by body system and term.",
+    "ar_km": "Kaplan-Meier estimate of survival by arm, one row per distinct time.",
+}
+
+
+@dataclass
+class Analysis:
+    tables: dict[str, pl.DataFrame]
+    logrank_p: float | None
+    arms: list[str]
+    blinded: bool
+
+
+def read_marts(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    return {name: con.sql(f"select * from main.{name}").pl()
+            for name in ("adsl", "adeff", "adae", "adtte", "hemodynamics")}
+
+
+def analyse(marts: dict[str, pl.DataFrame], arm_labels: list[str]) -> Analysis:
+    """Every analysis table from the marts; arm_labels in comparison order (first - second)."""
+    adsl = marts["adsl"]
+    groups = sorted(g for g in adsl.filter(pl.col("ITTFL") == "Y").get_column("TRT01P").unique().to_list() if g)
+    arms = [a for a in arm_labels if a in groups] + [g for g in groups if g not in arm_labels]
+    tables = {
+        "ar_baseline": baseline_characteristics(adsl),
+        "ar_primary": primary_endpoint(marts["adeff"], arm_labels),
+        "ar_mortality": mortality(marts["adtte"], arm_labels),
+        "ar_secondary": secondary_endpoints(marts["adeff"], arm_labels),
+        "ar_teae": teae_summary(marts["adae"], adsl),
+        "ar_km": kaplan_meier(marts["adtte"]),
+    }
+    blinded = not set(arm_labels) <= set(groups)
+    return Analysis(tables, logrank_p(marts["adtte"], arm_labels), arms, blinded)
+
+
+def write_tables(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> None:
+    for name, frame in analysis.tables.items():
+        con.register("_frame", frame.to_arrow())
+        con.execute(f"create or replace table main.{name} as select * from _frame")
+        con.unregister("_frame")
+        description = RESULT_TABLES[name].replace("'", "''")
+        con.execute(f"comment on table main.{name} is '{description}'")
+
+
+def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels: list[str]) -> Path:
+    """Compute the analysis of a build, store its tables in the build, and write the HTML report."""
+    from warehouse.analysis.report import render_analysis_report
+
+    with duckdb.connect(str(build_file)) as con:
+        marts = read_marts(con)
+        analysis = analyse(marts, arm_labels)
+        write_tables(con, analysis)
+        study = con.execute("select study_id from src.build_info").fetchall()[0][0]
+    target = reports_dir / build_id / "analysis.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_analysis_report(study, build_id, analysis, marts), encoding="utf-8")
+    latest = reports_dir / "analysis.html"
+    latest.write_text(target.read_text(encoding="utf-8"), encoding="utf-8")
+    return target
+
+
+def esc(value: object) -> str:
+    return "" if value is None else html.escape(str(value))

@@ -1,0 +1,109 @@
+"""Marts for statisticians' tools: Parquet, CSV and SAS transport (XPT version 5) with variable labels.
+
+XPT v5 limits names to 8 characters and labels to 40; the marts' ADaM names already fit, and a longer name is
+shortened with a warning in the export's manifest rather than failing the export.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+MARTS = ("adsl", "adeff", "adae", "adtte", "hemodynamics")
+FORMATS = ("parquet", "csv", "xpt")
+
+
+@dataclass
+class ExportedMart:
+    table: str
+    rows: int
+    files: dict[str, Path] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)
+
+
+def xpt_name(name: str, taken: set[str]) -> str:
+    """An upper-case SAS v5 name of at most 8 characters, unique within the dataset."""
+    base = "".join(ch for ch in name.upper() if ch.isalnum() or ch == "_")[:8] or "VAR"
+    candidate, i = base, 1
+    while candidate in taken:
+        suffix = str(i)
+        candidate = base[: 8 - len(suffix)] + suffix
+        i += 1
+    taken.add(candidate)
+    return candidate
+
+
+def column_labels(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "select column_name, comment from duckdb_columns() where schema_name = 'main' and table_name = ?", [table]
+    ).fetchall()
+    return {name: comment or "" for name, comment in rows}
+
+
+def table_label(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    row = con.execute("select comment from duckdb_tables() where schema_name = 'main' and table_name = ?",
+                      [table]).fetchall()
+    return (row[0][0] or "") if row else ""
+
+
+def write_xpt(frame: pl.DataFrame, labels: dict[str, str], label: str, path: Path, member: str) -> dict[str, str]:
+    """One dataset as XPT v5; returns the columns that had to be renamed to fit 8 characters."""
+    import pyreadstat
+
+    taken: set[str] = set()
+    names = {c: xpt_name(c, taken) for c in frame.columns}
+    renamed = {c: n for c, n in names.items() if c.upper() != n}
+    pdf = frame.rename(names).to_pandas()
+    for column, dtype in frame.schema.items():
+        if dtype == pl.Boolean:  # SAS has no booleans: Y/N, as ADaM flags are
+            pdf[names[column]] = pdf[names[column]].map({True: "Y", False: "N"})
+    pyreadstat.write_xport(
+        pdf,
+        str(path),
+        file_label=label[:40],
+        column_labels={names[c]: (labels.get(c, "") or c)[:40] for c in frame.columns},
+        table_name=member,
+        file_format_version=5,
+    )
+    return renamed
+
+
+def export_marts(warehouse: Path, out_dir: Path, formats: tuple[str, ...] = FORMATS,
+                 tables: tuple[str, ...] = MARTS) -> list[ExportedMart]:
+    """Write every mart of a published warehouse in the requested formats, with a manifest."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exported = []
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        present = {r[0] for r in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
+        for table in tables:
+            if table not in present:
+                continue
+            frame = con.sql(f"select * from main.{table}").pl()
+            mart = ExportedMart(table, frame.height)
+            if "parquet" in formats:
+                mart.files["parquet"] = out_dir / f"{table}.parquet"
+                frame.write_parquet(mart.files["parquet"])
+            if "csv" in formats:
+                mart.files["csv"] = out_dir / f"{table}.csv"
+                frame.write_csv(mart.files["csv"])
+            if "xpt" in formats:
+                member = xpt_name(table, set())
+                mart.files["xpt"] = out_dir / f"{member.lower()}.xpt"
+                mart.renamed = write_xpt(frame, column_labels(con, table), table_label(con, table),
+                                         mart.files["xpt"], member)
+            exported.append(mart)
+    manifest = {
+        "warehouse": str(warehouse),
+        "tables": [{"table": m.table, "rows": m.rows, "files": {k: p.name for k, p in m.files.items()},
+                    "xpt_renamed": m.renamed} for m in exported],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return exported

@@ -1,0 +1,342 @@
+"""The catalog: every table and column of a warehouse with its type, description, grain and upstream tables,
+queryable in DuckDB as `main.catalog` and rendered as one self-contained HTML page with the dependency graph.
+
+Descriptions are the DuckDB comments the runner writes from each model's header (`COMMENT ON`), so the catalog,
+any DuckDB client and the HTML page show the same text. The page makes no network request: CSS, the small
+filter script and the graph (SVG, laid out here by topological depth) are inline.
+
+`main.catalog` columns: schema_name, table_name, kind (table or view), layer (src, staging, intermediate, marts,
+build), table_description, grain, tags, upstream (comma-separated `schema.table` the model reads), rows,
+column_index, column_name, column_type, description.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse.models import LAYER_SCHEMAS, Model, model_graph, quote_literal
+
+CATALOG_SCHEMAS = ("src", "staging", "intermediate", "main")
+CATALOG_COMMENT = (
+    "Catalog of the warehouse: one row per table and column, with type, description, grain, tags and the "
+    "tables a model reads (upstream)."
+)
+CATALOG_COLUMNS = {
+    "schema_name": "DuckDB schema: src (staged forms), staging, intermediate, main (marts and build tables)",
+    "table_name": "Table or view name",
+    "kind": "table or view",
+    "layer": "src, staging, intermediate, marts, or build (tables the build writes that are not models)",
+    "table_description": "What one row is and what the table is for (the model header's description)",
+    "grain": "The columns that identify a row (the model header's grain)",
+    "tags": "The model header's tags",
+    "upstream": "The tables the model reads, schema.table, comma-separated",
+    "rows": "Row count when the catalog was written",
+    "column_index": "Position of the column in its table, 1-based",
+    "column_name": "Column name",
+    "column_type": "DuckDB type",
+    "description": "Column description (DuckDB comment, from the model header)",
+}
+SCHEMA_LAYER = {schema: layer for layer, schema in LAYER_SCHEMAS.items()} | {"src": "src"}
+
+
+def catalog_frame(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
+    """The catalog of the open database, models' config joined to DuckDB's own column list and comments."""
+    by_name = {m.name: m for m in (models.values() if isinstance(models, dict) else models)}
+    if any(not m.upstream for m in by_name.values()) and by_name:
+        sources = {r[0] for r in con.sql("select table_name from duckdb_tables() where schema_name = 'src'").fetchall()}
+        try:
+            model_graph(by_name, sources)
+        except Exception:  # noqa: BLE001 - a catalog of a warehouse built from other SQL: upstream stays empty
+            pass
+    schemas = ", ".join(quote_literal(s) for s in CATALOG_SCHEMAS)
+    tables = con.sql(
+        f"""
+        select schema_name, table_name, 'table' as kind, comment, estimated_size as rows
+        from duckdb_tables() where schema_name in ({schemas}) and database_name = current_database()
+        union all
+        select schema_name, view_name, 'view', comment, null
+        from duckdb_views() where schema_name in ({schemas}) and not internal and database_name = current_database()
+        """
+    ).pl()
+    columns = con.sql(
+        f"""
+        select schema_name, table_name, column_index, column_name, data_type as column_type, comment as description
+        from duckdb_columns() where schema_name in ({schemas}) and database_name = current_database()
+        """
+    ).pl()
+    config = []
+    for row in tables.iter_rows(named=True):
+        model = by_name.get(row["table_name"])
+        if model is not None and model.schema != row["schema_name"]:
+            model = None
+        if row["table_name"] in ("catalog", "lineage") and row["schema_name"] == "main":
+            layer = "build"
+        else:
+            layer = SCHEMA_LAYER.get(row["schema_name"], "build") if model or row["schema_name"] == "src" else "build"
+        upstream = sorted(
+            f"{by_name[u].schema}.{u}" for u in (model.upstream if model else set())
+        ) + sorted(f"src.{r.rpartition('.')[2]}" for r in (model.depends_on if model else set())
+                   if (r.startswith("src.") or (r not in by_name and "." not in r)))
+        config.append(
+            {
+                "schema_name": row["schema_name"],
+                "table_name": row["table_name"],
+                "layer": layer,
+                "table_description": row["comment"] or (model.description if model else None),
+                "grain": model.grain if model else None,
+                "tags": ", ".join(model.tags) if model else None,
+                "upstream": ", ".join(upstream) or None,
+            }
+        )
+    config_frame = pl.DataFrame(
+        config,
+        schema={"schema_name": pl.Utf8, "table_name": pl.Utf8, "layer": pl.Utf8, "table_description": pl.Utf8,
+                "grain": pl.Utf8, "tags": pl.Utf8, "upstream": pl.Utf8},
+    )
+    return (
+        tables.select("schema_name", "table_name", "kind", pl.col("rows").cast(pl.Int64))
+        .join(config_frame, on=["schema_name", "table_name"], how="left")
+        .join(columns, on=["schema_name", "table_name"], how="left")
+        .select(
+            "schema_name", "table_name", "kind", "layer", "table_description", "grain", "tags", "upstream", "rows",
+            pl.col("column_index").cast(pl.Int32), "column_name", "column_type", "description",
+        )
+        .sort("schema_name", "table_name", "column_index")
+    )
+
+
+def write_catalog(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
+    """Store the catalog as `main.catalog` in the open build database (it lists itself too); returns it."""
+    for _ in range(2):  # the second pass lists the catalog table itself, with its columns and comments
+        frame = catalog_frame(con, models)
+        con.register("_catalog", frame.to_arrow())
+        con.execute("create or replace table main.catalog as select * from _catalog")
+        con.unregister("_catalog")
+        con.execute(f"comment on table main.catalog is {quote_literal(CATALOG_COMMENT)}")
+        for column, text in CATALOG_COLUMNS.items():
+            con.execute(f"comment on column main.catalog.{column} is {quote_literal(text)}")
+    return frame
+
+
+def read_catalog(database: Path, models: list[Model] | dict[str, Model] | None = None) -> pl.DataFrame:
+    """The catalog of a warehouse file: its stored `main.catalog`, else computed (read-only) from its tables."""
+    from warehouse.models import discover_models
+    from warehouse.resources import sql_dir
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        stored = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'main' and table_name = 'catalog'"
+        ).fetchall()[0][0]
+        if stored:
+            return con.sql("select * from main.catalog order by schema_name, table_name, column_index").pl()
+        return catalog_frame(con, models if models is not None else discover_models(sql_dir()))
+
+
+def read_raw_sources(database: Path) -> dict[tuple[str, str], list[str]]:
+    """Per mart column, its raw eCRF `form.item`s from the stored lineage (empty when there is none)."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        stored = con.execute(
+            "select count(*) from duckdb_tables() where schema_name = 'main' and table_name = 'lineage'"
+        ).fetchall()[0][0]
+        if not stored:
+            return {}
+        rows = con.sql(
+            "select distinct table_name, column_name, raw_form || '.' || raw_item from main.lineage "
+            "where raw_form is not null order by 1, 2, 3"
+        ).fetchall()
+    found: dict[tuple[str, str], list[str]] = {}
+    for table, column, raw in rows:
+        found.setdefault((table.lower(), column.lower()), []).append(raw)
+    return found
+
+
+# -- the dependency graph as SVG ------------------------------------------------------------------------------
+
+LAYER_COLOURS = {"src": "#e8eef7", "staging": "#e4f3e6", "intermediate": "#fdf1dc", "marts": "#f6e0e0",
+                 "build": "#eeeeee"}
+
+
+@dataclass
+class GraphNode:
+    relation: str
+    layer: str
+    depth: int
+    x: float = 0.0
+    y: float = 0.0
+
+
+def graph_layout(catalog: pl.DataFrame) -> tuple[dict[str, GraphNode], list[tuple[str, str]]]:
+    """Nodes (tables that are models or read by one) layered by topological depth, and their edges."""
+    tables = catalog.unique(["schema_name", "table_name"]).sort("schema_name", "table_name")
+    upstream: dict[str, list[str]] = {}
+    layers: dict[str, str] = {}
+    for row in tables.iter_rows(named=True):
+        relation = f"{row['schema_name']}.{row['table_name']}"
+        layers[relation] = row["layer"]
+        upstream[relation] = [u.strip() for u in (row["upstream"] or "").split(",") if u.strip()]
+    used = {u for ups in upstream.values() for u in ups}
+    keep = {r for r, ups in upstream.items() if ups} | used
+    depth: dict[str, int] = {}
+
+    def depth_of(relation: str, trail: frozenset = frozenset()) -> int:
+        if relation not in depth:
+            parents = [p for p in upstream.get(relation, []) if p not in trail]
+            depth[relation] = 1 + max((depth_of(p, trail | {relation}) for p in parents), default=-1)
+        return depth[relation]
+
+    nodes = {r: GraphNode(r, layers.get(r, "src"), depth_of(r)) for r in sorted(keep)}
+    edges = [(p, r) for r in sorted(keep) for p in upstream.get(r, []) if p in nodes]
+    columns: dict[int, list[GraphNode]] = {}
+    for node in nodes.values():
+        columns.setdefault(node.depth, []).append(node)
+    row_height, col_width = 30, node_width(nodes) + 50
+    for d in sorted(columns):
+        members = columns[d]
+        if d > 0:  # barycentre of the parents keeps edges short
+            for node in members:
+                ys = [nodes[p].y for p, c in edges if c == node.relation]
+                node.y = sum(ys) / len(ys) if ys else 0
+            members.sort(key=lambda n: (n.y, n.relation))
+        for i, node in enumerate(members):
+            node.x, node.y = 10 + d * col_width, 40 + i * row_height
+    return nodes, edges
+
+
+def node_width(nodes: dict[str, GraphNode]) -> int:
+    return 12 + int(7.3 * max((len(r) for r in nodes), default=20))
+
+
+def graph_svg(catalog: pl.DataFrame) -> str:
+    nodes, edges = graph_layout(catalog)
+    if not nodes:
+        return "<p>No models.</p>"
+    box = node_width(nodes)
+    width = max(n.x for n in nodes.values()) + box + 30
+    height = max(n.y for n in nodes.values()) + 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="Model dependency graph">']
+    depths = sorted({n.depth for n in nodes.values()})
+    for d in depths:
+        label = "sources (src)" if d == 0 else f"depth {d}"
+        parts.append(f'<text x="{10 + d * (box + 50)}" y="20" class="hdr">{label}</text>')
+    for parent, child in edges:
+        a, b = nodes[parent], nodes[child]
+        x1, y1, x2, y2 = a.x + box, a.y + 10, b.x, b.y + 10
+        mid = (x1 + x2) / 2
+        parts.append(f'<path class="edge" data-from="{html.escape(parent)}" data-to="{html.escape(child)}" '
+                     f'd="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"/>')
+    for node in nodes.values():
+        name = html.escape(node.relation)
+        parts.append(
+            f'<a href="#t-{name}"><g class="node" data-rel="{name}"><rect x="{node.x:.0f}" y="{node.y:.0f}" '
+            f'width="{box}" height="20" rx="4" fill="{LAYER_COLOURS.get(node.layer, "#eee")}"/>'
+            f'<text x="{node.x + 6:.0f}" y="{node.y + 14:.0f}">{name}</text><title>{name} ({node.layer})</title></g></a>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# -- the page -------------------------------------------------------------------------------------------------
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#24323f;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
+main{padding:16px 24px}section.table{background:#fff;border:1px solid #ddd;border-radius:6px;margin:14px 0;padding:10px 16px}
+h2{font-size:16px;margin:6px 0}.meta{color:#555;font-size:13px}.layer{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-left:6px}
+table.cols{border-collapse:collapse;width:100%;margin-top:6px}table.cols th,table.cols td{border-bottom:1px solid #eee;text-align:left;padding:3px 6px;vertical-align:top;font-size:13px}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}#graph{overflow:auto;background:#fff;border:1px solid #ddd;border-radius:6px}
+svg text{font:12px ui-monospace,Menlo,Consolas,monospace;fill:#222}svg text.hdr{font-weight:bold;fill:#555}
+svg .edge{fill:none;stroke:#9aa7b4;stroke-width:1.2}svg .edge.hi{stroke:#c0392b;stroke-width:2.2}svg rect{stroke:#8899aa}
+svg .node.hi rect{stroke:#c0392b;stroke-width:2}#filter{padding:5px 8px;width:320px;font-size:14px}
+nav.toc{column-width:240px;font-size:13px}nav.toc a{color:#24323f}.raw{color:#666;font-size:12px}
+"""
+
+SCRIPT = """
+document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();
+document.querySelectorAll('section.table').forEach(function(s){s.style.display=s.textContent.toLowerCase().indexOf(q)>=0?'':'none';});});
+document.querySelectorAll('svg .node').forEach(function(n){var r=n.getAttribute('data-rel');
+n.addEventListener('mouseenter',function(){n.classList.add('hi');document.querySelectorAll('svg .edge').forEach(function(e){
+if(e.getAttribute('data-from')===r||e.getAttribute('data-to')===r)e.classList.add('hi');});});
+n.addEventListener('mouseleave',function(){n.classList.remove('hi');document.querySelectorAll('svg .edge.hi').forEach(function(e){e.classList.remove('hi');});});});
+"""
+
+
+def render_catalog_html(catalog: pl.DataFrame, title: str = "Warehouse catalog",
+                        raw_sources: dict[tuple[str, str], list[str]] | None = None, subtitle: str = "") -> str:
+    """The catalog as one self-contained HTML page (no external CSS, script, font or image)."""
+    esc = html.escape
+    raw_sources = raw_sources or {}
+    order = {"main": 0, "intermediate": 1, "staging": 2, "src": 3}
+    tables = (
+        catalog.unique(["schema_name", "table_name"])
+        .with_columns(pl.col("schema_name").replace_strict(order, default=9, return_dtype=pl.Int32).alias("_o"))
+        .sort("_o", "table_name")
+    )
+    toc, sections = [], []
+    for t in tables.iter_rows(named=True):
+        relation = f"{t['schema_name']}.{t['table_name']}"
+        anchor = f"t-{esc(relation)}"
+        toc.append(f'<a href="#{anchor}">{esc(relation)}</a><br>')
+        cols = catalog.filter((pl.col("schema_name") == t["schema_name"]) & (pl.col("table_name") == t["table_name"]))
+        with_raw = any((t["table_name"].lower(), (c or "").lower()) in raw_sources for c in cols["column_name"])
+        rows = []
+        for c in cols.iter_rows(named=True):
+            if c["column_name"] is None:
+                continue
+            raw = raw_sources.get((t["table_name"].lower(), c["column_name"].lower()), [])
+            raw_cell = f'<td class="raw">{esc(", ".join(raw))}</td>' if with_raw else ""
+            rows.append(f"<tr><td><code>{esc(c['column_name'])}</code></td><td><code>{esc(c['column_type'] or '')}</code>"
+                        f"</td><td>{esc(c['description'] or '')}</td>{raw_cell}</tr>")
+        meta = []
+        if t["grain"]:
+            meta.append(f"grain: <code>{esc(t['grain'])}</code>")
+        if t["rows"] is not None:
+            meta.append(f"rows: {t['rows']}")
+        if t["tags"]:
+            meta.append(f"tags: {esc(t['tags'])}")
+        if t["upstream"]:
+            links = ", ".join(f'<a href="#t-{esc(u.strip())}">{esc(u.strip())}</a>' for u in t["upstream"].split(","))
+            meta.append(f"reads: {links}")
+        colour = LAYER_COLOURS.get(t["layer"] or "build", "#eee")
+        raw_head = "<th>raw eCRF form.item</th>" if with_raw else ""
+        sections.append(
+            f'<section class="table" id="{anchor}"><h2><code>{esc(relation)}</code><span class="layer" '
+            f'style="background:{colour}">{esc(t["layer"] or "")} {esc(t["kind"] or "")}</span></h2>'
+            f'<div>{esc(t["table_description"] or "")}</div><div class="meta">{" · ".join(meta)}</div>'
+            f'<table class="cols"><tr><th>column</th><th>type</th><th>description</th>{raw_head}</tr>'
+            f'{"".join(rows)}</table></section>'
+        )
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
+        f"<header><h1>{esc(title)}</h1><div>{esc(subtitle)}</div></header><main>"
+        "<h2>Dependency graph</h2><p class=\"meta\">Left to right by topological depth; colour by layer (blue src, "
+        "green staging, amber intermediate, red marts). Hover a table to highlight its edges; click to jump.</p>"
+        f'<div id="graph">{graph_svg(catalog)}</div>'
+        f'<h2>Tables</h2><input id="filter" placeholder="filter tables and columns..." aria-label="filter">'
+        f'<nav class="toc">{"".join(toc)}</nav>{"".join(sections)}'
+        f"</main><script>{SCRIPT}</script></body></html>"
+    )
+
+
+def write_catalog_html(database: Path, out: Path, title: str = "Warehouse catalog") -> Path:
+    """Render the catalog of a warehouse file (its stored `main.catalog`, else computed) to `out`."""
+    catalog = read_catalog(database)
+    raw = read_raw_sources(database)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_catalog_html(catalog, title, raw, subtitle=str(database)), encoding="utf-8")
+    return out
+
+
+def document_build(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> None:
+    """After the models ran: store `main.lineage` (every mart column back to its raw form and item), then
+    `main.catalog` (which lists the lineage table too). Both are derived from the models' SQL and the open build."""
+    from warehouse.lineage import write_lineage
+
+    write_lineage(con, models)
+    write_catalog(con, models)

@@ -1,0 +1,37 @@
+"""`warehouse export`: the published marts for statisticians' tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        out: Annotated[Path, typer.Option(help="Folder to write the exports into.")] = Path("data/exports"),
+        data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory.")] = Path("data"),
+        unblinded: Annotated[bool, typer.Option("--unblinded", help="Export the unblinded warehouse.")] = False,
+        format: Annotated[str, typer.Option(help="Comma-separated: parquet, csv, xpt.")] = "parquet,csv,xpt",
+        warehouse: Annotated[Optional[Path], typer.Option(help="A warehouse file (default: the published one).")] = None,
+    ) -> None:
+        """Write every mart as Parquet, CSV and SAS transport (XPT v5, with variable labels)."""
+        from warehouse.analysis.exports import export_marts
+        from warehouse.publish import BuildPaths
+
+        source = warehouse or BuildPaths(data_dir, blinded=not unblinded).published
+        if not source.exists():
+            typer.echo(f"error: no warehouse at {source} (run `warehouse build` first)", err=True)
+            raise typer.Exit(2)
+        formats = tuple(f.strip().lower() for f in format.split(",") if f.strip())
+        try:
+            exported = export_marts(source, out, formats)
+        except ValueError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from err
+        for mart in exported:
+            files = ", ".join(p.name for p in mart.files.values())
+            typer.echo(f"{mart.table:<14} {mart.rows:>8} rows  {files}")
+        typer.echo(f"written to {out}")

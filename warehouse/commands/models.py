@@ -1,0 +1,154 @@
+"""`warehouse compile | lineage | docs | run`: the SQL model runner's commands.
+
+Exit codes as in `warehouse.cli`: 2 bad input or usage (no build to read the `src` schema from, an unknown
+model or column); 3 a model failed to compile or to run (the message names file, line and column).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Data directory (builds, warehouse, reports).")]
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 3
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _source(data_dir: Path, unblinded: bool | None) -> Path:
+    from warehouse.compile import find_source_database
+
+    try:
+        return find_source_database(data_dir, unblinded)
+    except FileNotFoundError as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+        raise  # unreachable
+
+
+def compile_command(
+    data_dir: DataDirOption = Path("data"),
+    database: Annotated[Optional[Path], typer.Option(help="Compile against this build or warehouse file.")] = None,
+) -> None:
+    """Check every SQL model against the staged schema and its upstream models, writing nothing.
+
+    The `src` schema comes from the newest build file under DIR/builds (or DIR/unblinded/builds), else the
+    published warehouse; --database names a file instead."""
+    from warehouse.compile import CompileError, compile_database
+    from warehouse.models import ModelError
+
+    source = database or _source(data_dir, None)
+    started = time.perf_counter()
+    try:
+        compiled = compile_database(source)
+    except CompileError as err:
+        _fail(str(err), EXIT_FAILED)
+    except ModelError as err:
+        _fail(str(err), EXIT_FAILED)
+    seconds = time.perf_counter() - started
+    for name in compiled.order:
+        unit = compiled.compiled[name]
+        typer.echo(f"  ok  {unit.model.relation:<40} {len(unit.columns):>3} columns   {unit.model.path.name}")
+    for warning in compiled.warnings:
+        typer.echo(f"  warning: {warning}")
+    typer.echo(f"{len(compiled.compiled)} models compiled in {seconds:.2f} s against the src schema of {source}")
+
+
+def lineage_command(
+    column: Annotated[str, typer.Argument(help="<table>.<column>, e.g. adeff.AVAL")],
+    data_dir: DataDirOption = Path("data"),
+    live: Annotated[bool, typer.Option("--live", help="Derive from the current SQL, not the published lineage.")] = False,
+) -> None:
+    """Print the chain of models and columns back to the raw eCRF form and item.
+
+    A mart column is read from the published warehouse's `main.lineage` (what the published numbers came from);
+    any other column, or --live, is derived from the current SQL files."""
+    from warehouse.compile import compile_database
+    from warehouse.lineage import Lineage, format_chain, stored_lineage
+    from warehouse.models import ModelError
+
+    table, _, name = column.rpartition(".")
+    if not table or not name:
+        _fail(f"lineage needs <table>.<column>, not '{column}'", EXIT_BAD_INPUT)
+    published = data_dir / "warehouse.duckdb"
+    rows = None if live or not published.is_file() else stored_lineage(published, table.rpartition(".")[2], name)
+    origin = f"stored lineage of {published}"
+    if rows is None:
+        source = _source(data_dir, None)
+        try:
+            rows = Lineage(compile_database(source)).chain(table.rpartition(".")[2], name)
+        except ModelError as err:
+            _fail(str(err), EXIT_BAD_INPUT)
+        origin = "derived from the current SQL"
+    typer.echo(format_chain(rows))
+    raw = sorted({f"{r['raw_form']}.{r['raw_item']}" for r in rows if r["raw_form"]})
+    typer.echo(f"\nraw eCRF items: {', '.join(raw) if raw else '(none)'}   ({origin})")
+
+
+def docs_command(
+    data_dir: DataDirOption = Path("data"),
+    unblinded: Annotated[bool, typer.Option("--unblinded", help="Document the unblinded warehouse.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="HTML file to write; default DIR/reports/catalog.html.")] = None,
+) -> None:
+    """Write the catalog of the published warehouse as one self-contained HTML page with the dependency graph."""
+    from warehouse.catalog import write_catalog_html
+    from warehouse.publish import BuildPaths
+
+    paths = BuildPaths(data_dir, blinded=not unblinded)
+    if not paths.published.is_file():
+        _fail(f"no published warehouse at {paths.published}; run `warehouse build` first", EXIT_BAD_INPUT)
+    target = write_catalog_html(paths.published, out or paths.reports / "catalog.html")
+    typer.echo(f"Catalog written: {target}")
+
+
+def run_command(
+    select: Annotated[Optional[list[str]], typer.Option(
+        "--select", "-s",
+        help="Models to run: name, name+ (and descendants), +name (and ancestors), tag:<tag>, layer:<layer>; "
+             "repeatable. Default: all.")] = None,
+    data_dir: DataDirOption = Path("data"),
+    unblinded: Annotated[bool, typer.Option("--unblinded", help="Work on the unblinded builds.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start the dev database again from the newest build.")] = False,
+) -> None:
+    """Compile, then run the selected models in a development copy of the newest build (DIR/dev/warehouse.duckdb).
+
+    The published warehouse is never touched. A failed model stops its descendants; the others still run."""
+    import duckdb
+
+    from warehouse.compile import CompileError, compile_database
+    from warehouse.models import ModelError, prepare_schemas, run_project
+    from warehouse.publish import BuildPaths
+
+    dev = BuildPaths(data_dir, blinded=not unblinded).root / "dev" / "warehouse.duckdb"
+    if fresh or not dev.is_file():
+        source = _source(data_dir, unblinded)
+        dev.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dev)
+        typer.echo(f"dev database {dev} copied from {source}")
+    try:
+        compiled = compile_database(dev)
+    except (CompileError, ModelError) as err:
+        _fail(str(err), EXIT_FAILED)
+    with duckdb.connect(str(dev)) as con:
+        prepare_schemas(con)
+        try:
+            result = run_project(con, compiled.models, compiled.order, select)
+        except ModelError as err:
+            _fail(str(err), EXIT_BAD_INPUT)
+    typer.echo(result.summary())
+    if not result.ok:
+        _fail(result.failure_message(), EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compile")(compile_command)
+    app.command("lineage")(lineage_command)
+    app.command("docs")(docs_command)
+    app.command("run")(run_command)

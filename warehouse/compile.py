@@ -1,0 +1,393 @@
+"""Compile: check every SQL model against the schemas it reads before anything is written.
+
+Each model, in dependency order, is
+
+1. resolved: every table it reads gets the schema DuckDB's search path would give it (`stg_x` ->
+   `staging.stg_x`, a bare staged form -> `src.x`), so that sqlglot and DuckDB agree on what a name means;
+2. qualified by sqlglot (`optimizer.qualify.qualify`) against a `MappingSchema` holding the real column types of
+   the `src` tables (read from a build's DuckDB) and the output columns of the upstream models inferred in step 3;
+   every column reference must resolve: an unknown or ambiguous column, or an unknown column of a named table
+   or CTE, is a problem naming the model file, line and column (all of a model's problems are listed, not only
+   the first);
+3. typed by DuckDB itself: the model's SELECT is run over empty copies of its inputs in an in-memory database
+   (`create table ... as select * from (<model>) limit 0`). This gives the exact output types DuckDB will
+   produce (sqlglot's type annotation does not know every DuckDB function) in about a millisecond per model,
+   and DuckDB's binder catches what sqlglot's qualification cannot (a function called with wrong types).
+   The empty table then stands in for the model when its descendants are compiled.
+
+A model whose upstream failed to compile is not compiled itself (its errors would only echo the first one); the
+message lists it. Header checks ride along: every `grain` column must be an output column (error); a described
+column the model does not output is a warning.
+
+Where the `src` schema comes from: in a build, from the build file just staged (`compile_models`); for
+`warehouse compile`, from the newest complete build file under DIR/builds or DIR/unblinded/builds, else from the
+published DIR/warehouse.duckdb (see `find_source_database`). Without any build there is nothing to compile
+against: run `warehouse build` once (the demo build takes seconds).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.schema import MappingSchema
+
+from warehouse.models import (
+    Model,
+    ModelError,
+    discover_models,
+    execution_order,
+    parse_model_sql,
+    position,
+    resolve_dependency,
+)
+
+DIALECT = "duckdb"
+SourceSchema = dict[str, dict[str, str]]  # src table -> column -> DuckDB type, in column order
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f":{self.line}:{self.col}" if self.line and self.col else (f":{self.line}" if self.line else "")
+        return f"{self.path}{where}: {self.message}"
+
+
+class CompileError(ModelError):
+    """One or more models do not compile; `problems` has each with its file, line and column."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        listed = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{len(problems)} compile error(s) in the SQL models:\n{listed}")
+
+
+@dataclass
+class CompiledModel:
+    model: Model
+    columns: dict[str, str]  # output column, as DuckDB names it -> DuckDB type
+    expression: exp.Query  # qualified: tables as schema.table, columns as table.column, stars expanded
+
+    def column_name(self, name: str) -> str | None:
+        """The output column's own spelling for a case-insensitive name."""
+        return next((c for c in self.columns if c.lower() == name.lower()), None)
+
+
+@dataclass
+class Compiled:
+    models: dict[str, Model]
+    order: list[str]
+    sources: SourceSchema
+    compiled: dict[str, CompiledModel] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def ordered_models(self) -> list[Model]:
+        return [self.models[name] for name in self.order]
+
+    def columns_of(self, schema: str, table: str) -> dict[str, str]:
+        if schema == "src":
+            return self.sources.get(table, {})
+        compiled = self.compiled.get(table)
+        return compiled.columns if compiled and compiled.model.schema == schema else {}
+
+
+# -- the src schema ---------------------------------------------------------------------------------------
+
+
+def read_source_schema(con: duckdb.DuckDBPyConnection) -> SourceSchema:
+    """Column names and DuckDB types of every `src` table, in column order."""
+    rows = con.sql(
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where table_schema = 'src' order by table_name, ordinal_position"
+    ).fetchall()
+    schema: SourceSchema = {}
+    for table, column, dtype in rows:
+        schema.setdefault(table.lower(), {})[column] = dtype
+    return schema
+
+
+def source_schema_of(database: Path) -> SourceSchema:
+    with duckdb.connect(str(database), read_only=True) as con:
+        schema = read_source_schema(con)
+    if not schema:
+        raise ModelError(f"{database}: has no `src` tables to compile against")
+    return schema
+
+
+def find_source_database(data_dir: Path, unblinded: bool | None = None) -> Path:
+    """The database whose `src` schema `warehouse compile` checks against: the newest complete build file, else
+    the published warehouse. Partial files of running builds are never opened. `unblinded`: None looks in both
+    roots (a schema holds no data), False only in DIR, True only in DIR/unblinded."""
+    roots = {None: [data_dir, data_dir / "unblinded"], False: [data_dir], True: [data_dir / "unblinded"]}[unblinded]
+    candidates = [p for root in roots if (root / "builds").is_dir() for p in (root / "builds").glob("*.duckdb")]
+    if candidates:
+        return max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
+    for root in roots:
+        if (root / "warehouse.duckdb").is_file():
+            return root / "warehouse.duckdb"
+    raise FileNotFoundError(
+        f"no build under {data_dir} to read the staged (`src`) schema from; run `warehouse build "
+        f"--data-dir {data_dir}` once"
+    )
+
+
+# -- one model ------------------------------------------------------------------------------------------------
+
+
+def resolve_tables(ast: exp.Query, models: dict[str, Model], sources: set[str]) -> None:
+    """Give every table the query reads the schema the search path gives it (in place; CTE names untouched)."""
+    for scope in traverse_scope(ast):
+        for source in scope.sources.values():
+            if isinstance(source, exp.Table) and source.name:
+                name = source.name.lower()
+                reference = f"{source.db.lower()}.{name}" if source.db else name
+                target = resolve_dependency(reference, models, sources)
+                if target is None:
+                    continue  # reported by execution_order already
+                schema = "src" if target == "" else models[target].schema
+                source.set("db", exp.to_identifier(schema))
+                source.set("catalog", None)
+
+
+def source_columns(source: exp.Table | Scope, schema: MappingSchema) -> set[str] | None:
+    """The columns a FROM source offers (lower-case), None when unknown (a star we cannot expand)."""
+    if isinstance(source, exp.Table):
+        if not source.name or not source.db:
+            return None  # a table function or an unresolved name
+        try:
+            return {c.lower() for c in schema.column_names(source)}
+        except SqlglotError:
+            return None
+    expression = source.expression
+    if isinstance(expression, exp.Query) and not getattr(expression, "is_star", False):
+        return {name.lower() for name in expression.named_selects}
+    return None
+
+
+def unresolved_columns(qualified: exp.Query, schema: MappingSchema) -> list[tuple[exp.Column, str]]:
+    """Every column reference that does not resolve, with the reason; checks all scopes, not only the first."""
+    problems: list[tuple[exp.Column, str]] = []
+    for scope in traverse_scope(qualified):
+        if not isinstance(scope.expression, exp.Select):
+            continue
+        available = {alias: source_columns(source, schema) for alias, source in scope.sources.items()}
+        candidates = sorted({c for cols in available.values() if cols for c in cols})
+        if not scope.is_correlated_subquery and not scope.pivots:
+            for column in scope.external_columns:
+                if not column.table:
+                    continue  # unqualified: reported below as unknown or ambiguous
+                problems.append((column, f"unknown table or alias '{column.table}' in column '{column.sql()}'"))
+        for column in scope.unqualified_columns:
+            name = column.name.lower()
+            holders = [alias for alias, cols in available.items() if cols and name in cols]
+            if len(holders) > 1:
+                problems.append((column, f"ambiguous column '{column.name}' (in {', '.join(sorted(holders))})"))
+            else:
+                problems.append((column, f"unknown column '{column.name}'{suggest(name, candidates)}"))
+        for column in scope.columns:
+            if not column.table or column.table not in available:
+                continue
+            cols = available[column.table]
+            if cols is not None and column.name.lower() not in cols and column.name != "*":
+                where = scope.sources[column.table]
+                label = f"{where.db}.{where.name}" if isinstance(where, exp.Table) else column.table
+                problems.append((column, f"unknown column '{column.name}' in {label}{suggest(column.name, sorted(cols))}"))
+    return problems
+
+
+def locate(ast: exp.Query, message: str) -> tuple[int, int]:
+    """Where the name an error message ends with (`Unknown table: x`) first occurs in the model."""
+    name = re.split(r"[:\s'\"]+", message.strip().rstrip(".'\""))[-1].lower()
+    for node in ast.find_all(exp.Column, exp.Table, exp.Identifier):
+        if node.name.lower() == name:
+            return position(node)
+    return 0, 0
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+_LOCATED = re.compile(r"Line: (\d+), Col: (\d+)")
+_DUCKDB_LINE = re.compile(r"LINE (\d+):")
+
+
+def duckdb_problem(model: Model, err: duckdb.Error, line_offset: int) -> Problem:
+    text = str(err)
+    match = _DUCKDB_LINE.search(text)
+    line = int(match.group(1)) - line_offset if match else 0
+    return Problem(model.path, max(line, 0), 0, text.splitlines()[0])
+
+
+def infer_output(mem: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]:
+    """Run the model over empty inputs (the upstream stand-ins already in `mem`) and read its column types."""
+    mem.execute(f"create or replace table {model.relation} as select * from (\n{model.sql}\n) limit 0")
+    return {name: dtype for name, dtype in mem.sql(f"select column_name, data_type from duckdb_columns() "
+                                                  f"where schema_name = '{model.schema}' and table_name = "
+                                                  f"'{model.name}' order by column_index").fetchall()}
+
+
+def header_problems(model: Model, columns: dict[str, str]) -> tuple[list[Problem], list[str]]:
+    outputs = {c.lower() for c in columns}
+    problems = [
+        Problem(model.path, model.header_lines.get("grain", 0), 0, f"grain column '{g}' is not an output column")
+        for g in model.grain_columns
+        if g.lower() not in outputs
+    ]
+    warnings = [
+        f"{model.path}:{model.header_lines.get(f'columns.{c}', 0)}: describes column '{c}' which the model "
+        f"does not output"
+        for c in model.columns
+        if c not in outputs
+    ]
+    return problems, warnings
+
+
+def compile_one(
+    model: Model,
+    models: dict[str, Model],
+    source_names: set[str],
+    schema: MappingSchema,
+    mem: duckdb.DuckDBPyConnection,
+) -> tuple[CompiledModel | None, list[Problem], list[str]]:
+    ast = parse_model_sql(model.sql, model.path)
+    resolve_tables(ast, models, source_names)
+    try:
+        qualified = qualify(
+            ast,
+            dialect=DIALECT,
+            schema=schema,
+            validate_qualify_columns=False,
+            allow_partial_qualification=True,  # a known table's unknown column: reported below, with position
+            quote_identifiers=False,
+            identify=False,
+        )
+    except SqlglotError as err:
+        message = str(err).splitlines()[0]
+        located = _LOCATED.search(message)
+        line, col = (int(located.group(1)), int(located.group(2))) if located else locate(ast, message)
+        return None, [Problem(model.path, line, col, _LOCATED.sub("", message).rstrip(" .(") )], []
+    problems = []
+    for column, reason in unresolved_columns(qualified, schema):
+        line, col = position(column)
+        problems.append(Problem(model.path, line, col, reason))
+    if problems:
+        return None, sorted(set(problems), key=lambda p: (p.line, p.col)), []
+    try:
+        columns = infer_output(mem, model)
+    except duckdb.Error as err:
+        return None, [duckdb_problem(model, err, line_offset=1)], []
+    head_problems, warnings = header_problems(model, columns)
+    return CompiledModel(model, columns, qualified), head_problems, warnings
+
+
+# -- the project ---------------------------------------------------------------------------------------------
+
+
+def empty_sources(mem: duckdb.DuckDBPyConnection, sources: SourceSchema) -> None:
+    for schema in ("src", "staging", "intermediate"):
+        mem.execute(f"create schema if not exists {schema}")
+    mem.execute("set search_path = 'main,intermediate,staging,src'")
+    for table, columns in sources.items():
+        body = ", ".join(f'"{name}" {dtype}' for name, dtype in columns.items())
+        mem.execute(f"create table src.{table} ({body})")
+
+
+def compile_project(models: dict[str, Model], order: list[str], sources: SourceSchema) -> Compiled:
+    """Compile every model in `order` (see the module docstring); raises CompileError listing every problem."""
+    started = time.perf_counter()
+    result = Compiled(models, order, sources)
+    schema = MappingSchema({"src": sources}, dialect=DIALECT)
+    problems: list[Problem] = []
+    failed: dict[str, str] = {}
+    source_names = set(sources)
+    with duckdb.connect() as mem:
+        empty_sources(mem, sources)
+        for name in order:
+            model = models[name]
+            stopped = sorted(p for p in model.upstream if p in failed)
+            if stopped:
+                failed[name] = failed[stopped[0]]
+                continue
+            compiled, found, warnings = compile_one(model, models, source_names, schema, mem)
+            problems += found
+            result.warnings += warnings
+            if compiled is None or found:
+                failed[name] = name
+                continue
+            result.compiled[name] = compiled
+            schema.add_table(f"{model.schema}.{model.name}", compiled.columns, dialect=DIALECT)
+    not_compiled = [f"{n} (after {cause})" for n, cause in failed.items() if cause != n]
+    if not_compiled:
+        problems.append(Problem(Path("not compiled"), 0, 0, f"upstream model failed: {', '.join(not_compiled)}"))
+    result.seconds["compile"] = time.perf_counter() - started
+    if problems:
+        raise CompileError(problems)
+    return result
+
+
+_LAST: dict[str, Compiled] = {}
+
+
+def compile_model_set(models: dict[str, Model] | list[Model], sources: SourceSchema) -> Compiled:
+    """Order and compile the given models against a `src` schema. The last result is cached by the models' SQL
+    and the schema, so that lineage and the catalog written after a build reuse the compile that gated it."""
+    started = time.perf_counter()
+    models = {m.name: m for m in models} if isinstance(models, list) else dict(models)
+    order = execution_order(models, set(sources))
+    ordered = time.perf_counter()
+    key = repr((sorted((m.name, str(m.path), m.sql) for m in models.values()),
+                sorted((t, list(c.items())) for t, c in sources.items())))
+    cached = _LAST.get(key)
+    if cached is None:
+        cached = compile_project(models, order, sources)
+        _LAST.clear()
+        _LAST[key] = cached
+    else:
+        cached.models, cached.order = models, order
+        for name, compiled in cached.compiled.items():
+            compiled.model = models[name]
+    cached.seconds["graph"] = ordered - started
+    return cached
+
+
+def compile_sql(sources: SourceSchema, sql_root: Path | None = None) -> Compiled:
+    """Discover the models under `sql_root` (default: the project's sql/), order and compile them."""
+    from warehouse.resources import sql_dir
+
+    started = time.perf_counter()
+    models = discover_models(sql_root or sql_dir())
+    parsed = time.perf_counter() - started
+    compiled = compile_model_set(models, sources)
+    compiled.seconds["parse"] = parsed
+    return compiled
+
+
+def compile_models(build_file: Path, sql_root: Path | None = None) -> list[Model]:
+    """The models in run order, every one compiled against the staged `src` schema of `build_file`.
+
+    Raises CompileError (a ModelError) naming file, line and column before any model is written. The build file
+    is opened read-only and closed again.
+    """
+    return compile_sql(source_schema_of(build_file), sql_root).ordered_models()
+
+
+def compile_database(database: Path, sql_root: Path | None = None) -> Compiled:
+    """Compile the project against the `src` schema of any warehouse or build file."""
+    return compile_sql(source_schema_of(database), sql_root)

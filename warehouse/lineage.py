@@ -1,0 +1,302 @@
+"""Column-level lineage: where every column of every model comes from, back to the raw eCRF form and item.
+
+Per model, sqlglot's `lineage.lineage` walks the compiled (qualified, stars expanded) SELECT through its CTEs and
+sub-queries to the tables it reads, giving each output column's direct inputs: columns of upstream models or of
+staged forms (`src.<form>.<column>`). Chaining these per-model steps gives a column's whole lineage.
+
+A staged form is the raw form of the same name (see docs/architecture.md, staging contract), and a staged column
+is the raw item of the same name, except the columns staging derives: `<item>_hrs` (study time), `<item>_decod`
+(decoded label) and `<item>_base` (NE as base) come from `<item>`. `build_info`, `randomisation_list`,
+`study_parameters` and `typing_failures` are written by the build, not read from the eCRF: they keep raw_form
+and raw_item null.
+
+The lineage of every mart column (schema `main`) is stored in the warehouse as `main.lineage`, one row per step:
+
+| column | meaning |
+|---|---|
+| table_name, column_name | the mart column this row explains (`adeff`, `AVAL`) |
+| depth | 1 for the mart's own step, 2 for the step of the model it reads, ... |
+| model, model_column | the model (table) whose SQL makes this step and the column it makes |
+| expression | that model's derivations on the way (non-trivial SELECT expressions), for reading |
+| upstream_table, upstream_column | what the step reads (`intermediate.int_pe_response`, `pe_response`); null when the column is a constant |
+| raw_form, raw_item | set where upstream_table is an eCRF form in `src`: the raw form and item |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from sqlglot import exp
+from sqlglot.lineage import Node, lineage
+from sqlglot.optimizer.scope import build_scope
+from sqlglot.schema import MappingSchema
+
+from warehouse.compile import DIALECT, Compiled, compile_model_set, read_source_schema
+from warehouse.models import Model, ModelError, quote_literal
+
+NON_FORM_SOURCES = {
+    "build_info": "build metadata",
+    "randomisation_list": "restricted randomisation list",
+    "study_parameters": "study configuration",
+    "typing_failures": "staging typing failures",
+}
+DERIVED_SUFFIXES = ("_hrs", "_decod", "_base")
+LINEAGE_SCHEMA = {
+    "table_name": pl.Utf8,
+    "column_name": pl.Utf8,
+    "depth": pl.Int32,
+    "model": pl.Utf8,
+    "model_column": pl.Utf8,
+    "expression": pl.Utf8,
+    "upstream_table": pl.Utf8,
+    "upstream_column": pl.Utf8,
+    "raw_form": pl.Utf8,
+    "raw_item": pl.Utf8,
+}
+LINEAGE_COLUMNS = {
+    "table_name": "The mart this row explains",
+    "column_name": "The mart column this row explains",
+    "depth": "Step number back from the mart: 1 is the mart's own SQL",
+    "model": "The model (table) whose SQL makes this step",
+    "model_column": "The column that model makes",
+    "expression": "The model's derivations on the way (non-trivial SELECT expressions)",
+    "upstream_table": "What the step reads, schema.table (null: the column is a constant)",
+    "upstream_column": "The column the step reads",
+    "raw_form": "The raw eCRF form, where the step reads a staged form",
+    "raw_item": "The raw eCRF item (derived staged columns _hrs, _decod, _base map to their item)",
+}
+LINEAGE_COMMENT = (
+    "Column lineage of every mart column, one row per step back to the raw eCRF form and item: table_name."
+    "column_name is explained; model.model_column is made by that model's SQL from upstream_table.upstream_column "
+    "(null: a constant); raw_form/raw_item where the step reads a staged eCRF form."
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model column's direct input: `upstream_table` is `schema.table` (None for a constant)."""
+
+    model: str
+    relation: str
+    column: str
+    upstream_table: str | None
+    upstream_column: str | None
+    expression: str
+
+
+def raw_item(form: str, column: str, form_columns: dict[str, str]) -> str:
+    """The raw eCRF item a staged column comes from: itself, or for a derived `<item>_hrs|_decod|_base`, <item>."""
+    lowered = {c.lower(): c for c in form_columns}
+    name = column
+    changed = True
+    while changed:
+        changed = False
+        for suffix in DERIVED_SUFFIXES:
+            if name.lower().endswith(suffix) and name.lower()[: -len(suffix)] in lowered:
+                name = lowered[name.lower()[: -len(suffix)]]
+                changed = True
+    return name
+
+
+def derivations(root: Node) -> str:
+    """The non-trivial SELECT expressions a column passes through inside one model (renames left out)."""
+    seen: list[str] = []
+    for node in root.walk():
+        expression = node.expression
+        if isinstance(expression, exp.Alias) and not isinstance(expression.this, exp.Column):
+            text = expression.this.sql(dialect=DIALECT, comments=False)
+            if text not in seen:
+                seen.append(text)
+    joined = " ; ".join(seen)
+    return joined if len(joined) <= 400 else joined[:397] + "..."
+
+
+def model_steps(compiled: Compiled, name: str, schema: MappingSchema) -> list[Step]:
+    """Every output column of one model with its direct inputs, by sqlglot lineage over the compiled SELECT."""
+    unit = compiled.compiled[name]
+    expression = unit.expression.copy()
+    nodes = lineage(None, expression, schema, dialect=DIALECT, scope=build_scope(expression), copy=False)
+    steps: list[Step] = []
+    for lowered, root in nodes.items():
+        column = unit.column_name(lowered) or lowered
+        text = derivations(root)
+        inputs: list[tuple[str, str]] = []
+        for node in root.walk():
+            if node.downstream or not isinstance(node.source, exp.Table) or not node.source.db:
+                continue
+            table = node.source
+            relation = f"{table.db}.{table.name}".lower()
+            upstream = node.name.rpartition(".")[2].strip('"')
+            real = {c.lower(): c for c in compiled.columns_of(table.db.lower(), table.name.lower())}
+            pair = (relation, real.get(upstream.lower(), upstream))
+            if pair not in inputs:
+                inputs.append(pair)
+        if not inputs:
+            steps.append(Step(name, unit.model.relation, column, None, None, text))
+        steps += [Step(name, unit.model.relation, column, rel, col, text) for rel, col in inputs]
+    return steps
+
+
+def lineage_schema(compiled: Compiled) -> MappingSchema:
+    mapping: dict[str, dict[str, dict[str, str]]] = {"src": compiled.sources}
+    for name, unit in compiled.compiled.items():
+        mapping.setdefault(unit.model.schema, {})[name] = unit.columns
+    return MappingSchema(mapping, dialect=DIALECT)
+
+
+class Lineage:
+    """The per-model steps of a compiled project, chained on demand."""
+
+    def __init__(self, compiled: Compiled):
+        self.compiled = compiled
+        self._schema = lineage_schema(compiled)
+        self._steps: dict[str, dict[str, list[Step]]] = {}
+
+    def steps_of(self, model: str) -> dict[str, list[Step]]:
+        if model not in self._steps:
+            by_column: dict[str, list[Step]] = {}
+            for step in model_steps(self.compiled, model, self._schema):
+                by_column.setdefault(step.column.lower(), []).append(step)
+            self._steps[model] = by_column
+        return self._steps[model]
+
+    def resolve(self, reference: str) -> tuple[str, str]:
+        """`table.column` (or `schema.table.column`) -> (model, column as the model spells it)."""
+        parts = reference.split(".")
+        if len(parts) < 2:
+            raise ModelError(f"lineage needs <table>.<column>, not '{reference}'")
+        table, column = parts[-2].lower(), parts[-1]
+        if table not in self.compiled.compiled:
+            raise ModelError(f"no model named '{table}' (models: {', '.join(self.compiled.order)})")
+        real = self.compiled.compiled[table].column_name(column)
+        if real is None:
+            columns = ", ".join(self.compiled.compiled[table].columns)
+            raise ModelError(f"{table} has no column '{column}' (columns: {columns})")
+        return table, real
+
+    def chain(self, table: str, column: str) -> list[dict]:
+        """The lineage rows (see the module docstring) of one model column, breadth first, each step once."""
+        table, column = self.resolve(f"{table}.{column}")
+        rows: list[dict] = []
+        seen: set[tuple[str, str]] = set()
+        frontier = [(table, column)]
+        depth = 0
+        while frontier:
+            depth += 1
+            following: list[tuple[str, str]] = []
+            for model, model_column in frontier:
+                if (model, model_column.lower()) in seen:
+                    continue
+                seen.add((model, model_column.lower()))
+                for step in self.steps_of(model).get(model_column.lower(), []):
+                    form = item = None
+                    if step.upstream_table and step.upstream_table.startswith("src."):
+                        source = step.upstream_table[4:]
+                        if source not in NON_FORM_SOURCES:
+                            form = source
+                            item = raw_item(source, step.upstream_column or "", self.compiled.sources.get(source, {}))
+                    elif step.upstream_table:
+                        following.append((step.upstream_table.split(".")[1], step.upstream_column or ""))
+                    rows.append(
+                        {
+                            "table_name": table,
+                            "column_name": column,
+                            "depth": depth,
+                            "model": model,
+                            "model_column": step.column,
+                            "expression": step.expression,
+                            "upstream_table": step.upstream_table,
+                            "upstream_column": step.upstream_column,
+                            "raw_form": form,
+                            "raw_item": item,
+                        }
+                    )
+            frontier = following
+        return rows
+
+    def mart_lineage(self) -> pl.DataFrame:
+        """The lineage of every column of every mart (models in `main`)."""
+        rows = [
+            row
+            for name in self.compiled.order
+            if name in self.compiled.compiled and self.compiled.models[name].schema == "main"
+            for column in self.compiled.compiled[name].columns
+            for row in self.chain(name, column)
+        ]
+        return pl.DataFrame(rows, schema=LINEAGE_SCHEMA)
+
+
+def project_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> Lineage:
+    return Lineage(compile_model_set(models, read_source_schema(con)))
+
+
+def write_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
+    """Store the lineage of every mart column as `main.lineage` in the open build database; returns it.
+
+    Call after the models ran (the compile is the same as the one that gated the build, taken from cache)."""
+    frame = project_lineage(con, models).mart_lineage()
+    con.register("_lineage", frame.to_arrow())
+    con.execute("create or replace table main.lineage as select * from _lineage")
+    con.unregister("_lineage")
+    con.execute(f"comment on table main.lineage is {quote_literal(LINEAGE_COMMENT)}")
+    for column, text in LINEAGE_COLUMNS.items():
+        con.execute(f"comment on column main.lineage.{column} is {quote_literal(text)}")
+    return frame
+
+
+def format_chain(rows: list[dict]) -> str:
+    """A column's lineage as an indented tree, each model column expanded once."""
+    if not rows:
+        return ""
+    table, column = rows[0]["table_name"], rows[0]["column_name"]
+    children: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        children.setdefault((row["model"], row["model_column"].lower()), []).append(row)
+    lines = [f"{table}.{column}"]
+    expanded: set[tuple[str, str]] = set()
+
+    def walk(model: str, model_column: str, indent: int) -> None:
+        key = (model, model_column.lower())
+        if key in expanded:
+            return
+        expanded.add(key)
+        steps = children.get(key, [])
+        if steps and steps[0]["expression"]:
+            lines.append(f"{'  ' * indent}= {steps[0]['expression']}   [{model}]")
+        for row in steps:
+            pad = "  " * indent
+            if row["upstream_table"] is None:
+                lines.append(f"{pad}<- (constant)")
+                continue
+            label = f"{row['upstream_table']}.{row['upstream_column']}"
+            if row["raw_form"]:
+                lines.append(f"{pad}<- {label}   raw eCRF: form {row['raw_form']}, item {row['raw_item']}")
+            elif row["upstream_table"].startswith("src."):
+                lines.append(f"{pad}<- {label}   ({NON_FORM_SOURCES.get(row['upstream_table'][4:], 'staged')})")
+            else:
+                upstream = row["upstream_table"].split(".")[1]
+                again = (upstream, row["upstream_column"].lower()) in expanded
+                lines.append(f"{pad}<- {label}{'   (see above)' if again else ''}")
+                walk(upstream, row["upstream_column"], indent + 1)
+
+    walk(table, column, 1)
+    return "\n".join(lines)
+
+
+def stored_lineage(database: Path, table: str, column: str) -> list[dict] | None:
+    """The lineage stored in a warehouse for a mart column, None when the warehouse has no such rows."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'main' and table_name = 'lineage'"
+        ).fetchall()[0][0]
+        if not exists:
+            return None
+        frame = con.sql(
+            "select * from main.lineage where lower(table_name) = lower(?) and lower(column_name) = lower(?) "
+            "order by depth, model, model_column, upstream_table, upstream_column",
+            params=[table, column],
+        ).pl()
+    return frame.to_dicts() or None

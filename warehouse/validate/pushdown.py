@@ -1,0 +1,519 @@
+"""Validation pushed down into DuckDB: the suites' expectations compiled to SQL, for tables too large to validate in
+memory with Great Expectations on pandas.
+
+The suite files stay the single source of truth, and the output is the same as ``validate_stage``'s (results,
+findings, suites; per expectation a GX ``ExpectationValidationResult``): planning, skipped expectations,
+parameters, severities and findings are the same code (``core.run_stage``); only the evaluation differs. Per table
+one aggregate query counts, for every row-wise expectation at once, the rows in its domain, the missing and the
+failing ones, over the full table; uniqueness needs a window query of its own. Only for an expectation that failed
+is a second query run, fetching at most ``max_findings_per_expectation`` failing rows with their keys (in table
+order, as GX lists them). A rule failing on a million rows therefore costs two scans and N rows of Python.
+
+Why our own SQL and not GX's SQL datasource: GX 1.x on DuckDB (via duckdb-engine) returns empty results as shipped
+(see ../shared/GUIDE.md), it is one more dependency, and it builds one query per metric (dozens of scans per
+table). The compiled subset is what the suites use; see ``SQL_EXPECTATIONS``. Any other expectation type still
+runs, with GX on pandas over that one table (correct, not cheap), and is logged.
+
+    from warehouse.validate.pushdown import validate_stage_duckdb, use_pushdown
+    with duckdb.connect(build_file, read_only=True) as con:
+        v = validate_stage_duckdb("staging", con, ["src.labs", "src.vitals"], metadata=meta)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from warehouse.validate.core import (
+    DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
+    PolarsEngine,
+    StageValidation,
+    gx_runtime,
+    run_stage,
+)
+from warehouse.validate.suites import form_order
+
+log = logging.getLogger(__name__)
+
+# Tables above this many rows are validated in DuckDB (below it GX on pandas is as fast and is the reference).
+PUSHDOWN_ROW_THRESHOLD = 200_000
+
+POS = "__pos"  # the row's position in its table (DuckDB rowid / Parquet file_row_number), as GX's index
+_DUP = "__dup"
+
+SQL_EXPECTATIONS = (
+    "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null",
+    "expect_column_values_to_be_unique",
+    "expect_compound_columns_to_be_unique",
+    "expect_column_values_to_be_in_set",
+    "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_be_between",
+    "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex",
+    "expect_column_pair_values_a_to_be_greater_than_b",
+    "expect_column_pair_values_to_be_equal",
+    "expect_table_row_count_to_equal",
+    "expect_table_row_count_to_be_between",
+)
+_PARTIAL = 20  # GX's partial_unexpected_list length
+
+
+class NotCompiled(Exception):
+    """An expectation (or row condition) this module does not compile to SQL."""
+
+
+# --------------------------------------------------------------------------------------------- SQL text
+
+
+def ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def qualified(ref: str) -> str:
+    """'src.labs' -> "src"."labs" (a name already quoted is kept)."""
+    if '"' in ref:
+        return ref
+    return ".".join(ident(p) for p in ref.split("."))
+
+
+def literal(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "'NaN'::DOUBLE"
+        if math.isinf(v):
+            return "'Infinity'::DOUBLE" if v > 0 else "'-Infinity'::DOUBLE"
+        return repr(v)
+    if isinstance(v, datetime):
+        return f"TIMESTAMP '{v.isoformat(sep=' ')}'"
+    if isinstance(v, date):
+        return f"DATE '{v.isoformat()}'"
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def condition_sql(node: Any) -> str:
+    """A GX 1.x row_condition (dict form: comparison, nullity, and, or) as a SQL predicate.
+
+    Null semantics follow GX's pandas engine: ``!=`` and NOT IN keep rows whose value is null."""
+    if node is None:
+        return "TRUE"
+    if hasattr(node, "dict"):  # a gx Condition object
+        node = node.dict()
+    if isinstance(node, str):
+        raise NotCompiled(f"string row_condition {node!r} (pandas syntax)")
+    kind = node.get("type")
+    if kind in ("and", "or"):
+        parts = [condition_sql(c) for c in node.get("conditions") or []]
+        return "(" + f" {kind.upper()} ".join(parts or ["TRUE"]) + ")"
+    col = ident((node.get("column") or {}).get("name"))
+    if kind == "nullity":
+        return f"({col} IS {'' if node.get('is_null') else 'NOT '}NULL)"
+    if kind == "comparison":
+        op = getattr(node.get("operator"), "value", node.get("operator"))
+        p = node.get("parameter")
+        if op in ("IN", "NOT_IN"):
+            values = ", ".join(literal(v) for v in p) or "NULL"
+            return f"({col} IN ({values}))" if op == "IN" else f"({col} IS NULL OR {col} NOT IN ({values}))"
+        if op == "!=":
+            return f"({col} IS DISTINCT FROM {literal(p)})"
+        if op in ("==", "<", "<=", ">", ">="):
+            return f"({col} {'=' if op == '==' else op} {literal(p)})"
+        raise NotCompiled(f"row_condition operator {op!r}")
+    raise NotCompiled(f"row_condition type {kind!r}")
+
+
+def resolve_parameters(node: Any, params: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"$PARAMETER"}:
+            return params[node["$PARAMETER"]]
+        return {k: resolve_parameters(v, params) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_parameters(v, params) for v in node]
+    return node
+
+
+class Compiled:
+    """One expectation as SQL over a table's rows.
+
+    kind 'map': ``domain`` (rows the expectation looks at), ``considered`` (of those, rows judged: GX leaves nulls
+    out of most column map expectations), ``unexpected`` (failing rows); kind 'unique': failing rows are the
+    ``considered`` rows whose ``partition`` occurs more than once; kind 'table': a row count compared."""
+
+    def __init__(self, kind: str, domain: str = "TRUE", considered: str = "TRUE", unexpected: str = "FALSE",
+                 column: str | None = None, partition: list[str] | None = None, check=None, value_sql: str | None = None):
+        self.kind, self.domain, self.considered, self.unexpected = kind, domain, considered, unexpected
+        self.column, self.partition, self.check, self.value_sql = column, partition, check, value_sql
+
+
+def compile_expectation(etype: str, kw: dict) -> Compiled:
+    """An expectation type and its kwargs (parameters resolved) -> Compiled; NotCompiled when not supported."""
+    if etype not in SQL_EXPECTATIONS:
+        raise NotCompiled(f"expectation type {etype}")
+    dom = condition_sql(kw.get("row_condition"))
+    if etype.startswith("expect_table_row_count"):
+        if etype == "expect_table_row_count_to_equal":
+            value = kw.get("value")
+            return Compiled("table", check=lambda n: n == value)
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        return Compiled("table", check=lambda n: (lo is None or n >= lo) and (hi is None or n <= hi))
+    if etype.startswith("expect_column_pair"):
+        a, b = ident(kw["column_A"]), ident(kw["column_B"])
+        ignore = kw.get("ignore_row_if") or "both_values_are_missing"
+        if ignore == "both_values_are_missing":
+            domain = f"{dom} AND NOT ({a} IS NULL AND {b} IS NULL)"
+        elif ignore == "either_value_is_missing":
+            domain = f"{dom} AND {a} IS NOT NULL AND {b} IS NOT NULL"
+        elif ignore == "neither":
+            domain = dom
+        else:
+            raise NotCompiled(f"ignore_row_if {ignore!r}")
+        if etype == "expect_column_pair_values_a_to_be_greater_than_b":
+            ok = f"{a} {'>=' if kw.get('or_equal') else '>'} {b}"
+        else:
+            ok = f"{a} = {b}"
+        return Compiled("map", domain=domain, considered=domain, unexpected=f"{domain} AND NOT coalesce({ok}, FALSE)")
+    if etype == "expect_compound_columns_to_be_unique":
+        cols = [ident(c) for c in kw["column_list"]]
+        ignore = kw.get("ignore_row_if") or "all_values_are_missing"
+        if ignore == "all_values_are_missing":
+            considered = f"{dom} AND NOT (" + " AND ".join(f"{c} IS NULL" for c in cols) + ")"
+        elif ignore == "any_value_is_missing":
+            considered = f"{dom} AND " + " AND ".join(f"{c} IS NOT NULL" for c in cols)
+        elif ignore == "never":
+            considered = dom
+        else:
+            raise NotCompiled(f"ignore_row_if {ignore!r}")
+        return Compiled("unique", domain=dom, considered=considered, partition=cols)
+    col = ident(kw["column"])
+    nonnull = f"{dom} AND {col} IS NOT NULL"
+    if etype == "expect_column_values_to_not_be_null":
+        return Compiled("map", domain=dom, considered=dom, unexpected=f"{dom} AND {col} IS NULL", column=col)
+    if etype == "expect_column_values_to_be_null":
+        return Compiled("map", domain=dom, considered=dom, unexpected=f"{dom} AND {col} IS NOT NULL", column=col)
+    if etype == "expect_column_values_to_be_unique":
+        return Compiled("unique", domain=dom, considered=nonnull, partition=[col], column=col)
+    if etype in ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set"):
+        values = kw.get("value_set")
+        if values is None:
+            raise NotCompiled("value_set is not given")
+        in_set = f"coalesce({col} IN ({', '.join(literal(v) for v in values)}), FALSE)" if values else "FALSE"
+        ok = in_set if etype == "expect_column_values_to_be_in_set" else f"NOT {in_set}"
+        return Compiled("map", domain=dom, considered=nonnull, unexpected=f"{nonnull} AND NOT coalesce({ok}, FALSE)",
+                        column=col)
+    if etype == "expect_column_values_to_be_between":
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if lo is None and hi is None:
+            raise NotCompiled("between without min_value and max_value")
+        parts = []
+        if lo is not None:
+            parts.append(f"{col} {'>' if kw.get('strict_min') else '>='} {literal(lo)}")
+        if hi is not None:
+            parts.append(f"{col} {'<' if kw.get('strict_max') else '<='} {literal(hi)}")
+        ok = " AND ".join(parts)
+        return Compiled("map", domain=dom, considered=nonnull, unexpected=f"{nonnull} AND NOT coalesce({ok}, FALSE)",
+                        column=col)
+    if etype in ("expect_column_values_to_match_regex", "expect_column_values_to_not_match_regex"):
+        m = f"regexp_matches(CAST({col} AS VARCHAR), {literal(kw['regex'])})"
+        ok = m if etype == "expect_column_values_to_match_regex" else f"NOT {m}"
+        return Compiled("map", domain=dom, considered=nonnull, unexpected=f"{nonnull} AND NOT coalesce({ok}, FALSE)",
+                        column=col)
+    raise NotCompiled(f"expectation type {etype}")
+
+
+# --------------------------------------------------------------------------------------------- the engine
+
+
+class _LazyFrames(Mapping):
+    """Tables read into Polars only when a derived check asks for them."""
+
+    def __init__(self, engine: DuckDBEngine):
+        self.engine = engine
+        self.cache: dict[str, pl.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        if name not in self.engine.rel:
+            raise KeyError(name)
+        if name not in self.cache:
+            self.cache[name] = self.engine.con.sql(f"select * exclude ({POS}) from {self.engine.base(name)}").pl()
+        return self.cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.engine.rel)
+
+    def __len__(self) -> int:
+        return len(self.engine.rel)
+
+
+class DuckDBEngine:
+    """Tables of a DuckDB connection (tables, views, registered frames), validated by compiled SQL."""
+
+    def __init__(self, con, tables: list[str] | dict[str, str]):
+        self.con = con
+        pairs = tables.items() if isinstance(tables, dict) else ((t.split(".")[-1].strip('"'), t) for t in tables)
+        self.rel: dict[str, str] = {name: qualified(ref) for name, ref in pairs}
+        self._columns: dict[str, list[str]] = {}
+        self._base: dict[str, str] = {}
+        self._registered: list[str] = []
+        self._lazy = _LazyFrames(self)
+
+    def close(self) -> None:
+        for name in self._registered:
+            try:
+                self.con.unregister(name)
+            except Exception:  # noqa: BLE001 - best effort on a connection the caller owns
+                pass
+        self._registered.clear()
+
+    # planning
+    def names(self) -> list[str]:
+        return list(self.rel)
+
+    def schema_frames(self) -> dict[str, pl.DataFrame]:
+        """Empty frames with each table's columns and types (what the suite generators read)."""
+        return {name: self.con.sql(f"select * exclude ({POS}) from {self.base(name)} limit 0").pl() for name in self.rel}
+
+    def frames(self) -> Mapping[str, pl.DataFrame]:
+        return self._lazy
+
+    def add_table(self, name: str, frame: pl.DataFrame) -> None:
+        view = f"__validate_{name}_{id(self)}"
+        self.con.register(view, frame.with_row_index(POS).to_arrow())
+        self._registered.append(view)
+        self.rel[name] = ident(view)
+        self._columns.pop(name, None)
+        self._base.pop(name, None)
+
+    def columns(self, table: str) -> list[str]:
+        if table not in self._columns:
+            cols = [r[0] for r in self.con.sql(f"describe select * from {self.rel[table]}").fetchall()]
+            self._columns[table] = cols
+        return [c for c in self._columns[table] if c != POS]
+
+    def base(self, table: str) -> str:
+        """A subquery of the table's rows with their position ``__pos``: a DuckDB table's rowid, a column
+        ``__pos`` the relation already has (Parquet views from ``parquet_views``, registered frames), else the
+        row number in scan order."""
+        if table not in self._base:
+            ref = self.rel[table]
+            self.columns(table)
+            if POS in self._columns[table]:
+                self._base[table] = f"(select * from {ref})"
+            else:
+                try:
+                    self.con.sql(f"select rowid from {ref} limit 0").fetchall()
+                    self._base[table] = f"(select *, rowid as {POS} from {ref})"
+                except Exception:  # noqa: BLE001 - a view has no rowid
+                    self._base[table] = f"(select *, row_number() over () - 1 as {POS} from {ref})"
+        return self._base[table]
+
+    def known_subjects(self, metadata) -> list[str] | None:
+        for form in form_order(metadata):
+            if form in self.rel and "subject_id" in self.columns(form):
+                rows = self.con.sql(f"select distinct cast(subject_id as varchar) from {self.rel[form]} "
+                                    "where subject_id is not null order by 1").fetchall()
+                return [r[0] for r in rows]
+        return None
+
+    def _source_values(self, sources, distinct_count: bool):
+        for src in [sources] if isinstance(sources, str) else list(sources):
+            table, _, column = str(src).rpartition(".")
+            if table in self.rel and column in self.columns(table):
+                c = f"cast({ident(column)} as varchar)"
+                if distinct_count:
+                    return int(self.con.sql(f"select count(distinct {c}) from {self.rel[table]}").fetchone()[0])
+                rows = self.con.sql(f"select distinct {c} from {self.rel[table]} where {ident(column)} is not null "
+                                    "order by 1").fetchall()
+                return [r[0] for r in rows]
+        return None
+
+    def suite_parameters(self, meta: dict, builtin: dict[str, Any]) -> dict[str, Any]:
+        params = dict(builtin)
+        for name, spec in (meta.get("parameters") or {}).items():
+            if not isinstance(spec, dict):
+                params[name] = spec
+            elif "value" in spec:
+                params[name] = spec["value"]
+            elif "count_distinct" in spec or "values" in spec:
+                v = self._source_values(spec.get("count_distinct", spec.get("values")), "count_distinct" in spec)
+                if v is not None:
+                    params[name] = v
+        return params
+
+    # the run
+    def run(self, suite_name: str, table: str, runnable: list, params: dict[str, Any], cap: int):
+        from great_expectations.core.expectation_validation_result import (
+            ExpectationSuiteValidationResult,
+            ExpectationValidationResult,
+        )
+
+        base = self.base(table)
+        compiled: list[tuple[Any, dict, Compiled]] = []
+        fallback: list = []
+        outcomes: dict[int, tuple] = {}
+        for c in runnable:
+            kw = c.to_json_dict().get("kwargs", {})
+            try:
+                kw = resolve_parameters(kw, params)
+                compiled.append((c, kw, compile_expectation(c.type, kw)))
+            except NotCompiled as e:
+                log.info("%s on %s: %s not compiled to SQL (%s); running it with GX on pandas", suite_name, table,
+                         c.type, e)
+                fallback.append(c)
+
+        # one scan: every map expectation's counts, and the table's row count
+        aggs = ["count(*)"]
+        for _, _, comp in compiled:
+            if comp.kind == "map":
+                missing = f"{comp.domain} AND {comp.column} IS NULL" if comp.column else "FALSE"
+                aggs += [f"count(*) filter (where {comp.domain})", f"count(*) filter (where {missing})",
+                         f"count(*) filter (where {comp.unexpected})"]
+        counts = list(self.con.sql(f"select {', '.join(aggs)} from {base}").fetchone())
+        n_rows = int(counts.pop(0))
+
+        for c, kw, comp in compiled:
+            i = int(c.meta["_i"])
+            if comp.kind == "table":
+                ok = bool(comp.check(n_rows))
+                outcomes[i] = (ExpectationValidationResult(success=ok, expectation_config=c,
+                                                           result={"observed_value": n_rows}), [])
+                continue
+            if comp.kind == "map":
+                element, missing, unexpected = (int(counts.pop(0)) for _ in range(3))
+                failing = f"select * from {base} where {comp.unexpected}"
+            else:  # unique: rows of a duplicated value among the considered rows
+                part = ", ".join(comp.partition)
+                dup = (f"select * from (select *, count(*) over (partition by {part}) as {_DUP} from {base} "
+                       f"where {comp.considered}) where {_DUP} > 1")
+                element, missing, unexpected = (int(x) for x in self.con.sql(
+                    f"select (select count(*) from {base} where {comp.domain}), "
+                    f"(select count(*) from {base} where {comp.domain} and {comp.column} is null), "
+                    f"(select count(*) from ({dup}))" if comp.column else
+                    f"select (select count(*) from {base} where {comp.domain}), 0, (select count(*) from ({dup}))"
+                ).fetchone())
+                failing = dup
+            nonmissing = element - missing
+            mostly = kw.get("mostly")
+            if mostly is None or mostly >= 1:
+                ok = unexpected == 0
+            else:
+                ok = nonmissing == 0 or (nonmissing - unexpected) / nonmissing >= mostly
+            rows: list[dict] = []
+            if unexpected:
+                frame = self.con.sql(f"select * from ({failing}) order by {POS} limit {int(max(cap, _PARTIAL))}").pl()
+                positions = frame.get_column(POS).to_list()
+                frame = frame.drop([c for c in (POS, _DUP) if c in frame.columns])
+                rows = frame.to_dicts()
+            values = [(r.get(kw["column"]) if isinstance(kw.get("column"), str) else None) for r in rows]
+            pct = lambda k, n: (100.0 * k / n) if n else 0.0  # noqa: E731
+            result = {
+                "element_count": element,
+                "unexpected_count": unexpected,
+                "unexpected_percent": pct(unexpected, nonmissing if comp.column else element),
+                "partial_unexpected_list": values[:_PARTIAL],
+                "unexpected_index_list": positions[:cap] if unexpected else [],
+                "partial_unexpected_index_list": positions[:_PARTIAL] if unexpected else [],
+            }
+            if comp.column and c.type != "expect_column_values_to_not_be_null":
+                result.update(missing_count=missing, missing_percent=pct(missing, element),
+                              unexpected_percent_total=pct(unexpected, element),
+                              unexpected_percent_nonmissing=pct(unexpected, nonmissing))
+            outcomes[i] = (ExpectationValidationResult(success=ok, expectation_config=c, result=result), rows[:cap])
+
+        if fallback:
+            fb, _ = PolarsEngine({table: self._lazy[table]}).run(suite_name, table, fallback, params, cap)
+            for i, r, rows in fb:
+                outcomes[i] = (r, rows)
+
+        ordered = [(int(c.meta["_i"]), *outcomes[int(c.meta["_i"])]) for c in runnable if int(c.meta["_i"]) in outcomes]
+        results = [r for _, r, _ in ordered if r is not None]
+        passed = sum(1 for r in results if r.success)
+        suite_result = ExpectationSuiteValidationResult(
+            success=passed == len(results), results=results, suite_name=f"{suite_name}:{table}",
+            statistics={"evaluated_expectations": len(results), "successful_expectations": passed,
+                        "unsuccessful_expectations": len(results) - passed,
+                        "success_percent": 100.0 * passed / len(results) if results else None},
+            meta={"engine": "duckdb (warehouse.validate.pushdown)", "table": table, "row_count": n_rows},
+        )
+        return ordered, suite_result
+
+
+# --------------------------------------------------------------------------------------------- entry points
+
+
+def validate_stage_duckdb(
+    stage: str,
+    con,
+    tables: list[str] | dict[str, str],
+    metadata: dict[str, pl.DataFrame] | None = None,
+    suites_dir: Path | None = None,
+    *,
+    max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
+    generated_dir: Path | None = None,
+    extra_suites: list | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> StageValidation:
+    """``validate_stage`` on tables of a DuckDB connection, evaluated in DuckDB; same output.
+
+    ``tables``: relations of ``con`` ("src.labs", "main.adsl", a view name), each known to the suites by its last
+    name part; or a dict suite name -> relation. ``con`` may be read-only: derived ``chk_*`` tables are registered
+    frames, unregistered at the end."""
+    gx_runtime()
+    engine = DuckDBEngine(con, tables)
+    try:
+        return run_stage(stage, engine, metadata, suites_dir,
+                         max_findings_per_expectation=max_findings_per_expectation, generated_dir=generated_dir,
+                         extra_suites=extra_suites, parameters=parameters)
+    finally:
+        engine.close()
+
+
+def table_row_counts(con, tables: list[str]) -> dict[str, int]:
+    """Row counts of relations of ``con`` (exact: count(*), cheap in DuckDB and on Parquet)."""
+    return {t: int(con.sql(f"select count(*) from {qualified(t)}").fetchone()[0]) for t in tables}
+
+
+def use_pushdown(con, tables: list[str], threshold: int = PUSHDOWN_ROW_THRESHOLD) -> bool:
+    """The threshold rule: validate in DuckDB when any table of the stage has more than ``threshold`` rows."""
+    return any(n > threshold for n in table_row_counts(con, tables).values())
+
+
+def validate_stage_auto(
+    stage: str,
+    con,
+    tables: list[str],
+    metadata: dict[str, pl.DataFrame] | None = None,
+    *,
+    threshold: int = PUSHDOWN_ROW_THRESHOLD,
+    **kwargs,
+) -> StageValidation:
+    """The stage's validation on the engine the threshold rule picks: DuckDB when a table has more than
+    ``threshold`` rows, else GX on pandas (the tables read into Polars)."""
+    if use_pushdown(con, tables, threshold):
+        return validate_stage_duckdb(stage, con, tables, metadata, **kwargs)
+    from warehouse.validate.core import validate_stage
+
+    frames = {t.split(".")[-1].strip('"'): con.sql(f"select * from {qualified(t)}").pl() for t in tables}
+    return validate_stage(stage, frames, metadata, **kwargs)
+
+
+def parquet_views(con, files: dict[str, Path]) -> list[str]:
+    """Views over Parquet files (e.g. the raw zone's forms) with the row position as ``__pos``; returns the view
+    names, for ``validate_stage_duckdb(..., tables=...)``."""
+    names = []
+    for name, path in files.items():
+        con.execute(f"create or replace temp view {ident(name)} as select * rename (file_row_number as {POS}) "
+                    f"from read_parquet({literal(str(path))}, file_row_number = true)")
+        names.append(name)
+    return names
