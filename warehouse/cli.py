@@ -133,14 +133,19 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, byte-identical files).")] = 20190515,
     inject_rate: Annotated[float, typer.Option(help="Rate of injected data-quality problems (0 = clean).")] = 0.0,
     format: Annotated[str, typer.Option(help="redcap, odm or both.")] = "both",
+    monitor_minutes: Annotated[int, typer.Option(help="Hemodynamics every N minutes (60 = hourly, as the eCRF; "
+                                                      "1 = bedside-monitor resolution).")] = 60,
 ) -> None:
     """Write the synthetic demo study as eCRF exports (REDCap CSV and/or CDISC ODM), with its manifest."""
-    from warehouse.demo import generate_demo
+    from warehouse.demo import DemoParameters, generate_demo
 
     formats = {"both": ("redcap", "odm"), "redcap": ("redcap",), "odm": ("odm",)}.get(format)
     if formats is None:
         fail(f"--format must be redcap, odm or both, not {format!r}", EXIT_BAD_INPUT)
-    result = generate_demo(out, subjects=subjects, seed=seed, inject_rate=inject_rate, formats=formats)
+    if not 1 <= monitor_minutes <= 60:
+        fail(f"--monitor-minutes must be between 1 and 60, not {monitor_minutes}", EXIT_BAD_INPUT)
+    params = DemoParameters(hemo_interval_minutes=monitor_minutes)
+    result = generate_demo(out, subjects=subjects, seed=seed, inject_rate=inject_rate, formats=formats, params=params)
     typer.echo(f"Demo study written to {out}: {subjects} subjects, seed {seed}, "
                f"{len(result.problems)} injected problem(s)")
     for label, path in (("REDCap", result.redcap_dir), ("ODM", result.odm_file),

@@ -220,7 +220,7 @@ def locate(ast: exp.Query, message: str) -> tuple[int, int]:
 def suggest(name: str, candidates: list[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
@@ -357,7 +357,8 @@ def compile_model_set(models: dict[str, Model] | list[Model], sources: SourceSch
     cached = _LAST.get(key)
     if cached is None:
         cached = compile_project(models, order, sources)
-        _LAST.clear()
+        while len(_LAST) >= 8:
+            _LAST.pop(next(iter(_LAST)))
         _LAST[key] = cached
     else:
         cached.models, cached.order = models, order

@@ -31,7 +31,7 @@ given rows: give only the columns the test is about, the others are null. A give
 the target are run too, so a test may start from `src` forms or from the target's direct inputs. The target is
 then run exactly as the build runs it, and its rows come back as dicts.
 
-Comparing (`assert_rows`): only the columns named in the expected rows are compared; rows as a multiset unless
+Comparing (`assert_rows`): each expected row is compared on the columns it names; rows as a multiset unless
 `ordered`; floats within `tolerance`; an expected ISO date/time string matches a date/datetime value.
 """
 
@@ -184,9 +184,9 @@ def _show(row: dict) -> str:
 
 
 def assert_rows(actual: Rows, expected: Rows, *, ordered: bool = False, tolerance: float = 1e-9) -> None:
-    """Assert the model's rows match the expected rows on the columns the expected rows name.
-
-    The message lists the missing and the unexpected rows (projected on those columns)."""
+    """Assert the model's rows match the expected rows. Each expected row is compared on the columns it names
+    (a column it leaves out may hold anything); a model row matches one expected row at most. The message
+    lists the missing and the unexpected rows."""
     columns: list[str] = []
     for row in expected:
         columns += [c for c in row if c not in columns]
@@ -195,11 +195,15 @@ def assert_rows(actual: Rows, expected: Rows, *, ordered: bool = False, toleranc
     if missing_cols:
         raise AssertionError(f"the model has no column(s) {', '.join(missing_cols)}; it has {', '.join(actual[0])}")
     projected = [{c: row.get(c.lower()) for c in columns} for row in lookup]
+
+    def matches(i: int, e: dict) -> bool:
+        return all(_same(projected[i][c], v, tolerance) for c, v in e.items())
+
     if ordered:
         problems = [
-            f"  row {i + 1}: expected {_show(e)}\n         got      {_show(a)}"
-            for i, (a, e) in enumerate(zip(projected, expected))
-            if not all(_same(a[c], e.get(c), tolerance) for c in columns)
+            f"  row {i + 1}: expected {_show(e)}\n         got      {_show(projected[i])}"
+            for i, e in enumerate(expected[: len(projected)])
+            if not matches(i, e)
         ]
         if len(projected) != len(expected):
             problems.append(f"  {len(projected)} row(s), expected {len(expected)}")
@@ -209,13 +213,13 @@ def assert_rows(actual: Rows, expected: Rows, *, ordered: bool = False, toleranc
     unmatched = list(range(len(projected)))
     missing = []
     for e in expected:
-        hit = next((i for i in unmatched if all(_same(projected[i][c], e.get(c), tolerance) for c in columns)), None)
+        hit = next((i for i in unmatched if matches(i, e)), None)
         if hit is None:
             missing.append(e)
         else:
             unmatched.remove(hit)
     if missing or unmatched:
-        lines = [f"rows differ on ({', '.join(columns)}):"]
+        lines = [f"rows differ ({len(projected)} row(s), {len(expected)} expected):"]
         lines += [f"  missing:    {_show(e)}" for e in missing]
         lines += [f"  unexpected: {_show(projected[i])}" for i in unmatched]
         raise AssertionError("\n".join(lines))

@@ -372,11 +372,11 @@ def table_content_hashes(con) -> dict[str, dict]:
         digest = hashlib.sha256()
         digest.update((",".join(f"{c} {t}" for c, t in kept) + "\n").encode())
         select = ", ".join('"' + c.replace('"', '""') + '"' for c, _ in kept) or "null as _none"
-        rel = con.sql(
+        cursor = con.execute(
             f'select to_json(r)::varchar as j from (select {select} from "{schema}"."{table}") r order by j'
         )
         rows = 0
-        while batch := rel.fetchmany(10_000):
+        while batch := cursor.fetchmany(10_000):
             for (line,) in batch:
                 digest.update(line.encode())
                 digest.update(b"\n")
@@ -478,8 +478,12 @@ def lock_snapshot(paths: BuildPaths, label: str, note: str = "") -> Path:
             dst.flush()
             os.fsync(dst.fileno())
         with duckdb.connect(str(copy), read_only=True) as con:
-            info = con.sql("select * from main.build_info").fetchall()
-            info_cols = [d[0] for d in con.sql("select * from main.build_info").description]
+            where = con.sql("select table_schema from information_schema.tables where table_name = 'build_info' "
+                            "order by table_schema = 'main' desc, table_schema limit 1").fetchall()
+            info, info_cols = [], []
+            if where:
+                rel = con.sql(f'select * from "{where[0][0]}".build_info')
+                info, info_cols = rel.fetchall(), list(rel.columns)
             tables = table_content_hashes(con)
         build = dict(zip(info_cols, info[0])) if info else {}
         export_id = build.get("export_id")
@@ -524,10 +528,10 @@ def _export_manifest(data_dir: Path, export_id: str) -> dict:
 
 
 def _remove_tree(path: Path) -> None:
-    def make_writable(func, p, _exc):
+    def make_writable(func, p, _exc_info):
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
         func(p)
 
     if path.exists():
         os.chmod(path, 0o755)
-        shutil.rmtree(path, onexc=make_writable)
+        shutil.rmtree(path, onerror=make_writable)

@@ -1,32 +1,62 @@
-"""The validation report of a build: one self-contained HTML page a data manager can open from disk or mail.
+"""The validation report of a build, for the data manager: one self-contained HTML page (open it from disk or mail
+it), the findings listing of each site as CSV and XLSX, and Great Expectations Data Docs.
 
-No script, style or font is fetched from anywhere: everything the page needs is inline.
+    reports/<build_id>/validation.html      summary by stage and suite, trend against the previous build, findings
+                                            filterable by site, form, severity and status
+    reports/<build_id>/sites/<site>.csv     open findings of one site, columns a site can act on (and .xlsx)
+    reports/<build_id>/data_docs/index.html GX Data Docs of the build's validation results
+    reports/validation.html                 a copy of the latest page
+
+The page makes no network request: its style and script are inline, it links only to files beside it.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
 import polars as pl
 
+log = logging.getLogger(__name__)
+
 FINDINGS_SHOWN = 5000
+
+SITE_COLUMNS: list[tuple[str, str]] = [  # (history column, header a site reads)
+    ("subject_id", "subject"),
+    ("event", "event"),
+    ("repeat_instance", "instance"),
+    ("form", "form"),
+    ("field", "field"),
+    ("value", "value"),
+    ("message", "query"),
+    ("rule", "rule"),
+    ("severity", "severity"),
+    ("first_seen", "first seen"),
+    ("finding_id", "finding id"),
+]
+NO_SITE = "no_site"
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.n{text-align:right}.error{color:#a00;font-weight:600}.warning{color:#a60}
-.ok{color:#070}.filters select{margin-right:1em}
+.ok{color:#070}.filters select{margin-right:1em}.up{color:#a00}.down{color:#070}.muted{color:#777}
+#findings td:nth-child(11),#findings td:nth-child(12){max-width:32em}
 """
 
 _SCRIPT = """
 function applyFilters(){
-  var site=document.getElementById('f-site').value, form=document.getElementById('f-form').value,
-      sev=document.getElementById('f-severity').value, shown=0;
+  var f={site:document.getElementById('f-site').value, form:document.getElementById('f-form').value,
+         severity:document.getElementById('f-severity').value, stage:document.getElementById('f-stage').value,
+         status:document.getElementById('f-status').value}, shown=0;
   document.querySelectorAll('#findings tbody tr').forEach(function(r){
-    var ok=(!site||r.dataset.site===site)&&(!form||r.dataset.form===form)&&(!sev||r.dataset.severity===sev);
+    var ok=true;
+    for(var k in f){ if(f[k] && r.dataset[k]!==f[k]){ ok=false; } }
     r.style.display=ok?'':'none'; if(ok){shown++;}
   });
   document.getElementById('shown').textContent=shown;
@@ -44,86 +74,312 @@ def options(values: list[str]) -> str:
     return "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in sorted(set(values)) if v)
 
 
+def site_file_name(site: str | None) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", site) if site else NO_SITE
+
+
+# --------------------------------------------------------------------------------------------- frames
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.width]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def open_findings(history: pl.DataFrame) -> pl.DataFrame:
+    """Open findings of the history with a ``first_seen`` text (date and build)."""
+    if history.height == 0:
+        return pl.DataFrame(schema={c: pl.Utf8 for c, _ in SITE_COLUMNS} | {"site_id": pl.Utf8, "status": pl.Utf8})
+    return history.filter(pl.col("status") == "open").with_columns(
+        first_seen=pl.col("first_seen_at").dt.strftime("%Y-%m-%d %H:%M UTC") + pl.lit(" (build ")
+        + pl.col("first_seen_build") + pl.lit(")")
+    )
+
+
+def findings_trend(history: pl.DataFrame, build_id: str) -> dict[str, int]:
+    """new (first seen in this build), still_open (seen before), closed (by this build), open (new + still)."""
+    if history.height == 0:
+        return {"new": 0, "still_open": 0, "closed": 0, "open": 0}
+    is_open = pl.col("status") == "open"
+    new = history.filter(is_open & (pl.col("first_seen_build") == build_id)).height
+    still = history.filter(is_open & (pl.col("first_seen_build") != build_id)).height
+    closed = history.filter(pl.col("closed_build") == build_id).height
+    return {"new": new, "still_open": still, "closed": closed, "open": new + still}
+
+
+def previous_record(reports_dir: Path, build_id: str) -> dict | None:
+    """The build record (builds/<id>.json beside reports/) of the latest build before ``build_id`` that finished."""
+    builds = Path(reports_dir).parent / "builds"
+    best = None
+    for path in builds.glob("*.json") if builds.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        bid = str(rec.get("build_id", ""))
+        if bid and bid < build_id and rec.get("status") in ("published", "blocked") and (best is None or bid > best["build_id"]):
+            best = rec
+    return best
+
+
+# --------------------------------------------------------------------------------------------- site listings
+
+
+def site_listing(findings: pl.DataFrame) -> pl.DataFrame:
+    """One site's open findings with the columns a site acts on, ordered by subject, event, form, field."""
+    cols = [c for c, _ in SITE_COLUMNS]
+    frame = findings.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in cols if c not in findings.columns])
+    return (frame.sort(["subject_id", "event", "repeat_instance", "form", "field"], nulls_last=True)
+            .select([pl.col(c).cast(pl.Utf8).alias(h) for c, h in SITE_COLUMNS]))
+
+
+def _write_xlsx(frame: pl.DataFrame, path: Path, site: str, build_id: str) -> None:
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    try:
+        ws = wb.add_worksheet("findings")
+        head = wb.add_format({"bold": True, "bg_color": "#F3F3F3", "border": 1})
+        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+        top = wb.add_format({"valign": "top"})
+        widths = {"subject": 12, "event": 18, "instance": 9, "form": 16, "field": 18, "value": 16, "query": 60,
+                  "rule": 45, "severity": 9, "first seen": 30, "finding id": 18}
+        for j, name in enumerate(frame.columns):
+            ws.write(0, j, name, head)
+            ws.set_column(j, j, widths.get(name, 14), wrap if name in ("query", "rule") else top)
+        for i, row in enumerate(frame.iter_rows(), start=1):
+            for j, v in enumerate(row):
+                ws.write_string(i, j, "" if v is None else str(v))
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(frame.height, 1), frame.width - 1)
+        wb.set_properties({"title": f"Open data queries, site {site}", "subject": f"build {build_id}"})
+    finally:
+        wb.close()
+
+
+def write_site_listings(reports_dir: Path, build_id: str, findings_history: pl.DataFrame) -> list[Path]:
+    """reports/<build_id>/sites/<site>.csv and .xlsx: each site's open findings (findings without a site go to
+    ``no_site``). Returns the files written (none when nothing is open)."""
+    out = Path(reports_dir) / build_id / "sites"
+    findings = open_findings(findings_history)
+    paths: list[Path] = []
+    if findings.height == 0:
+        return paths
+    out.mkdir(parents=True, exist_ok=True)
+    for (site,), part in findings.group_by("site_id", maintain_order=True):
+        listing = site_listing(part)
+        name = site_file_name(site)
+        csv_path, xlsx_path = out / f"{name}.csv", out / f"{name}.xlsx"
+        listing.write_csv(csv_path)
+        _write_xlsx(listing, xlsx_path, site or NO_SITE, build_id)
+        paths += [csv_path, xlsx_path]
+    return sorted(paths)
+
+
+# --------------------------------------------------------------------------------------------- the page
+
+
 def summary_table(results: pl.DataFrame) -> str:
     if results.height == 0:
         return "<p>No expectations ran.</p>"
+    failed = pl.col("success") == False  # noqa: E712
     summary = (
         results.group_by("stage", "suite")
         .agg(
-            pl.len().alias("expectations"),
-            (~pl.col("success") & (pl.col("severity") == "error")).sum().alias("errors"),
-            (~pl.col("success") & (pl.col("severity") == "warning")).sum().alias("warnings"),
+            pl.col("table").drop_nulls().unique().sort().str.join(", ").alias("tables"),
+            (pl.col("status") != "skipped").sum().alias("expectations"),
+            (failed & (pl.col("severity") == "error")).sum().alias("errors"),
+            (failed & (pl.col("severity") == "warning")).sum().alias("warnings"),
+            (pl.col("status") == "skipped").sum().alias("skipped"),
             pl.col("unexpected_count").fill_null(0).sum().alias("failing_rows"),
         )
-        .sort("stage", "suite")
+        .with_columns(_s=pl.col("stage").replace_strict({"raw": 0, "staging": 1, "marts": 2}, default=3))
+        .sort("_s", "suite")
     )
     rows = "".join(
-        f"<tr><td>{esc(r['stage'])}</td><td>{esc(r['suite'])}</td><td class=n>{r['expectations']}</td>"
+        f"<tr data-stage='{esc(r['stage'])}'><td>{esc(r['stage'])}</td><td>{esc(r['suite'])}</td>"
+        f"<td>{esc(r['tables'])}</td><td class=n>{r['expectations']}</td>"
         f"<td class='n{' error' if r['errors'] else ''}'>{r['errors']}</td>"
         f"<td class='n{' warning' if r['warnings'] else ''}'>{r['warnings']}</td>"
+        f"<td class='n{' muted' if r['skipped'] else ''}'>{r['skipped']}</td>"
         f"<td class=n>{r['failing_rows']}</td></tr>"
         for r in summary.iter_rows(named=True)
     )
     return (
-        "<table id=summary><thead><tr><th>stage</th><th>suite</th><th>expectations</th><th>failed (error)</th>"
-        f"<th>failed (warning)</th><th>failing rows</th></tr></thead><tbody>{rows}</tbody></table>"
+        "<table id=summary><thead><tr><th>stage</th><th>suite</th><th>tables</th><th>expectations run</th>"
+        "<th>failed (error)</th><th>failed (warning)</th><th>skipped</th><th>failing rows</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
-def findings_table(findings: pl.DataFrame) -> str:
-    columns = ["severity", "stage", "site_id", "subject_id", "event", "repeat_instance", "form", "field", "value",
-               "rule", "message"]
+def stage_table(validations: list) -> str:
+    rows = "".join(
+        f"<tr><td>{esc(v.stage)}</td><td class='{'ok' if v.success else 'error'}'>{'passed' if v.success else 'FAILED'}"
+        f"</td><td class=n>{v.errors}</td><td class=n>{v.warnings}</td><td class=n>{v.findings.height}</td>"
+        f"<td class=n>{v.skipped}</td></tr>"
+        for v in validations
+    )
+    return ("<table id=stages><thead><tr><th>stage</th><th>result</th><th>failed (error)</th><th>failed (warning)</th>"
+            f"<th>findings</th><th>skipped</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _delta(now: int, before: int | None) -> str:
+    if before is None:
+        return "<td class=muted>–</td>"
+    d = now - before
+    cls = "up" if d > 0 else "down" if d < 0 else "muted"
+    return f"<td class='n {cls}'>{'+' if d > 0 else ''}{d}</td>"
+
+
+def trend_section(trend: dict[str, int], previous: dict | None, errors: int, warnings: int) -> str:
+    prev_id = esc(previous["build_id"]) if previous else None
+    before_open = trend["still_open"] + trend["closed"]
+    intro = (f"<p>Previous build <code>{prev_id}</code> ({esc(previous.get('status'))})." if previous
+             else "<p>No earlier build in this data directory.")
+    intro += " Findings are compared with the history of the last published warehouse.</p>"
+    rows = [
+        ("failed error expectations", errors, previous.get("errors") if previous else None),
+        ("failed warning expectations", warnings, previous.get("warnings") if previous else None),
+        ("open findings", trend["open"], before_open if previous else None),
+    ]
+    body = "".join(f"<tr><td>{esc(k)}</td><td class=n>{now}</td>"
+                   f"<td class=n>{'' if before is None else before}</td>{_delta(now, before)}</tr>"
+                   for k, now, before in rows)
+    return (
+        f"{intro}<table id=trend><thead><tr><th></th><th>this build</th><th>previous</th><th>change</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+        f"<p id=trend-findings><span class=up>{trend['new']} new</span>, {trend['still_open']} still open, "
+        f"<span class=down>{trend['closed']} closed</span> (fixed since the previous build).</p>"
+    )
+
+
+def findings_table(findings: pl.DataFrame, build_id: str) -> str:
+    columns = ["status", "severity", "stage", "site_id", "subject_id", "event", "repeat_instance", "form", "field",
+               "value", "rule", "message", "first_seen"]
+    if findings.height == 0:
+        return "<p id=no-findings>No findings.</p><table id=findings><tbody></tbody></table>" + _filters(findings)
     shown = findings.head(FINDINGS_SHOWN)
     body = "".join(
         f"<tr data-site='{esc(r.get('site_id'))}' data-form='{esc(r.get('form'))}' "
-        f"data-severity='{esc(r.get('severity'))}'>"
+        f"data-severity='{esc(r.get('severity'))}' data-stage='{esc(r.get('stage'))}' "
+        f"data-status='{esc(r.get('status'))}'>"
         + "".join(f"<td class='{esc(r.get('severity')) if c == 'severity' else ''}'>{esc(r.get(c))}</td>"
                   for c in columns)
         + "</tr>"
         for r in shown.iter_rows(named=True)
     )
     head = "".join(f"<th>{c}</th>" for c in columns)
-    note = (f"<p>Showing the first {FINDINGS_SHOWN} of {findings.height} findings; all are in the warehouse "
-            "table <code>findings</code>.</p>" if findings.height > FINDINGS_SHOWN else "")
-    filters = (
+    note = (f"<p>Showing the first {FINDINGS_SHOWN} of {findings.height} findings (errors first); all are in the "
+            "warehouse table <code>findings</code> and in the site listings.</p>" if findings.height > FINDINGS_SHOWN else "")
+    return f"{_filters(findings)}{note}<table id=findings><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _filters(findings: pl.DataFrame) -> str:
+    def values(c):
+        return [str(v) for v in findings.get_column(c).to_list() if v] if c in findings.columns else []
+
+    return (
         "<div class=filters>site <select id=f-site><option value=''>all</option>"
-        f"{options([str(v) for v in findings.get_column('site_id').to_list() if v])}</select>"
+        f"{options(values('site_id'))}</select>"
         "form <select id=f-form><option value=''>all</option>"
-        f"{options([str(v) for v in findings.get_column('form').to_list() if v])}</select>"
+        f"{options(values('form'))}</select>"
         "severity <select id=f-severity><option value=''>all</option>"
         "<option>error</option><option>warning</option></select>"
+        "stage <select id=f-stage><option value=''>all</option>"
+        "<option>raw</option><option>staging</option><option>marts</option></select>"
+        "status <select id=f-status><option value=''>all</option>"
+        "<option value=new>new</option><option value=open>still open</option></select>"
         "<span id=shown></span> shown</div>"
     )
-    return f"{filters}{note}<table id=findings><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_validation_report(build_id: str, validations: list, history: pl.DataFrame) -> str:
-    results = pl.concat([v.results for v in validations], how="diagonal_relaxed")
-    findings = pl.concat([v.findings for v in validations], how="diagonal_relaxed")
+def _page_findings(validations: list, history: pl.DataFrame, build_id: str) -> pl.DataFrame:
+    findings = _concat([v.findings for v in validations])
+    if findings.height == 0:
+        return findings
+    if history.height:
+        first = history.select("finding_id", "first_seen_build", "first_seen_at")
+        findings = findings.join(first, on="finding_id", how="left")
+    else:
+        findings = findings.with_columns(first_seen_build=pl.lit(build_id), first_seen_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+    return (
+        findings.with_columns(
+            status=pl.when(pl.col("first_seen_build").is_null() | (pl.col("first_seen_build") == build_id))
+            .then(pl.lit("new")).otherwise(pl.lit("open")),
+            first_seen=pl.coalesce(pl.col("first_seen_at").dt.strftime("%Y-%m-%d %H:%M"), pl.lit("")),
+            _o=pl.col("severity").replace_strict({"error": 0, "warning": 1}, default=2),
+        )
+        .sort(["_o", "site_id", "subject_id", "form", "event", "field"], nulls_last=True)
+        .drop("_o")
+    )
+
+
+def _links(build_dir: Path, site_files: list[Path], data_docs: Path | None, data_docs_note: str | None) -> str:
+    items = []
+    if data_docs is not None:
+        items.append(f"<li><a id=data-docs href='{esc(data_docs.relative_to(build_dir).as_posix())}'>Great Expectations "
+                     "Data Docs</a> (every suite and result; GX's pages load their style from the internet)</li>")
+    elif data_docs_note:
+        items.append(f"<li class=muted>Data Docs not written: {esc(data_docs_note)}</li>")
+    sites = sorted({p.stem for p in site_files})
+    if sites:
+        links = ", ".join(
+            f"{esc(s)} (<a href='sites/{esc(s)}.csv'>CSV</a>, <a href='sites/{esc(s)}.xlsx'>XLSX</a>)" for s in sites)
+        items.append(f"<li id=site-listings>Open findings by site, to send to sites: {links}</li>")
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def render_validation_report(build_id: str, validations: list, history: pl.DataFrame, *,
+                             previous: dict | None = None, links: str = "") -> str:
+    results = _concat([v.results for v in validations])
+    findings = _page_findings(validations, history, build_id)
     errors = sum(v.errors for v in validations)
     warnings = sum(v.warnings for v in validations)
-    status = (f"<p class=error>Publishing blocked: {errors} error finding(s).</p>" if errors
-              else "<p class=ok>No error findings: the build was published.</p>")
-    closed = int((history.get_column("status") == "closed").sum()) if history.height else 0
+    n_err = findings.filter(pl.col("severity") == "error").height if findings.height else 0
+    n_warn = findings.filter(pl.col("severity") == "warning").height if findings.height else 0
+    status = (f"<p class=error id=verdict>Publishing blocked: {errors} error expectation(s) failed; the previous "
+              "warehouse stays published.</p>" if errors
+              else "<p class=ok id=verdict>No error expectation failed: the build publishes.</p>")
+    trend = findings_trend(history, build_id)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
         f"<title>Validation report {esc(build_id)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>Validation report</h1><p>Build <code>{esc(build_id)}</code></p>{status}"
-        f"<p id=counts>{errors} error finding(s), {warnings} warning finding(s); "
-        f"{closed} finding(s) closed since earlier builds.</p>"
+        f"<p id=counts>{n_err} error finding(s), {n_warn} warning finding(s) in this build; "
+        f"{trend['closed']} finding(s) closed by this build.</p>{links}"
+        f"<h2>Summary by stage</h2>{stage_table(validations)}"
+        f"<h2>Trend against the previous build</h2>{trend_section(trend, previous, errors, warnings)}"
         f"<h2>Summary by stage and suite</h2>{summary_table(results)}"
-        f"<h2>Findings</h2>{findings_table(findings)}"
+        f"<h2>Findings</h2>{findings_table(findings, build_id)}"
         f"<script>{_SCRIPT}</script></body></html>"
     )
 
 
 def write_validation_report(reports_dir: Path, build_id: str, validations: list, history: pl.DataFrame) -> Path:
-    """Write the build's report, and copy it as the latest one (`reports/validation.html`)."""
-    target = reports_dir / build_id / "validation.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_validation_report(build_id, validations, history), encoding="utf-8")
+    """Write the build's report page, its site listings and Data Docs; copy the page as the latest one
+    (`reports/validation.html`). Returns the page. Data Docs that cannot be written are named on the page, they
+    never fail the build."""
+    reports_dir = Path(reports_dir)
+    build_dir = reports_dir / build_id
+    build_dir.mkdir(parents=True, exist_ok=True)
+    site_files = write_site_listings(reports_dir, build_id, history)
+    data_docs, note = None, None
+    try:
+        from warehouse.validate.datadocs import build_data_docs
+
+        data_docs = build_data_docs(build_dir / "data_docs", validations, build_id)
+    except Exception as e:  # noqa: BLE001 - the report page and the listings matter more than GX's site
+        log.warning("Data Docs of build %s not written: %s", build_id, e)
+        note = f"{type(e).__name__}: {e}".splitlines()[0]
+    target = build_dir / "validation.html"
+    page = render_validation_report(build_id, validations, history, previous=previous_record(reports_dir, build_id),
+                                    links=_links(build_dir, site_files, data_docs, note))
+    target.write_text(page, encoding="utf-8")
     latest = reports_dir / "validation.html"
     tmp = latest.with_suffix(".html.tmp")
-    shutil.copyfile(target, tmp)
+    # the latest copy sits one folder up: its links must point into the build's folder
+    tmp.write_text(page.replace("href='sites/", f"href='{build_id}/sites/").replace(
+        "href='data_docs/", f"href='{build_id}/data_docs/"), encoding="utf-8")
     tmp.replace(latest)
     return target

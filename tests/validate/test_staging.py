@@ -109,7 +109,8 @@ def test_physiological_range_is_an_error_on_the_right_row(staging):
 
 
 def test_visit_window_deviation_is_a_warning(staging):
-    got = staging.findings.filter(pl.col("field") == "pe_dt_hrs")
+    # reported on the eCRF field pe_dt (the site corrects it), not on the derived pe_dt_hrs
+    got = staging.findings.filter((pl.col("field") == "pe_dt") & pl.col("rule").str.contains("within its window"))
     assert got.select("subject_id", "event", "severity").rows() == [("01-002", "h6_arm_1", "warning")]
     assert "outside the H6 window" in got["message"][0]
 

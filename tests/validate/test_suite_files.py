@@ -47,7 +47,7 @@ def test_demo_suite_windows_match_the_study_configuration():
     windows = {}
     for e in suites["staging_pe_challenge"].expectations:
         kw = e.configuration.to_json_dict()["kwargs"]
-        if kw["column"] == "pe_dt_hrs":
+        if kw["column"] == "pe_dt_hrs" and e.configuration.type == "expect_column_values_to_be_between":
             event = kw["row_condition"]["parameter"]  # h0_arm_1 -> pe_h0
             windows["pe_" + event.split("_")[0]] = (kw["min_value"], kw["max_value"])
     assert windows == study.windows

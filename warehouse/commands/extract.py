@@ -44,7 +44,7 @@ def changes(
     the field-level old -> new values (default: the last two snapshots)."""
     from warehouse.extract import list_snapshots
     from warehouse.extract.changes import (SnapshotNotFound, change_summary, compare_snapshots, resolve_snapshot,
-                                           snapshot_label)
+                                           snapshot_forms, snapshot_label)
 
     snapshots = list_snapshots(data_dir)
     ids = [s["export_id"] for s in snapshots]
@@ -61,7 +61,7 @@ def changes(
         _fail(f"need two snapshots to compare; {len(ids)} under {Path(data_dir) / 'raw'}"
               + (f" ({new} is the first)" if new else ""))
     df = compare_snapshots(data_dir, old, new)
-    forms = sorted({p.stem for s in (old, new) for p in (Path(data_dir) / "raw" / s).glob("*.parquet")})
+    forms = list(dict.fromkeys([*snapshot_forms(data_dir, new), *snapshot_forms(data_dir, old)]))
     summary = change_summary(df, forms)
     typer.echo(f"Changes from {snapshot_label(data_dir, old)}")
     typer.echo(f"          to {snapshot_label(data_dir, new)}")

@@ -49,7 +49,7 @@ def connect_read_only(path: Path):
 
 def print_relation(rel, limit: int, fmt: str) -> None:
     columns = list(rel.columns)
-    rows = rel.fetchmany(limit + 1) if limit > 0 else rel.fetchall()
+    rows = rel.limit(limit + 1).fetchall() if limit > 0 else rel.fetchall()
     more = len(rows) > limit > 0
     rows = rows[:limit] if more else rows
     if fmt == "csv":
@@ -128,6 +128,8 @@ def register(app: typer.Typer) -> None:
             target = lock_snapshot(BuildPaths(data_dir, blinded=not unblinded), label, note=note)
         except SnapshotError as err:
             fail(str(err), EXIT_BAD_INPUT)
+        except Exception as err:  # noqa: BLE001 - one line for people; nothing of a failed lock stays visible
+            fail(f"{type(err).__name__}: {err}".splitlines()[0], EXIT_FAILED)
         manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
         typer.echo(f"Locked {label}: {target}")
         typer.echo(f"  build {manifest['build_id']}  export {', '.join(e['export_id'] for e in manifest['exports'])}"

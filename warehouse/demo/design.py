@@ -16,6 +16,7 @@ from .params import DemoParameters
 STREAM_DESIGN = 0
 STREAM_SUBJECT = 1
 STREAM_INJECT = 2
+STREAM_MONITOR = 3
 
 PE_HOURS = {"h0_arm_1": 0.0, "h6_arm_1": 6.0, "h12_arm_1": 12.0}
 

@@ -41,6 +41,9 @@ class DemoParameters:
     arms: tuple[str, ...] = ("DEX", "PBO")
     arm_labels: tuple[str, ...] = ("Dexmedetomidine", "Placebo")
     screen_failures: int = 0  # extra screened, not randomised subjects (screening event only, eligible = 0)
+    # hemodynamics: hourly H0-H24 as the eCRF collects them; less than 60 gives bedside-monitor resolution
+    # (1 = a reading a minute: about 1,440 rows per subject), the hourly values kept exactly
+    hemo_interval_minutes: int = 60
 
     # --- primary endpoint calibration (exported integers, sample SD ddof=1, rounded to 2 decimals) ---
     pe_targets: dict[str, dict[str, tuple[float, float]]] = field(default_factory=_pe_targets)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from .design import PE_HOURS, STREAM_SUBJECT, Subject
+from .design import PE_HOURS, STREAM_MONITOR, STREAM_SUBJECT, Subject
 from .params import DemoParameters
 
 NE_SALT_FACTOR = {1: 1.0, 2: 0.5, 3: 169.18 / 337.28}
@@ -98,6 +98,36 @@ def sofa_subscores(pao2: float, fio2: float, platelets: float, bilirubin: float,
     crea = creatinine
     renal = 0 if crea < 110 else 1 if crea < 171 else 2 if crea < 300 else 3 if crea <= 440 else 4
     return resp, coag, liver, cardio, cns, renal
+
+
+def monitor_readings(anchors: list[tuple[int, int, int, int, int, str]], p: DemoParameters, seed: int, index: int,
+                     dt, death: float | None) -> list[Record]:
+    """Bedside-monitor readings every `hemo_interval_minutes` between the hourly values, which they keep exactly.
+
+    A stream of its own, so a subject's other forms are the same whatever the resolution.
+    """
+    g = np.random.default_rng(np.random.SeedSequence([seed, STREAM_MONITOR, index]))
+    step = p.hemo_interval_minutes / 60.0
+    records: list[Record] = []
+    instance = 0
+    for (k, m, sbp, dbp, hr, rhythm), nxt in zip(anchors, anchors[1:] + [None]):
+        offsets = np.arange(0.0, 1.0 - 1e-9, step) if nxt is not None else np.array([0.0])
+        if death is not None:
+            offsets = offsets[k + offsets < death]
+        frac = offsets if nxt is not None else offsets * 0
+        target = nxt if nxt is not None else (k, m, sbp, dbp, hr, rhythm)
+        jitter = g.normal(0, 1.5, (offsets.size, 2))
+        jitter[0] = 0.0  # the whole hour keeps the hourly reading
+        maps = np.clip(np.round(m + (target[1] - m) * frac + jitter[:, 0]), 35, 130).astype(int)
+        hrs = np.clip(np.round(hr + (target[4] - hr) * frac + jitter[:, 1]), 30, 190).astype(int)
+        for h, map_, hr_ in zip(k + offsets, maps, hrs):
+            instance += 1
+            records.append(Record("icu_arm_1", "hemodynamics", instance, {
+                "hd_dt": dt(float(h)), "hd_map": str(map_), "hd_sbp": str(sbp + (map_ - m)),
+                "hd_dbp": str(dbp + (map_ - m)), "hd_hr": str(hr_), "hd_rhythm": rhythm,
+                "hemodynamics_complete": "2",
+            }))
+    return records
 
 
 def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> list[Record]:
@@ -295,6 +325,7 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
     paced = g.random() < 0.02
     e_map = e_hr = 0.0
     span = (death if early else 24.0) or 24.0
+    anchors: list[tuple[int, int, int, int, int, str]] = []  # hourly values, for monitor-resolution readings
     for inst, k in enumerate(hours, start=1):
         frac = min(k / max(span, 1.0), 1.0)
         e_map = 0.55 * e_map + float(g.normal(0, 3.5))
@@ -316,10 +347,16 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
         pp_k = pp + float(g.normal(0, 4))
         dbp = int(round(m - pp_k / 3))
         sbp = int(round(dbp + pp_k))
-        add("icu_arm_1", "hemodynamics", {
-            "hd_dt": dt(k), "hd_map": str(m), "hd_sbp": str(sbp), "hd_dbp": str(dbp), "hd_hr": str(hr_i),
-            "hd_rhythm": rhythm,
-        }, inst)
+        if p.hemo_interval_minutes >= 60:
+            add("icu_arm_1", "hemodynamics", {
+                "hd_dt": dt(k), "hd_map": str(m), "hd_sbp": str(sbp), "hd_dbp": str(dbp), "hd_hr": str(hr_i),
+                "hd_rhythm": rhythm,
+            }, inst)
+        else:
+            status()  # the draw the hourly row would take, so every later value is the same at any resolution
+            anchors.append((k, m, sbp, dbp, hr_i, rhythm))
+    if p.hemo_interval_minutes < 60:
+        recs.extend(monitor_readings(anchors, p, seed, s.index, dt, death))
 
     # ---------------- PE challenges ----------------
     for ev in PE_HOURS:

@@ -97,6 +97,11 @@ def _tables(data_dir: Path, export_id: str) -> dict[str, tuple[Path, list[str]]]
     return out
 
 
+def snapshot_forms(data_dir: Path, export_id: str) -> list[str]:
+    """The raw tables of a snapshot, in form order."""
+    return list(_tables(data_dir, export_id))
+
+
 def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, list[str]] | None) -> str:
     fields = list(dict.fromkeys((old[1] if old else []) + (new[1] if new else [])))
     fields = ["site_id"] + [f for f in fields if f != "site_id"] if "site_id" in fields else fields
@@ -203,4 +208,4 @@ def snapshot_label(data_dir: Path, export_id: str) -> str:
 
 
 __all__ = ["CHANGES_SCHEMA", "SnapshotNotFound", "change_summary", "changes_sql", "compare_snapshots",
-           "previous_snapshot", "resolve_snapshot", "write_changes_table"]
+           "previous_snapshot", "resolve_snapshot", "snapshot_forms", "write_changes_table"]

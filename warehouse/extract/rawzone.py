@@ -24,6 +24,8 @@ KEY_COLUMNS = ["subject_id", "event", "repeat_instance", "site_id"]
 PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path", "_file_sha256"]
 META_KINDS = ("items", "choices", "events", "forms", "subjects")
 FLUSH_ROWS = 50_000
+FLUSH_CELLS = 250_000  # row-wise appends (ODM) are written once a table buffers this many cells: memory
+#                        stays bounded whatever the size of the file (a row group of ~10k rows of 25 columns)
 
 ITEMS_SCHEMA = {
     "form": pl.String, "item": pl.String, "label": pl.String, "field_type": pl.String,
@@ -68,6 +70,7 @@ class TableSink:
         self._writer: pq.ParquetWriter | None = None
         self._buffer: dict[str, list] = {c: [] for c in self.columns}
         self._buffered = 0
+        self._flush_rows = max(1_000, min(FLUSH_ROWS, FLUSH_CELLS // len(self.columns)))
         self.rows = 0
         self.subjects: set[str] = set()
 
@@ -97,7 +100,7 @@ class TableSink:
         sid = row.get("subject_id")
         if sid is not None:
             self.subjects.add(sid)
-        if self._buffered >= FLUSH_ROWS:
+        if self._buffered >= self._flush_rows:
             self.flush()
 
     def flush(self) -> None:

@@ -183,7 +183,8 @@ def compile_expectation(etype: str, kw: dict) -> Compiled:
             ok = f"{a} {'>=' if kw.get('or_equal') else '>'} {b}"
         else:
             ok = f"{a} = {b}"
-        return Compiled("map", domain=domain, considered=domain, unexpected=f"{domain} AND NOT coalesce({ok}, FALSE)")
+        # GX counts every row of the domain as an element, also those ignore_row_if leaves out
+        return Compiled("map", domain=dom, considered=domain, unexpected=f"{domain} AND NOT coalesce({ok}, FALSE)")
     if etype == "expect_compound_columns_to_be_unique":
         cols = [ident(c) for c in kw["column_list"]]
         ignore = kw.get("ignore_row_if") or "all_values_are_missing"
@@ -332,7 +333,7 @@ class DuckDBEngine:
             if table in self.rel and column in self.columns(table):
                 c = f"cast({ident(column)} as varchar)"
                 if distinct_count:
-                    return int(self.con.sql(f"select count(distinct {c}) from {self.rel[table]}").fetchone()[0])
+                    return int(self.con.sql(f"select count(distinct {c}) from {self.rel[table]}").fetchall()[0][0])
                 rows = self.con.sql(f"select distinct {c} from {self.rel[table]} where {ident(column)} is not null "
                                     "order by 1").fetchall()
                 return [r[0] for r in rows]
@@ -379,7 +380,7 @@ class DuckDBEngine:
                 missing = f"{comp.domain} AND {comp.column} IS NULL" if comp.column else "FALSE"
                 aggs += [f"count(*) filter (where {comp.domain})", f"count(*) filter (where {missing})",
                          f"count(*) filter (where {comp.unexpected})"]
-        counts = list(self.con.sql(f"select {', '.join(aggs)} from {base}").fetchone())
+        counts = list(self.con.sql(f"select {', '.join(aggs)} from {base}").fetchall()[0])
         n_rows = int(counts.pop(0))
 
         for c, kw, comp in compiled:
@@ -401,7 +402,7 @@ class DuckDBEngine:
                     f"(select count(*) from {base} where {comp.domain} and {comp.column} is null), "
                     f"(select count(*) from ({dup}))" if comp.column else
                     f"select (select count(*) from {base} where {comp.domain}), 0, (select count(*) from ({dup}))"
-                ).fetchone())
+                ).fetchall()[0])
                 failing = dup
             nonmissing = element - missing
             mostly = kw.get("mostly")
@@ -481,7 +482,7 @@ def validate_stage_duckdb(
 
 def table_row_counts(con, tables: list[str]) -> dict[str, int]:
     """Row counts of relations of ``con`` (exact: count(*), cheap in DuckDB and on Parquet)."""
-    return {t: int(con.sql(f"select count(*) from {qualified(t)}").fetchone()[0]) for t in tables}
+    return {t: int(con.sql(f"select count(*) from {qualified(t)}").fetchall()[0][0]) for t in tables}
 
 
 def use_pushdown(con, tables: list[str], threshold: int = PUSHDOWN_ROW_THRESHOLD) -> bool:

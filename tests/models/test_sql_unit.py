@@ -1,0 +1,55 @@
+"""Item 6: unit tests for models: given small input tables, expect an output table (YAML cases + Python)."""
+
+from pathlib import Path
+
+import pytest
+
+from warehouse.model_testing import assert_rows, check_case, load_cases, run_model_on
+from warehouse.models import ModelError
+
+CASES_DIR = Path(__file__).parent / "sql_unit"
+CASES = [(path, case) for path in sorted(CASES_DIR.glob("*.yml")) for case in load_cases(path)]
+
+
+@pytest.mark.parametrize(("path", "case"), CASES, ids=[f"{p.stem}: {c['name']}" for p, c in CASES])
+def test_yaml_case(path, case):
+    check_case(case)
+
+
+def test_python_style_int_subject_times_from_three_staging_tables():
+    rows = run_model_on("int_subject_times", {
+        "stg_randomisation": [{"subject_id": "S1", "randdtm": "2024-03-01 10:00:00"}],
+        "stg_end_of_study": [{"subject_id": "S1", "dthdtm_hrs": None, "last_contact_dt": "2024-03-29"}],
+        "stg_study_drug": [
+            {"subject_id": "S1", "exstdtm_hrs": 0.5, "exendtm_hrs": 20.0},
+            {"subject_id": "S1", "exstdtm_hrs": 30.0, "exendtm_hrs": None},
+        ],
+    })
+    assert_rows(rows, [{"subject_id": "S1", "death_hrs": None, "trtstart_hrs": 0.5, "trtend_hrs": 30.0,
+                        "lastcontact_days": 28, "randdtm": "2024-03-01T10:00:00"}])
+
+
+def test_inputs_not_given_are_empty_tables():
+    assert run_model_on("int_pe_response", {}) == []
+
+
+def test_helpful_errors():
+    with pytest.raises(ModelError, match="no column 'map_befor' \\(did you mean map_before"):
+        run_model_on("int_pe_response", {"stg_pe_challenge": [{"subject_id": "S1", "map_befor": 1}]})
+    with pytest.raises(ModelError, match="no model and no staged form"):
+        run_model_on("int_pe_response", {"stg_nothing": [{}]})
+
+
+def test_assert_rows_reports_the_difference():
+    with pytest.raises(AssertionError) as err:
+        assert_rows([{"a": 1, "b": 2.0}], [{"a": 1, "b": 2.5}])
+    assert "missing:    {a: 1, b: 2.5}" in str(err.value) and "unexpected: {a: 1, b: 2.0}" in str(err.value)
+    assert_rows([{"a": 1, "b": 2.0 + 1e-12}], [{"b": 2.0}])
+    with pytest.raises(AssertionError, match="row 1"):
+        assert_rows([{"a": 2}, {"a": 1}], [{"a": 1}, {"a": 2}], ordered=True)
+
+
+def test_load_cases_checks_keys(tmp_path):
+    (tmp_path / "x.yml").write_text("model: m\ngiven: {}\nexpct: {}\n")
+    with pytest.raises(ModelError, match="lacks 'expect'"):
+        load_cases(tmp_path / "x.yml")

@@ -1,0 +1,193 @@
+"""The Prefect flow, operated: one build at a time per study, extract cached by the export's content hash, a
+scheduled run without a new export does nothing, and a blinded build's every output reveals no arm and no
+identifier. Runs under the session's Prefect test harness."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from ops_support import (
+    ARM_VALUES,
+    is_text,
+    scan_duckdb,
+    scan_parquet,
+    scan_text,
+    text_of,
+    walk_outputs,
+    whole_value_pattern,
+)
+
+from warehouse.publish import BuildPaths, read_records
+
+pytestmark = pytest.mark.prefect
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # noqa: BLE001
+            self.messages.append(str(record.msg))
+
+
+def flow_run_ids(states) -> list:
+    return [s.state_details.flow_run_id for s in states]
+
+
+@pytest.fixture(scope="module")
+def flow_builds(prefect_harness, tmp_path_factory):
+    """Two blinded builds of the demo study started at once on one data directory, then a scheduled-style run."""
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.build import build_warehouse
+
+    data_dir = tmp_path_factory.mktemp("flow-builds")
+    collect = Collect()
+    prefect_logger = logging.getLogger("prefect")
+    level = prefect_logger.level
+    prefect_logger.setLevel(logging.INFO)  # the harness runs at WARNING: scan what a production run logs
+    prefect_logger.addHandler(collect)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, build_warehouse, data_dir=str(data_dir),
+                                   return_state=True) for _ in range(2)]
+            states = [f.result(timeout=300) for f in futures]
+        skip_state = build_warehouse(data_dir=str(data_dir), only_new=True, return_state=True)
+        APILogHandler.flush()
+    finally:
+        prefect_logger.removeHandler(collect)
+        prefect_logger.setLevel(level)
+    return {"data_dir": data_dir, "states": states, "skip_state": skip_state, "messages": collect.messages}
+
+
+def read_run_objects(flow_run_ids):
+    """Task runs, artifacts and logs of flow runs, read back through the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=flow_run_ids)))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)),
+                                limit=200)
+    return task_runs, artifacts, logs
+
+
+def test_two_builds_of_the_same_study_at_once_run_one_after_the_other(flow_builds):
+    assert all(s.is_completed() for s in flow_builds["states"])
+    records = [r for r in read_records(BuildPaths(flow_builds["data_dir"], True)) if r.status == "published"]
+    assert len(records) == 2
+    spans = []
+    for r in records:
+        started = datetime.strptime(r.build_id.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+        spans.append((started, datetime.fromisoformat(r.finished_at)))
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert a_end <= b_start, f"builds overlapped: {spans}"
+
+
+def test_an_unchanged_export_skips_extract(flow_builds):
+    task_runs, artifacts, _ = read_run_objects(flow_run_ids(flow_builds["states"]))
+    extract_states = sorted(t.state.name for t in task_runs if t.name.startswith("extract"))
+    assert extract_states == ["Cached", "Completed"]
+    summaries = [a.data for a in artifacts if a.type == "markdown"]
+    assert any("extract cached" in s for s in summaries) and any("extract ran" in s for s in summaries)
+
+
+def test_a_scheduled_run_without_a_new_export_does_nothing(flow_builds):
+    from flows.build import NoNewExport
+
+    state = flow_builds["skip_state"]
+    assert state.is_completed()
+    result = state.result()
+    assert isinstance(result, NoNewExport)
+    assert len(read_records(BuildPaths(flow_builds["data_dir"], True))) == 2  # no build was started
+    _, artifacts, _ = read_run_objects(flow_run_ids([state]))
+    assert any("no new export" in (a.data or "") for a in artifacts)
+
+
+def test_the_study_concurrency_limit_exists_and_is_free_again(flow_builds):
+    from prefect.client.orchestration import get_client
+
+    from flows.build import concurrency_name
+
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(concurrency_name("ADRESS", flow_builds["data_dir"]))
+    assert limit.limit == 1 and limit.active_slots == 0
+
+
+def test_a_blinded_build_reveals_no_arm_anywhere(flow_builds, demo_secrets):
+    """Every warehouse table and column, every Parquet file, every report, the artifacts and the logs."""
+    data_dir = flow_builds["data_dir"]
+    kit_arms = demo_secrets["kit_arms"]
+    forbidden = set(ARM_VALUES)
+    assert kit_arms and {a for pair in kit_arms.values() for a in pair} <= forbidden  # the list is what we think
+    assert not (data_dir / "unblinded").exists()
+    assert not [p for p in data_dir.rglob("*") if "randomisation" in p.name.lower() and p.suffix == ".csv"]
+    problems, scanned = [], {"duckdb": 0, "parquet": 0, "text": 0, "other": 0}
+    for path in walk_outputs(data_dir, skip_top=set()):
+        if path.name == ".build.lock":
+            continue
+        if path.suffix == ".duckdb":
+            problems += scan_duckdb(path, forbidden, kit_arms)
+            scanned["duckdb"] += 1
+        elif path.suffix == ".parquet":
+            problems += scan_parquet(path, forbidden, kit_arms)
+            scanned["parquet"] += 1
+        elif is_text(path):
+            problems += scan_text(str(path.relative_to(data_dir)), text_of(path), forbidden)
+            scanned["text"] += 1
+        else:
+            problems += scan_text(str(path), path.read_bytes().decode("latin-1"), forbidden)
+            scanned["other"] += 1
+    ids = flow_run_ids([*flow_builds["states"], flow_builds["skip_state"]])
+    _, artifacts, logs = read_run_objects(ids)
+    assert artifacts and logs
+    for a in artifacts:
+        problems += scan_text(f"artifact {a.key}", str(a.data), forbidden)
+    problems += scan_text("API logs", "\n".join(log.message for log in logs), forbidden)
+    problems += scan_text("local logs", "\n".join(flow_builds["messages"]), forbidden)
+    assert scanned["duckdb"] >= 3 and scanned["parquet"] >= 10 and scanned["text"] >= 4
+    assert problems == []
+
+
+def test_identifiers_never_leave_the_raw_zone(flow_builds, demo_secrets):
+    data_dir = flow_builds["data_dir"]
+    names = demo_secrets["identifier_names"]
+    values = {v for vs in demo_secrets["identifier_values"].values() for v in vs}
+    assert names == {"initials", "dob"} and len(values) > 32
+    problems = []
+    raw_zone = {"raw", "landing", "demo", "quarantine"}
+    for path in walk_outputs(data_dir, skip_top=raw_zone):
+        if path.suffix == ".duckdb":
+            problems += scan_duckdb(path, values, {}, identifier_names=names)
+        elif path.suffix == ".parquet":
+            problems += scan_parquet(path, values, {})
+        elif is_text(path):
+            text = text_of(path)
+            problems += scan_text(str(path.relative_to(data_dir)), text, values)
+            if re.search(r"\b(initials|dob)\b", text):
+                problems.append(f"{path} names an identifier item")
+    _, artifacts, logs = read_run_objects(flow_run_ids(flow_builds["states"]))
+    pattern = whole_value_pattern(values | names)
+    for text in [str(a.data) for a in artifacts] + [log.message for log in logs] + flow_builds["messages"]:
+        if pattern.search(text):
+            problems.append(f"artifact/log: {pattern.search(text).group(0)}")
+    assert problems == []
