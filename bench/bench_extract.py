@@ -33,7 +33,7 @@ OUT = HERE / "out"
 SIZES = {
     # name: (REDCap subjects, ODM subjects at two sizes, repeats)
     "small": (2_000, (100, 400), 3),
-    "large": (113_000, (500, 2_000), 1),
+    "large": (113_000, (500, 2_000, 8_000), 1),
 }
 MB = 1_000_000
 

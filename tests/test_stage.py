@@ -195,3 +195,11 @@ def test_dates_type():
     out = frame.select(typed_expression("d", ItemSpec("d", "date", "ymd")).alias("d")).get_column("d").to_list()
     # an impossible date and a partial date do not type
     assert out == [date(2019, 2, 28), None, None, None, None]
+
+
+def test_a_value_that_fails_typing_keeps_its_raw_text_beside_it(staged):
+    vaso = staged["vasopressors"].sort("subject_id", "repeat_instance")
+    untyped = vaso.get_column("_untyped").to_list()
+    assert untyped[1] == [{"item": "vp_rate", "raw": "abc"}]
+    assert untyped[0] is None and untyped[3] is None
+    assert vaso.get_column("_source_row").dtype == pl.Int64

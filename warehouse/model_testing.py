@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 

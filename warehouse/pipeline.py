@@ -105,11 +105,22 @@ def prepare_demo_export(request: BuildRequest) -> tuple[Path, Path | None]:
         for name in ("redcap", "odm"):
             if (Path(tmp) / name).is_dir() and not (target / name).exists():
                 shutil.copytree(Path(tmp) / name, target / name)
-        shutil.copy2(result.manifest_file, target / "manifest.json")
+        copy_demo_manifest(result.manifest_file, target / "manifest.json")
         if need_list:
             randomisation_target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(result.randomisation_file, randomisation_target)
     return target / "redcap", randomisation_target if need_list else None
+
+
+def copy_demo_manifest(source: Path, target: Path) -> None:
+    """The demo generator's manifest (seed, files, injected problems) without its `parameters`: they hold the
+    simulation's per-arm targets (arm codes and labels, effect sizes and event rates by arm), which a blinded data
+    directory must not keep."""
+    import json
+
+    manifest = json.loads(source.read_text(encoding="utf-8"))
+    manifest.pop("parameters", None)
+    target.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def check_export_path(export: Path) -> None:
@@ -132,15 +143,25 @@ def land(export: Path, data_dir: Path) -> str:
 # -- raw and staging ----------------------------------------------------------------------------------------
 
 
-def read_raw(data_dir: Path, export_id: str) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
-    """The raw forms and metadata tables of one snapshot."""
-    from warehouse.extract import read_raw_form, read_raw_meta
+def read_meta(data_dir: Path, export_id: str) -> dict[str, pl.DataFrame]:
+    from warehouse.extract import read_raw_meta
 
-    meta = {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
-    forms = meta["forms"].get_column("form").to_list()
-    raw_dir = data_dir / "raw" / export_id
-    forms = [f for f in forms if (raw_dir / f"{f}.parquet").exists()]
-    return {form: read_raw_form(data_dir, export_id, form) for form in forms}, meta
+    return {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
+
+
+def scan_raw(data_dir: Path, export_id: str) -> dict[str, pl.LazyFrame]:
+    """The raw forms of one snapshot as lazy scans: nothing is read until a stage needs it."""
+    from warehouse.extract.rawzone import snapshot_dir, table_name
+
+    forms = read_meta(data_dir, export_id)["forms"].get_column("form").to_list()
+    raw_dir = snapshot_dir(data_dir, export_id)
+    paths = {form: raw_dir / f"{table_name(form)}.parquet" for form in forms}
+    return {form: pl.scan_parquet(path) for form, path in paths.items() if path.exists()}
+
+
+def read_raw(data_dir: Path, export_id: str) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
+    """The raw forms and metadata tables of one snapshot, in memory."""
+    return {f: lf.collect() for f, lf in scan_raw(data_dir, export_id).items()}, read_meta(data_dir, export_id)
 
 
 def start_build(request: BuildRequest, export_id: str) -> tuple[str, Path]:
@@ -172,15 +193,9 @@ def empty_randomisation_list() -> pl.DataFrame:
     return pl.DataFrame(schema={"kit_no": pl.Utf8, "arm": pl.Utf8, "arm_label": pl.Utf8})
 
 
-def write_sources(
-    build_file: Path,
-    staged: dict[str, pl.DataFrame],
-    request: BuildRequest,
-    build_id: str,
-    export_id: str,
-    randomisation: Path | None,
-) -> dict[str, int]:
-    """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms."""
+def build_facts(request: BuildRequest, build_id: str, export_id: str,
+                randomisation: Path | None) -> dict[str, pl.DataFrame]:
+    """The small tables every build carries in `src`: build facts, study parameters and (unblinded) the arms."""
     if request.blinded:
         arms = empty_randomisation_list()
     else:
@@ -201,27 +216,53 @@ def write_sources(
         [{"name": k, "value": v} for k, v in request.study.as_parameters().items()],
         schema={"name": pl.Utf8, "value": pl.Utf8},
     )
-    tables = {**staged, "build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
-    counts = {}
-    with duckdb.connect(str(build_file)) as con:
-        prepare_schemas(con)
-        for name, frame in tables.items():
-            con.register("_frame", frame.to_arrow())
-            con.execute(f"create or replace table src.{name} as select * from _frame")
-            con.unregister("_frame")
-            counts[name] = frame.height
-            crash_point("stage")
-    return counts
+    return {"build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
+
+
+def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pl.LazyFrame, spill: Path) -> int:
+    """Write one staged table into `src`; a lazy frame streams through Parquet so it never sits in memory."""
+    if isinstance(frame, pl.LazyFrame):
+        path = spill / f"{name}.parquet"
+        frame.sink_parquet(path, compression="zstd", compression_level=1)
+        con.execute(f"create or replace table src.{name} as select * from read_parquet(?)", [str(path)])
+        path.unlink()
+    else:
+        con.register("_frame", frame.to_arrow())
+        con.execute(f"create or replace table src.{name} as select * from _frame")
+        con.unregister("_frame")
+    return con.execute(f"select count(*) from src.{name}").fetchall()[0][0]
+
+
+def write_sources(
+    build_file: Path,
+    staged: dict[str, pl.DataFrame | pl.LazyFrame],
+    request: BuildRequest,
+    build_id: str,
+    export_id: str,
+    randomisation: Path | None,
+) -> dict[str, int]:
+    """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms."""
+    tables = {**staged, **build_facts(request, build_id, export_id, randomisation)}
+    spill = build_file.parent / f".{build_file.name}.staging"
+    spill.mkdir(parents=True, exist_ok=True)
+    try:
+        with duckdb.connect(str(build_file)) as con:
+            prepare_schemas(con)
+            return {name: load_frame(con, name, frame, spill) for name, frame in tables.items()}
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
-    """Raw snapshot -> typed `src` tables in the build file."""
-    from warehouse.stage import stage_forms
+    """Raw snapshot -> typed `src` tables in the build file, one form at a time, streamed."""
+    from warehouse.stage import stage_lazy
 
-    raw_forms, meta = read_raw(request.data_dir, export_id)
-    staged = stage_forms(raw_forms, meta["items"], meta["choices"], request.study)
+    meta = read_meta(request.data_dir, export_id)
+    staged, failures = stage_lazy(scan_raw(request.data_dir, export_id), meta["items"], meta["choices"],
+                                  request.study)
     build_id = build_file.name.split(".duckdb")[0]
-    return write_sources(build_file, staged, request, build_id, export_id, randomisation)
+    return write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
+                         randomisation)
 
 
 # -- transform ------------------------------------------------------------------------------------------------
@@ -233,6 +274,23 @@ def plan_models(build_file: Path, sql_root: Path | None = None) -> list[Model]:
     from warehouse.compile import compile_models
 
     return compile_models(build_file, sql_root)
+
+
+def document(build_file: Path, models: list[Model]) -> None:
+    """Column lineage and the catalog (main.lineage, main.catalog), written into the build."""
+    from warehouse.catalog import document_build
+
+    with duckdb.connect(str(build_file)) as con:
+        document_build(con, models)
+
+
+def transform(build_file: Path) -> list[ModelRun]:
+    """Compile, then run every model on one held connection (each close would otherwise write the file out)."""
+    models = plan_models(build_file)
+    with duckdb.connect(str(build_file)):
+        runs = [transform_model(build_file, model) for model in models]
+    document(build_file, models)
+    return runs
 
 
 def transform_model(build_file: Path, model: Model) -> ModelRun:
@@ -265,10 +323,9 @@ def validate_raw(data_dir: Path, export_id: str):
 
 
 def validate_staging(data_dir: Path, export_id: str, build_file: Path):
-    from warehouse.extract import read_raw_meta
     from warehouse.validate import validate_stage
 
-    meta = {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
+    meta = read_meta(data_dir, export_id)
     tables = tables_of_schema(build_file, "src")
     return validate_stage("staging", tables, metadata=meta)
 
@@ -456,7 +513,7 @@ def run_build(request: BuildRequest) -> BuildResult:
         export_id = timed("extract", land, export, request.data_dir)
         build_id, build_file = start_build(request, export_id)
         timed("stage", stage, request, export_id, build_file, randomisation)
-        runs = [timed("transform", transform_model, build_file, m) for m in plan_models(build_file)]
+        runs = timed("transform", transform, build_file)
         validations = [
             timed("validate", validate_raw, request.data_dir, export_id),
             timed("validate", validate_staging, request.data_dir, export_id, build_file),

@@ -96,19 +96,9 @@ def open_findings(history: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def findings_trend(history: pl.DataFrame, build_id: str) -> dict[str, int]:
-    """new (first seen in this build), still_open (seen before), closed (by this build), open (new + still)."""
-    if history.height == 0:
-        return {"new": 0, "still_open": 0, "closed": 0, "open": 0}
-    is_open = pl.col("status") == "open"
-    new = history.filter(is_open & (pl.col("first_seen_build") == build_id)).height
-    still = history.filter(is_open & (pl.col("first_seen_build") != build_id)).height
-    closed = history.filter(pl.col("closed_build") == build_id).height
-    return {"new": new, "still_open": still, "closed": closed, "open": new + still}
-
-
 def previous_record(reports_dir: Path, build_id: str) -> dict | None:
-    """The build record (builds/<id>.json beside reports/) of the latest build before ``build_id`` that finished."""
+    """The build record (builds/<id>.json beside reports/) of the latest build before ``build_id`` that finished
+    (published or blocked)."""
     builds = Path(reports_dir).parent / "builds"
     best = None
     for path in builds.glob("*.json") if builds.is_dir() else []:
@@ -117,9 +107,54 @@ def previous_record(reports_dir: Path, build_id: str) -> dict | None:
         except (OSError, ValueError):
             continue
         bid = str(rec.get("build_id", ""))
-        if bid and bid < build_id and rec.get("status") in ("published", "blocked") and (best is None or bid > best["build_id"]):
+        if (bid and bid < build_id and rec.get("status") in ("published", "blocked")
+                and (best is None or bid > best["build_id"])):
             best = rec
     return best
+
+
+def previous_build_findings(reports_dir: Path, build_id: str | None) -> pl.DataFrame | None:
+    """The findings table of a previous build's file (builds/<id>.duckdb), None when it is gone (pruned)."""
+    if not build_id:
+        return None
+    path = Path(reports_dir).parent / "builds" / f"{build_id}.duckdb"
+    if not path.is_file():
+        return None
+    try:
+        import duckdb
+
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.sql("select * from main.findings").pl()
+    except Exception as e:  # noqa: BLE001 - a trend is a nicety; the page must be written
+        log.warning("findings of the previous build %s not read: %s", build_id, e)
+        return None
+
+
+def findings_trend(current: pl.DataFrame, previous: pl.DataFrame | None, history: pl.DataFrame, build_id: str,
+                   stages: list[str] | None = None) -> dict:
+    """Findings of this build against the previous build: ``new`` / ``still_open`` / ``closed`` counts, the ids
+    seen before (``seen_before``), the closed findings (``closed_rows``) and what was compared (``basis``).
+
+    Compared with the previous build's own findings when its file is there, else with the findings history (the
+    last published warehouse): first seen in this build = new; closed by this build = closed. Only the stages this
+    build validated can close findings."""
+    cur_ids = set(current.get_column("finding_id").to_list()) if current.height else set()
+    if previous is not None:
+        prev = previous if stages is None or previous.height == 0 else previous.filter(pl.col("stage").is_in(stages))
+        seen_before = set(prev.get_column("finding_id").to_list()) if prev.height else set()
+        closed_rows = prev.filter(~pl.col("finding_id").is_in(list(cur_ids))) if prev.height else prev
+        basis, before = "previous build", len(seen_before)
+    elif history.height:
+        basis = "findings history of the published warehouse"
+        seen_before = set(history.filter(pl.col("first_seen_build") != build_id).get_column("finding_id").to_list())
+        closed_rows = history.filter(pl.col("closed_build") == build_id)
+        before = history.filter((pl.col("first_seen_build") != build_id)
+                                & ((pl.col("status") == "open") | (pl.col("closed_build") == build_id))).height
+    else:
+        basis, seen_before, closed_rows, before = "nothing (first build)", set(), pl.DataFrame(), 0
+    new = len(cur_ids - seen_before)
+    return {"new": new, "still_open": len(cur_ids) - new, "closed": closed_rows.height, "open": len(cur_ids),
+            "open_before": before, "seen_before": seen_before, "closed_rows": closed_rows, "basis": basis}
 
 
 # --------------------------------------------------------------------------------------------- site listings
@@ -231,25 +266,38 @@ def _delta(now: int, before: int | None) -> str:
     return f"<td class='n {cls}'>{'+' if d > 0 else ''}{d}</td>"
 
 
-def trend_section(trend: dict[str, int], previous: dict | None, errors: int, warnings: int) -> str:
-    prev_id = esc(previous["build_id"]) if previous else None
-    before_open = trend["still_open"] + trend["closed"]
-    intro = (f"<p>Previous build <code>{prev_id}</code> ({esc(previous.get('status'))})." if previous
-             else "<p>No earlier build in this data directory.")
-    intro += " Findings are compared with the history of the last published warehouse.</p>"
+def trend_section(trend: dict, previous: dict | None, errors: int, warnings: int) -> str:
+    """Counts against the previous build's record, and new / still open / closed findings."""
+    intro = (f"<p>Previous build <code>{esc(previous['build_id'])}</code> ({esc(previous.get('status'))}); findings "
+             f"compared with the {esc(trend['basis'])}.</p>" if previous
+             else f"<p>No earlier build in this data directory; findings compared with the {esc(trend['basis'])}.</p>")
     rows = [
-        ("failed error expectations", errors, previous.get("errors") if previous else None),
-        ("failed warning expectations", warnings, previous.get("warnings") if previous else None),
-        ("open findings", trend["open"], before_open if previous else None),
+        ("error findings", errors, previous.get("errors") if previous else None),
+        ("warning findings", warnings, previous.get("warnings") if previous else None),
+        ("findings", trend["open"], trend["open_before"] if previous else None),
     ]
     body = "".join(f"<tr><td>{esc(k)}</td><td class=n>{now}</td>"
                    f"<td class=n>{'' if before is None else before}</td>{_delta(now, before)}</tr>"
                    for k, now, before in rows)
+    closed = trend["closed_rows"]
+    closed_table = ""
+    if closed.height:
+        cols = [c for c in ("severity", "stage", "site_id", "subject_id", "event", "form", "field", "rule")
+                if c in closed.columns]
+        shown = closed.head(200)
+        closed_table = (
+            "<details id=closed><summary>Findings closed by this build"
+            f"{' (first 200)' if closed.height > 200 else ''}</summary><table><thead><tr>"
+            + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{esc(r.get(c))}</td>" for c in cols) + "</tr>"
+                      for r in shown.iter_rows(named=True))
+            + "</tbody></table></details>"
+        )
     return (
         f"{intro}<table id=trend><thead><tr><th></th><th>this build</th><th>previous</th><th>change</th></tr></thead>"
         f"<tbody>{body}</tbody></table>"
         f"<p id=trend-findings><span class=up>{trend['new']} new</span>, {trend['still_open']} still open, "
-        f"<span class=down>{trend['closed']} closed</span> (fixed since the previous build).</p>"
+        f"<span class=down>{trend['closed']} closed</span> (fixed since the previous build).</p>{closed_table}"
     )
 
 
@@ -257,7 +305,8 @@ def findings_table(findings: pl.DataFrame, build_id: str) -> str:
     columns = ["status", "severity", "stage", "site_id", "subject_id", "event", "repeat_instance", "form", "field",
                "value", "rule", "message", "first_seen"]
     if findings.height == 0:
-        return "<p id=no-findings>No findings.</p><table id=findings><tbody></tbody></table>" + _filters(findings)
+        return (f"{_filters(findings)}<p id=no-findings>No findings.</p>"
+                "<table id=findings><thead></thead><tbody></tbody></table>")
     shown = findings.head(FINDINGS_SHOWN)
     body = "".join(
         f"<tr data-site='{esc(r.get('site_id'))}' data-form='{esc(r.get('form'))}' "
@@ -293,19 +342,18 @@ def _filters(findings: pl.DataFrame) -> str:
     )
 
 
-def _page_findings(validations: list, history: pl.DataFrame, build_id: str) -> pl.DataFrame:
-    findings = _concat([v.findings for v in validations])
+def _page_findings(findings: pl.DataFrame, history: pl.DataFrame, trend: dict) -> pl.DataFrame:
+    """This build's findings with their status against the previous build (new / open) and first seen."""
     if findings.height == 0:
         return findings
     if history.height:
-        first = history.select("finding_id", "first_seen_build", "first_seen_at")
-        findings = findings.join(first, on="finding_id", how="left")
+        findings = findings.join(history.select("finding_id", "first_seen_at"), on="finding_id", how="left")
     else:
-        findings = findings.with_columns(first_seen_build=pl.lit(build_id), first_seen_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+        findings = findings.with_columns(first_seen_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")))
     return (
         findings.with_columns(
-            status=pl.when(pl.col("first_seen_build").is_null() | (pl.col("first_seen_build") == build_id))
-            .then(pl.lit("new")).otherwise(pl.lit("open")),
+            status=pl.when(pl.col("finding_id").is_in(list(trend["seen_before"]))).then(pl.lit("open"))
+            .otherwise(pl.lit("new")),
             first_seen=pl.coalesce(pl.col("first_seen_at").dt.strftime("%Y-%m-%d %H:%M"), pl.lit("")),
             _o=pl.col("severity").replace_strict({"error": 0, "warning": 1}, default=2),
         )
@@ -330,26 +378,29 @@ def _links(build_dir: Path, site_files: list[Path], data_docs: Path | None, data
 
 
 def render_validation_report(build_id: str, validations: list, history: pl.DataFrame, *,
-                             previous: dict | None = None, links: str = "") -> str:
+                             previous: dict | None = None, previous_findings: pl.DataFrame | None = None,
+                             links: str = "") -> str:
+    """The page. ``previous``: the previous build's record; ``previous_findings``: its findings table (else the
+    trend is read from ``history``)."""
     results = _concat([v.results for v in validations])
-    findings = _page_findings(validations, history, build_id)
-    errors = sum(v.errors for v in validations)
-    warnings = sum(v.warnings for v in validations)
+    current = _concat([v.findings for v in validations])
+    trend = findings_trend(current, previous_findings, history, build_id, stages=[v.stage for v in validations])
+    findings = _page_findings(current, history, trend)
+    failed_errors = sum(v.errors for v in validations)
     n_err = findings.filter(pl.col("severity") == "error").height if findings.height else 0
     n_warn = findings.filter(pl.col("severity") == "warning").height if findings.height else 0
-    status = (f"<p class=error id=verdict>Publishing blocked: {errors} error expectation(s) failed; the previous "
-              "warehouse stays published.</p>" if errors
-              else "<p class=ok id=verdict>No error expectation failed: the build publishes.</p>")
-    trend = findings_trend(history, build_id)
+    status = (f"<p class=error id=verdict>Publishing blocked: {n_err} error finding(s) from {failed_errors} failed "
+              "rule(s); the previous warehouse stays published.</p>" if failed_errors
+              else "<p class=ok id=verdict>No error finding: the build publishes.</p>")
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         f"<title>Validation report {esc(build_id)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>Validation report</h1><p>Build <code>{esc(build_id)}</code></p>{status}"
         f"<p id=counts>{n_err} error finding(s), {n_warn} warning finding(s) in this build; "
-        f"{trend['closed']} finding(s) closed by this build.</p>{links}"
+        f"{trend['new']} new, {trend['closed']} closed since the previous build.</p>{links}"
         f"<h2>Summary by stage</h2>{stage_table(validations)}"
-        f"<h2>Trend against the previous build</h2>{trend_section(trend, previous, errors, warnings)}"
+        f"<h2>Trend against the previous build</h2>{trend_section(trend, previous, n_err, n_warn)}"
         f"<h2>Summary by stage and suite</h2>{summary_table(results)}"
         f"<h2>Findings</h2>{findings_table(findings, build_id)}"
         f"<script>{_SCRIPT}</script></body></html>"
@@ -372,9 +423,12 @@ def write_validation_report(reports_dir: Path, build_id: str, validations: list,
     except Exception as e:  # noqa: BLE001 - the report page and the listings matter more than GX's site
         log.warning("Data Docs of build %s not written: %s", build_id, e)
         note = f"{type(e).__name__}: {e}".splitlines()[0]
+    previous = previous_record(reports_dir, build_id)
+    page = render_validation_report(
+        build_id, validations, history, previous=previous,
+        previous_findings=previous_build_findings(reports_dir, previous["build_id"] if previous else None),
+        links=_links(build_dir, site_files, data_docs, note))
     target = build_dir / "validation.html"
-    page = render_validation_report(build_id, validations, history, previous=previous_record(reports_dir, build_id),
-                                    links=_links(build_dir, site_files, data_docs, note))
     target.write_text(page, encoding="utf-8")
     latest = reports_dir / "validation.html"
     tmp = latest.with_suffix(".html.tmp")

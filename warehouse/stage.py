@@ -154,93 +154,122 @@ def decode_choices(frame: pl.DataFrame, column: str, choices: pl.DataFrame) -> p
 
 
 def stage_form(
-    raw: pl.DataFrame, form: str, items: pl.DataFrame, choices: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Type one raw form. Returns the typed frame and its typing failures."""
+    raw: pl.DataFrame | pl.LazyFrame, form: str, items: pl.DataFrame, choices: pl.DataFrame
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Type one raw form: the typed frame and its typing failures, both lazy so a large form streams."""
+    raw = raw.lazy()
+    columns = raw.collect_schema().names()
     identifiers = identifier_items(items)
-    keys = [c for c in KEY_COLUMNS if c in raw.columns]
-    provenance = [c for c in PROVENANCE_COLUMNS if c in raw.columns]
-    values = [c for c in raw.columns if c not in keys and c not in provenance and not c.startswith("_")]
+    keys = [c for c in KEY_COLUMNS if c in columns]
+    provenance = [c for c in PROVENANCE_COLUMNS if c in columns]
+    values = [c for c in columns if c not in keys and c not in provenance and not c.startswith("_")]
     values = [c for c in values if not is_identifier(c, identifiers)]
     specs = item_specs(items, choices, form, values)
 
     typed_columns = [
         pl.col("subject_id").cast(pl.Utf8),
-        (pl.col("site_id") if "site_id" in raw.columns else pl.lit(None)).cast(pl.Utf8).alias("site_id"),
-        (pl.col("event") if "event" in raw.columns else pl.lit(None)).cast(pl.Utf8).alias("event"),
-        (pl.col("repeat_instance") if "repeat_instance" in raw.columns else pl.lit(None))
+        (pl.col("site_id") if "site_id" in columns else pl.lit(None)).cast(pl.Utf8).alias("site_id"),
+        (pl.col("event") if "event" in columns else pl.lit(None)).cast(pl.Utf8).alias("event"),
+        (pl.col("repeat_instance") if "repeat_instance" in columns else pl.lit(None))
         .cast(pl.Int32, strict=False)
         .alias("repeat_instance"),
     ]
     for column in values:
         spec = specs.get(column, ItemSpec(column, "text"))
         typed_columns.append(typed_expression(column, spec).alias(column))
-    typed_columns += [pl.col(c) for c in provenance]
+    checked = [specs[c] for c in values if c in specs and specs[c].kind not in {"text", "coded"}]
+    typed_columns.append(untyped_values(checked))
+    typed_columns += [
+        pl.col(c).cast(pl.Int64, strict=False) if c == "_source_row" else pl.col(c) for c in provenance
+    ]
     typed = raw.select(typed_columns)
-
-    failures = typing_failures(raw, typed, form, [specs[c] for c in values if c in specs])
     for column in values:
         if specs.get(column) and specs[column].kind == "coded":
             typed = decode_choices(typed, column, choices)
+    failures = typing_failures(raw, columns, form, [specs[c] for c in values if c in specs])
     return typed, failures
 
 
-def typing_failures(raw: pl.DataFrame, typed: pl.DataFrame, form: str, specs: list[ItemSpec]) -> pl.DataFrame:
+def decode_choices(frame: pl.LazyFrame, column: str, choices: pl.DataFrame) -> pl.LazyFrame:
+    """Add `<column>_decod`, the label of each code; an unknown code keeps its code and gets no label."""
+    labels = choices.filter(pl.col("item") == column).select(
+        pl.col("code").alias(column), pl.col("label").alias(f"{column}_decod")
+    )
+    if column.endswith("_complete") and labels.height == 0:
+        labels = pl.DataFrame(
+            {column: ["0", "1", "2"], f"{column}_decod": ["Incomplete", "Unverified", "Complete"]}
+        )
+    return frame.join(labels.unique(column).lazy(), on=column, how="left", maintain_order="left")
+
+
+def untyped_values(specs: list[ItemSpec]) -> pl.Expr:
+    """`_untyped`: beside a row's typed values, the raw text of each value that did not type (null when all did).
+
+    A list of {item, raw} so that a failed value stays in its row, readable, while its column holds null.
+    """
+    if not specs:
+        return pl.lit(None, dtype=pl.List(pl.Struct({"item": pl.Utf8, "raw": pl.Utf8}))).alias("_untyped")
+    failed = []
+    for spec in specs:
+        text = pl.col(spec.item).str.strip_chars()
+        failed.append(
+            pl.when(text.is_not_null() & (text != "") & typed_expression(spec.item, spec).is_null())
+            .then(pl.struct(pl.lit(spec.item).alias("item"), pl.col(spec.item).cast(pl.Utf8).alias("raw")))
+        )
+    listed = pl.concat_list(failed).list.drop_nulls()
+    return pl.when(listed.list.len() > 0).then(listed).alias("_untyped")
+
+
+def typing_failures(raw: pl.LazyFrame, columns: list[str], form: str, specs: list[ItemSpec]) -> pl.LazyFrame:
     """Rows whose raw text is present but did not type: kept so that no value disappears unexplained."""
-    checked = [s for s in specs if s.kind not in {"text", "coded"}]
     parts = []
-    for spec in checked:
-        raw_text = raw.get_column(spec.item).str.strip_chars()
-        failed = raw_text.is_not_null() & (raw_text != "") & typed.get_column(spec.item).is_null()
-        if not failed.any():
-            continue
-        rows = raw.filter(failed)
+    for spec in (s for s in specs if s.kind not in {"text", "coded"}):
+        text = pl.col(spec.item).str.strip_chars()
         parts.append(
-            pl.DataFrame(
-                {
-                    "form": form,
-                    "subject_id": rows.get_column("subject_id"),
-                    "site_id": rows.get_column("site_id") if "site_id" in rows.columns else None,
-                    "event": rows.get_column("event") if "event" in rows.columns else None,
-                    "repeat_instance": rows.get_column("repeat_instance").cast(pl.Int32, strict=False)
-                    if "repeat_instance" in rows.columns
-                    else None,
-                    "item": spec.item,
-                    "raw_value": rows.get_column(spec.item),
-                    "expected_type": spec.kind,
-                    "_source_row": rows.get_column("_source_row").cast(pl.Int64, strict=False)
-                    if "_source_row" in rows.columns
-                    else None,
-                },
-                schema=TYPING_FAILURE_SCHEMA,
+            raw.filter(text.is_not_null() & (text != "") & typed_expression(spec.item, spec).is_null()).select(
+                pl.lit(form).alias("form"),
+                pl.col("subject_id").cast(pl.Utf8),
+                (pl.col("site_id") if "site_id" in columns else pl.lit(None)).cast(pl.Utf8).alias("site_id"),
+                (pl.col("event") if "event" in columns else pl.lit(None)).cast(pl.Utf8).alias("event"),
+                (pl.col("repeat_instance") if "repeat_instance" in columns else pl.lit(None))
+                .cast(pl.Int32, strict=False).alias("repeat_instance"),
+                pl.lit(spec.item).alias("item"),
+                pl.col(spec.item).cast(pl.Utf8).alias("raw_value"),
+                pl.lit(spec.kind).alias("expected_type"),
+                (pl.col("_source_row") if "_source_row" in columns else pl.lit(None))
+                .cast(pl.Int64, strict=False).alias("_source_row"),
             )
         )
-    return pl.concat(parts) if parts else pl.DataFrame(schema=TYPING_FAILURE_SCHEMA)
+    if not parts:
+        return pl.LazyFrame(schema=TYPING_FAILURE_SCHEMA)
+    return pl.concat(parts, how="vertical_relaxed")
 
 
-def randomisation_times(forms: dict[str, pl.DataFrame], study: StudyConfig) -> pl.DataFrame:
+def randomisation_times(anchor: pl.LazyFrame | pl.DataFrame | None, study: StudyConfig) -> pl.DataFrame:
     """Each subject's H0 (the configured anchor item, e.g. the randomisation date-time): subject_id, h0."""
-    anchor = forms.get(study.anchor_form)
-    if anchor is None or study.anchor_item not in anchor.columns:
-        return pl.DataFrame(schema={"subject_id": pl.Utf8, "h0": pl.Datetime("us")})
+    empty = pl.DataFrame(schema={"subject_id": pl.Utf8, "h0": pl.Datetime("us")})
+    if anchor is None or study.anchor_item not in anchor.lazy().collect_schema().names():
+        return empty
     return (
-        anchor.filter(pl.col(study.anchor_item).is_not_null())
+        anchor.lazy()
+        .filter(pl.col(study.anchor_item).is_not_null())
         .group_by("subject_id")
         .agg(pl.col(study.anchor_item).min().alias("h0"))
+        .collect()
     )
 
 
-def add_study_time(frame: pl.DataFrame, h0: pl.DataFrame) -> pl.DataFrame:
+def add_study_time(frame: pl.LazyFrame, h0: pl.DataFrame) -> pl.LazyFrame:
     """Add `<item>_hrs`, hours since H0, for every date-time column: the study's common clock."""
-    datetime_columns = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and not c.startswith("_")]
+    schema = frame.collect_schema()
+    datetime_columns = [c for c, t in schema.items() if isinstance(t, pl.Datetime) and not c.startswith("_")]
     if not datetime_columns:
         return frame
-    joined = frame.join(h0, on="subject_id", how="left")
     hours = [
         ((pl.col(c) - pl.col("h0")).dt.total_microseconds() / 3_600_000_000).alias(f"{c}_hrs")
         for c in datetime_columns
     ]
-    return joined.with_columns(hours).drop("h0")
+    return frame.join(h0.lazy(), on="subject_id", how="left", maintain_order="left").with_columns(hours).drop("h0")
 
 
 def ne_salt_factor(salt: pl.Expr, study: StudyConfig) -> pl.Expr:
@@ -248,41 +277,75 @@ def ne_salt_factor(salt: pl.Expr, study: StudyConfig) -> pl.Expr:
     return salt.cast(pl.Utf8).replace_strict(study.ne_salt_factors, default=None, return_dtype=pl.Float64)
 
 
-def subject_ne_salts(forms: dict[str, pl.DataFrame], form: str, study: StudyConfig) -> pl.DataFrame:
+def subject_ne_salts(frame: pl.LazyFrame | None, spec: dict[str, str], study: StudyConfig) -> pl.DataFrame:
     """The salt each subject's NE is labelled in, read from a form that records it (first NE row)."""
-    spec = study.ne_base_doses.get(form, {})
-    frame = forms.get(form)
-    if frame is None or "salt" not in spec or spec["salt"] not in frame.columns:
-        return pl.DataFrame(schema={"subject_id": pl.Utf8, "_ne_salt": pl.Utf8})
-    if "drug" in spec and spec["drug"] in frame.columns:
+    empty = pl.DataFrame(schema={"subject_id": pl.Utf8, "_ne_salt": pl.Utf8})
+    if frame is None or "salt" not in spec or spec["salt"] not in frame.collect_schema().names():
+        return empty
+    if "drug" in spec:
         frame = frame.filter(pl.col(spec["drug"]) == study.ne_drug_code)
-    sort_by = [c for c in ("repeat_instance",) if c in frame.columns]
     return (
         frame.filter(pl.col(spec["salt"]).is_not_null())
-        .sort(["subject_id", *sort_by])
+        .select("subject_id", "repeat_instance", pl.col(spec["salt"]).alias("_ne_salt"))
+        .sort(["subject_id", "repeat_instance"], nulls_last=True)
         .group_by("subject_id", maintain_order=True)
-        .agg(pl.col(spec["salt"]).first().alias("_ne_salt"))
+        .agg(pl.col("_ne_salt").first())
+        .collect()
     )
 
 
-def add_ne_base(forms: dict[str, pl.DataFrame], study: StudyConfig) -> dict[str, pl.DataFrame]:
-    """Add `<rate>_base` (NE in µg/kg/min as base) wherever the study configuration says NE is recorded."""
-    out = dict(forms)
-    for form, spec in study.ne_base_doses.items():
-        frame = out.get(form)
-        if frame is None or spec["rate"] not in frame.columns:
-            continue
-        rate = pl.col(spec["rate"])
-        if "salt_from" in spec:
-            salts = subject_ne_salts(forms, spec["salt_from"], study)
-            frame = frame.join(salts, on="subject_id", how="left")
-            base = rate * ne_salt_factor(pl.col("_ne_salt"), study)
-        else:
-            base = rate * ne_salt_factor(pl.col(spec["salt"]), study)
-        if "drug" in spec and spec["drug"] in frame.columns:
-            base = pl.when(pl.col(spec["drug"]) == study.ne_drug_code).then(base).otherwise(None)
-        out[form] = frame.with_columns(base.alias(f"{spec['rate']}_base")).drop("_ne_salt", strict=False)
-    return out
+@dataclass
+class StagingContext:
+    """What staging one form needs from others: each subject's H0, and NE salts recorded elsewhere."""
+
+    h0: pl.DataFrame
+    salts: dict[str, pl.DataFrame]
+
+    @classmethod
+    def from_typed(cls, typed: dict[str, pl.LazyFrame], study: StudyConfig) -> "StagingContext":
+        salts = {}
+        for form, spec in study.ne_base_doses.items():
+            source = spec.get("salt_from")
+            if source:
+                salts[form] = subject_ne_salts(typed.get(source), study.ne_base_doses.get(source, {}), study)
+        return cls(randomisation_times(typed.get(study.anchor_form), study), salts)
+
+
+def add_ne_base(frame: pl.LazyFrame, form: str, study: StudyConfig, context: StagingContext) -> pl.LazyFrame:
+    """Add `<rate>_base` (NE in µg/kg/min as base) where the study configuration says this form records NE."""
+    spec = study.ne_base_doses.get(form)
+    if spec is None or spec["rate"] not in frame.collect_schema().names():
+        return frame
+    rate = pl.col(spec["rate"])
+    if "salt_from" in spec:
+        frame = frame.join(context.salts[form].lazy(), on="subject_id", how="left", maintain_order="left")
+        base = rate * ne_salt_factor(pl.col("_ne_salt"), study)
+    else:
+        base = rate * ne_salt_factor(pl.col(spec["salt"]), study)
+    if "drug" in spec:
+        base = pl.when(pl.col(spec["drug"]) == study.ne_drug_code).then(base).otherwise(None)
+    return frame.with_columns(base.alias(f"{spec['rate']}_base")).drop("_ne_salt", strict=False)
+
+
+def finish_form(typed: pl.LazyFrame, form: str, study: StudyConfig, context: StagingContext) -> pl.LazyFrame:
+    """The derivations that need other forms: NE as base and study time."""
+    return add_study_time(add_ne_base(typed, form, study, context), context.h0)
+
+
+def stage_lazy(
+    raw_forms: dict[str, pl.LazyFrame | pl.DataFrame], items: pl.DataFrame, choices: pl.DataFrame,
+    study: StudyConfig,
+) -> tuple[dict[str, pl.LazyFrame], pl.LazyFrame]:
+    """Every form staged, lazily: the typed forms and all typing failures, ready to collect or stream."""
+    typed, failures = {}, []
+    for form, raw in sorted(raw_forms.items()):
+        typed[form], failed = stage_form(raw, form, items, choices)
+        failures.append(failed)
+    context = StagingContext.from_typed(typed, study)
+    staged = {form: finish_form(frame, form, study, context) for form, frame in typed.items()}
+    all_failures = pl.concat(failures, how="vertical_relaxed") if failures else pl.LazyFrame(
+        schema=TYPING_FAILURE_SCHEMA)
+    return staged, all_failures
 
 
 def stage_forms(
@@ -292,13 +355,7 @@ def stage_forms(
 
     The result also holds `typing_failures`, one row per value that did not type.
     """
-    typed: dict[str, pl.DataFrame] = {}
-    failures = []
-    for form, raw in sorted(raw_forms.items()):
-        typed[form], failed = stage_form(raw, form, items, choices)
-        failures.append(failed)
-    typed = add_ne_base(typed, study)
-    h0 = randomisation_times(typed, study)
-    staged = {form: add_study_time(frame, h0) for form, frame in typed.items()}
-    staged["typing_failures"] = pl.concat(failures) if failures else pl.DataFrame(schema=TYPING_FAILURE_SCHEMA)
-    return staged
+    staged, failures = stage_lazy(raw_forms, items, choices, study)
+    out = {form: frame.collect() for form, frame in staged.items()}
+    out["typing_failures"] = failures.collect()
+    return out

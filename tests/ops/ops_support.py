@@ -119,6 +119,16 @@ def whole_value_pattern(values) -> re.Pattern:
     return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
 
+def scan_text_cells(name: str, text: str, values: set[str]) -> list[str]:
+    """Values found as a whole cell of a text output: an HTML cell, a CSV/TSV field or a JSON string."""
+    if not values:
+        return []
+    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    pattern = re.compile(rf'(?:^|[>,"\t;|])\s*({alternatives})\s*(?=$|[<,"\t;|])', re.MULTILINE)
+    hits = sorted(set(pattern.findall(text)))
+    return [f"{name} contains {hits}"] if hits else []
+
+
 def scan_text(name: str, text: str, forbidden: set[str]) -> list[str]:
     hits = sorted(set(whole_value_pattern(forbidden).findall(text)))
     return [f"{name} contains {hits}"] if hits else []

@@ -24,7 +24,7 @@ KEY_COLUMNS = ["subject_id", "event", "repeat_instance", "site_id"]
 PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path", "_file_sha256"]
 META_KINDS = ("items", "choices", "events", "forms", "subjects")
 FLUSH_ROWS = 50_000
-FLUSH_CELLS = 250_000  # row-wise appends (ODM) are written once a table buffers this many cells: memory
+FLUSH_CELLS = 50_000  # row-wise appends (ODM) are written once a table buffers this many cells: memory
 #                        stays bounded whatever the size of the file (a row group of ~10k rows of 25 columns)
 
 ITEMS_SCHEMA = {

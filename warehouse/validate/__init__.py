@@ -6,14 +6,25 @@ Great Expectations is imported lazily, on the first validate_stage call.
     v = validate_stage("raw", tables, metadata)        # -> StageValidation(.success, .errors, .warnings, .results,
                                                        #                    .findings, .suites)
     history = update_findings_history(previous, v.findings, build_id, built_at)
+
+Tables in DuckDB (large ones): ``validate_stage_duckdb(stage, con, ["src.labs", ...], metadata)`` gives the same
+output from SQL (pushdown.py); ``use_pushdown(con, tables)`` is the threshold rule. For the orchestrator:
+``findings_markdown(validations, build_id)`` and ``findings_table_rows(findings)`` (artifacts.py).
 """
 
+from warehouse.validate.artifacts import findings_markdown, findings_table_rows
 from warehouse.validate.core import DEFAULT_MAX_FINDINGS_PER_EXPECTATION, StageValidation, validate_stage
 from warehouse.validate.findings import (
     FINDINGS_COLUMNS,
     HISTORY_COLUMNS,
     finding_id,
     update_findings_history,
+)
+from warehouse.validate.pushdown import (
+    PUSHDOWN_ROW_THRESHOLD,
+    use_pushdown,
+    validate_stage_auto,
+    validate_stage_duckdb,
 )
 from warehouse.validate.suites import (
     GENERATED_SEVERITY,
@@ -28,14 +39,20 @@ __all__ = [
     "DEFAULT_MAX_FINDINGS_PER_EXPECTATION",
     "FINDINGS_COLUMNS",
     "GENERATED_SEVERITY",
+    "PUSHDOWN_ROW_THRESHOLD",
     "HISTORY_COLUMNS",
     "StageValidation",
     "expectations_dir",
     "finding_id",
+    "findings_markdown",
+    "findings_table_rows",
     "generate_raw_suites",
     "generate_staging_range_suites",
     "load_suites",
     "save_suites",
     "update_findings_history",
+    "use_pushdown",
     "validate_stage",
+    "validate_stage_auto",
+    "validate_stage_duckdb",
 ]

@@ -424,8 +424,8 @@ def run_stage(
             for i, r, rows in outcomes:
                 cfg, kw, sev = configs[i]
                 res = (r.result or {}) if r is not None else {}
-                exc = (r.exception_info or {}) if r is not None else {}
-                raised = bool(exc.get("raised_exception")) if isinstance(exc, dict) else False
+                exc = _exception_of(r)
+                raised = bool(exc.get("raised_exception"))
                 if r is None or raised:
                     note = (exc.get("exception_message") if isinstance(exc, dict) else None) or "no result from GX"
                     result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, False, "error",
@@ -449,6 +449,20 @@ def run_stage(
         if src.meta.get("generated_from"):
             d.setdefault("meta", {})["generated_from"] = src.meta["generated_from"]
     return StageValidation(stage=stage, results=results, findings=findings, suites=all_suites, gx_results=gx_results)
+
+
+def _exception_of(r) -> dict:
+    """GX's exception_info of a result: {raised_exception, exception_message, ...}, or, when a metric failed,
+    the same keyed by metric id (GX 1.x): the first raised one is returned."""
+    exc = (r.exception_info or {}) if r is not None else {}
+    if not isinstance(exc, dict):
+        return {}
+    if "raised_exception" in exc:
+        return exc
+    for v in exc.values():
+        if isinstance(v, dict) and v.get("raised_exception"):
+            return v
+    return {}
 
 
 def _column_label(kw: dict) -> str | None:
