@@ -230,6 +230,7 @@ def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | 
         con.register("_frame", frame.to_arrow())
         con.execute(f"create or replace table src.{name} as select * from _frame")
         con.unregister("_frame")
+    crash_point("stage")
     return con.execute(f"select count(*) from src.{name}").fetchall()[0][0]
 
 

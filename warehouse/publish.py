@@ -126,7 +126,10 @@ def discard_partial_builds(paths: BuildPaths) -> list[Path]:
     removed = []
     if paths.builds.is_dir():
         for partial in paths.builds.glob(f"*{PARTIAL_SUFFIX}*"):
-            partial.unlink(missing_ok=True)
+            if partial.is_dir():  # a killed build's staging spill folder
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                partial.unlink(missing_ok=True)
             removed.append(partial)
         for tmp in paths.builds.glob("*.json.tmp"):
             tmp.unlink(missing_ok=True)

@@ -425,6 +425,23 @@ class RedcapReader:
         conv_opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True,
                                          null_values=[""], quoted_strings_can_be_null=True)
         done = 0
+        nn = {f: f"__nn:{f}" for f in self.forms}
+        source_keys = [c for c in dict.fromkeys([rid, "redcap_event_name", "redcap_repeat_instrument",
+                                                 "redcap_repeat_instance", "redcap_data_access_group"]) if c in has]
+        base = [subject.alias("subject_id"), event.alias("event"), instance.alias("repeat_instance"),
+                site.alias("site_id")]
+        prov = [pl.lit(self.export_id).alias("_export_id"), pl.lit(rk.name).alias("_source_file"),
+                pl.col("__rec").cast(pl.String).alias("_source_row"), pl.lit(None, dtype=pl.String).alias("_source_path"),
+                pl.lit(sha).alias("_file_sha256")]
+
+        def form_mask(form: str) -> pl.Expr:
+            """Rows of a form: its repeating-instrument rows, and the other rows where it has a value or
+            (instrument designations) its event is one of the form's non-repeating events."""
+            keep = pl.col(nn[form]) > 0
+            if designated is not None:
+                evs = [e for e in designated.get(form, set()) if e not in rep_events.get(form, set())]
+                keep = keep | event.is_in(evs) if evs else keep
+            return ((instrument.is_null() & keep) | (instrument == form)).fill_null(False)
 
         def fail_at(record: int, reason: str, fld: str | None = None) -> ExportError:
             line = self._line_of(rk, {record}).get(record)
@@ -438,11 +455,14 @@ class RedcapReader:
                     continue
                 df = pl.from_arrow(batch)
                 assert isinstance(df, pl.DataFrame)
+                # per form, how many of its value columns are non-empty on each row: one pass over the
+                # columns serves both the row checks and the split (a form gets a row where it has a value)
                 df = df.with_columns(
-                    pl.int_range(done + 1, done + df.height + 1, dtype=pl.Int64).alias("__rec"))
+                    pl.int_range(done + 1, done + df.height + 1, dtype=pl.Int64).alias("__rec"),
+                    *[(pl.sum_horizontal([pl.col(c).is_not_null() for c in value_cols[f]]) if value_cols[f]
+                       else pl.lit(0, dtype=pl.UInt32)).cast(pl.UInt32).alias(nn[f]) for f in self.forms])
                 done += df.height
-                self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at)
-                df = df.with_columns(pl.col("__rec").cast(pl.String).alias("_source_row"))
+                self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at, nn)
                 keys.append(df.select(subject.alias("s"), event.alias("e"), instrument.alias("i"),
                                       instance.alias("n"), site.alias("g"), pl.col("__rec"))
                             .with_columns(pl.struct("s", "e", "i", "n").hash(seed=7).alias("h")))
@@ -451,29 +471,24 @@ class RedcapReader:
                                                      .drop_nulls().to_list()))
                 if "redcap_repeat_instrument" in has:
                     observed_repeating.update(df.get_column("redcap_repeat_instrument").drop_nulls().unique().to_list())
-                for c in numeric:
-                    if c not in decimal_comma and df.get_column(c).str.contains(DECIMAL_COMMA).any():
-                        decimal_comma.add(c)
-                base = [subject.alias("subject_id"), event.alias("event"), instance.alias("repeat_instance"),
-                        site.alias("site_id")]
-                prov = [pl.lit(self.export_id).alias("_export_id"), pl.lit(rk.name).alias("_source_file"),
-                        pl.col("_source_row"), pl.lit(None, dtype=pl.String).alias("_source_path"),
-                        pl.lit(sha).alias("_file_sha256")]
+                todo = [c for c in numeric if c not in decimal_comma]
+                if todo:
+                    hit = df.select([pl.col(c).str.contains(",", literal=True).any() for c in todo]).row(0)
+                    todo = [c for c, h in zip(todo, hit) if h]  # a regex only where there is a comma at all
+                    if todo:
+                        hit = df.select([pl.col(c).str.contains(DECIMAL_COMMA).any() for c in todo]).row(0)
+                        decimal_comma.update(c for c, h in zip(todo, hit) if h)
+                masks = df.select([form_mask(f).alias(f) for f in self.forms])
                 for form in self.forms:
-                    vals = value_cols[form]
-                    nonempty = pl.any_horizontal([pl.col(c).is_not_null() for c in vals]) if vals else pl.lit(False)
-                    keep = nonempty
-                    if designated is not None:
-                        evs = [e for e in designated.get(form, set())
-                               if e not in rep_events.get(form, set())]
-                        keep = keep | event.is_in(evs) if evs else keep
-                    mask = instrument.is_null() & keep
-                    mask = mask | (instrument == form)
-                    out = df.filter(mask).select(base + [pl.col(c) for c in form_cols[form]] + prov)
-                    if out.height:
-                        sinks[form].write_frame(out)
-                        if "redcap_event_name" in has:
-                            observed_events[form].update(out.get_column("event").drop_nulls().unique().to_list())
+                    mask = masks.get_column(form)
+                    if not mask.any():
+                        continue
+                    # project first (zero-copy), then filter: only this form's columns are copied
+                    out = (df.select(list(dict.fromkeys(source_keys + form_cols[form] + ["__rec"]))).filter(mask)
+                           .select(base + [pl.col(c) for c in form_cols[form]] + prov))
+                    sinks[form].write_frame(out)
+                    if "redcap_event_name" in has:
+                        observed_events[form].update(out.get_column("event").drop_nulls().unique().to_list())
         except ExportError:
             raise
         except (pa.ArrowInvalid, pa.ArrowException) as exc:
@@ -489,8 +504,10 @@ class RedcapReader:
         self._write_meta(observed_events, observed_repeating, event_order, keys)
 
     def _check_batch(self, df: pl.DataFrame, has: set[str], rid: str, ev_known: set[str],
-                     form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at) -> None:
-        """All row checks of a batch in one pass; the offending row is looked up only on a hit."""
+                     form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at,
+                     nn: dict[str, str]) -> None:
+        """All row checks of a batch in one pass; the offending row is looked up only on a hit.
+        ``nn``: form -> column holding the number of the form's non-empty value columns on each row."""
         ri = pl.col("redcap_repeat_instrument") if "redcap_repeat_instrument" in has else None
         checks: dict[str, tuple[pl.Expr, str | None]] = {"rid": (pl.col(rid).is_null(), rid)}
         if "redcap_event_name" in has:
@@ -503,11 +520,12 @@ class RedcapReader:
             if "redcap_repeat_instance" in has:
                 checks["ri_no_instance"] = (ri.is_not_null() & pl.col("redcap_repeat_instance").is_null(),
                                             "redcap_repeat_instance")
+            # a repeating instrument's row with a value of another form: all its non-empty values minus its own
+            total = pl.sum_horizontal([pl.col(c) for c in nn.values()])
+            own = pl.lit(None, dtype=pl.UInt32)
             for form in self.forms:
-                others = [c for c in all_value_cols if c not in form_cols[form]]
-                if others:
-                    checks[f"other:{form}"] = ((ri == form) & pl.any_horizontal(
-                        [pl.col(c).is_not_null() for c in others]), None)
+                own = pl.when(ri == form).then(pl.col(nn[form])).otherwise(own)
+            checks["other"] = ((total - own) > 0, None)
         hits = df.select([expr.any().alias(name) for name, (expr, _) in checks.items()]).row(0, named=True)
         for name, hit in hits.items():
             if not hit:
@@ -526,7 +544,7 @@ class RedcapReader:
                               "data dictionary", fld)
             if name == "ri_no_instance":
                 raise fail_at(rec, "repeating instrument row without a repeat instance", fld)
-            form = name.split(":", 1)[1]
+            form = row["redcap_repeat_instrument"]
             col = next(c for c in all_value_cols if c not in form_cols[form] and row.get(c) is not None)
             raise fail_at(rec, f"a row of repeating instrument {form!r} holds a value ({row[col]!r}) for "
                           "another form's field", col)

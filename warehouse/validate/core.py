@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,11 +219,29 @@ def _where(keys: dict[str, str | None]) -> str:
     return ", ".join(parts)
 
 
+_TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {}
+
+
+def _template_fields(template: str) -> tuple[str, ...]:
+    """The names a message template reads (``{subject_id}``, ``{where}``, ...), parsed once per template."""
+    if template not in _TEMPLATE_FIELDS:
+        names = [f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template) if f]
+        _TEMPLATE_FIELDS[template] = tuple(dict.fromkeys(names))
+    return _TEMPLATE_FIELDS[template]
+
+
 def _message(template: str | None, row: dict, base: dict) -> str:
     where = _where(base)
     if template:
-        ctx = _Fmt({**{k: ("" if v is None else _text(v)) for k, v in row.items()},
-                    **{k: ("" if v is None else v) for k, v in base.items()}, "where": where})
+        # the row's columns, overridden by the finding's keys and where (only the names the template reads)
+        ctx = _Fmt()
+        for name in _template_fields(template):
+            if name == "where":
+                ctx[name] = where
+            elif name in base:
+                ctx[name] = "" if base[name] is None else base[name]
+            elif name in row:
+                ctx[name] = "" if row[name] is None else _text(row[name])
         text = template.format_map(ctx)
     else:
         if base.get("pair"):  # two columns compared: the value already names both
@@ -504,10 +523,20 @@ def _table_finding(stage, suite, table, cfg, kw, sev, message, value) -> dict:
     }
 
 
-def _key_value(row: dict, spec) -> str | None:
+def _key_cols(spec) -> tuple[str, ...] | None:
     if spec is None:
         return None
-    cols = [spec] if isinstance(spec, str) else list(spec)
+    return (spec,) if isinstance(spec, str) else tuple(spec)
+
+
+def _key_value(row: dict, cols: tuple[str, ...] | None) -> str | None:
+    """The text of a key from the row's columns ``cols`` (several are joined with " / "; absent or null ones
+    left out)."""
+    if not cols:
+        return None
+    if len(cols) == 1:
+        c = cols[0]
+        return _text(row[c]) if c in row else None
     vals = [_text(row.get(c)) for c in cols if c in row]
     vals = [v for v in vals if v is not None]
     return " / ".join(vals) if vals else None
@@ -525,30 +554,39 @@ def _findings_of(stage, suite, suite_meta, table, columns: list[str], cfg, kw, s
         msg = f"{table}: {rule}" + (f" (observed {observed})" if observed is not None else "")
         return [_table_finding(stage, suite, table, cfg, kw, sev, msg, _text(observed))]
     keys = {k: next((c for c in cands if c in columns), None) for k, cands in DEFAULT_KEYS.items()}
-    keys.update({k: v for k, v in (suite_meta.get("keys") or {}).items()})
+    suite_keys = suite_meta.get("keys") or {}
+    keys.update(suite_keys)
+    key_cols = {k: _key_cols(keys.get(k)) for k in ("subject_id", "site_id", "event", "repeat_instance")}
+    value_cols = _key_cols(suite_keys["value"]) if "value" in suite_keys else None
+    form_cols = _key_cols(suite_keys["form"]) if "form" in suite_keys else None
+    field_cols = _key_cols(suite_keys["field"]) if "field" in suite_keys else None
+    column = kw.get("column") if isinstance(kw.get("column"), str) else None
     column_a, column_b = kw.get("column_A"), kw.get("column_B")
     col_list = kw.get("column_list") or kw.get("column_set")
+    pair = bool(column_a) and column is None
+    template = meta.get("message")
     out = []
     for row in rows:
-        if isinstance(kw.get("column"), str):
-            value = _text(row.get(kw["column"]))
+        if column is not None:
+            value = _text(row.get(column))
         elif column_a:
             value = f"{column_a}={_text(row.get(column_a))}; {column_b}={_text(row.get(column_b))}"
         elif col_list:
             value = " / ".join("" if row.get(c) is None else _text(row.get(c)) for c in col_list)
         else:
             value = None
-        if "value" in (suite_meta.get("keys") or {}):
-            value = _key_value(row, suite_meta["keys"]["value"])
-        base = {k: _key_value(row, keys.get(k)) for k in ("subject_id", "site_id", "event", "repeat_instance")}
-        form = meta.get("form") or (_key_value(row, suite_meta["keys"]["form"]) if "form" in (suite_meta.get("keys") or {}) else table)
-        fld = meta.get("field") or (_key_value(row, suite_meta["keys"]["field"]) if "field" in (suite_meta.get("keys") or {}) else None)
+        if value_cols is not None:
+            value = _key_value(row, value_cols)
+        base = {k: _key_value(row, cols) for k, cols in key_cols.items()}
+        form = meta.get("form") or (_key_value(row, form_cols) if form_cols is not None else table)
+        fld = meta.get("field") or (_key_value(row, field_cols) if field_cols is not None else None)
         if fld is None:
-            fld = kw.get("column") or column_a or (", ".join(col_list) if col_list else None)
-        base.update(form=form, field=fld, value=value, rule=rule, pair=bool(column_a) and not isinstance(kw.get("column"), str))
+            fld = column or column_a or (", ".join(col_list) if col_list else None)
+        base.update(form=form, field=fld, value=value, rule=rule, pair=pair)
         out.append({
             "stage": stage, "suite": suite, "rule": rule, "expectation_type": cfg.type, "severity": sev,
-            **{k: base[k] for k in ("subject_id", "site_id", "event", "repeat_instance", "form", "field", "value")},
-            "message": _message(meta.get("message"), row, base),
+            "subject_id": base["subject_id"], "site_id": base["site_id"], "event": base["event"],
+            "repeat_instance": base["repeat_instance"], "form": form, "field": fld, "value": value,
+            "message": _message(template, row, base),
         })
     return out

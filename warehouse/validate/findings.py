@@ -81,10 +81,12 @@ def findings_frame(rows: list[dict]) -> pl.DataFrame:
         return empty_findings()
     for r in rows:
         r["finding_id"] = finding_id(*(r.get(p) for p in _ID_PARTS))
-    frame = pl.DataFrame(
-        [{c: (None if r.get(c) is None else str(r.get(c))) for c in FINDINGS_COLUMNS} for r in rows],
-        schema=FINDINGS_SCHEMA,
-    )
+    columns = {c: [r.get(c) for r in rows] for c in FINDINGS_COLUMNS}
+    try:
+        frame = pl.DataFrame(columns, schema=FINDINGS_SCHEMA)
+    except (TypeError, pl.exceptions.PolarsError):  # a value that is not text (e.g. a number in a suite's meta)
+        frame = pl.DataFrame({c: [None if v is None else str(v) for v in vals] for c, vals in columns.items()},
+                             schema=FINDINGS_SCHEMA)
     # rows sharing every identifying part (e.g. both copies of a duplicated record) are one finding
     return frame.unique(subset=["finding_id"], keep="first", maintain_order=True)
 
