@@ -199,3 +199,36 @@ def test_identifiers_never_leave_the_raw_zone(flow_builds, demo_secrets):
             problems.append(f"artifact/log: {pattern.search(text).group(0)}")
         problems += scan_text_cells("artifact/log", text, initials)
     assert problems == []
+
+
+def harness_env() -> dict:
+    import os
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    return env
+
+
+def test_cli_build_with_no_new_export_says_so_and_exits_0(flow_builds):
+    from ops_support import cli
+
+    proc = cli("build", "--only-new", "--data-dir", str(flow_builds["data_dir"]), env=harness_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("No new export:")
+    assert "Traceback" not in proc.stderr and "skip" in proc.stderr  # a stage line, no Prefect log noise
+    assert len(read_records(BuildPaths(flow_builds["data_dir"], True))) == 2
+
+
+def test_cli_build_while_another_build_holds_the_lock_exits_4_in_one_line(flow_builds):
+    from ops_support import cli
+
+    from warehouse.publish import build_lock
+
+    env = {**harness_env(), "WAREHOUSE_LOCK_TIMEOUT": "1"}
+    with build_lock(flow_builds["data_dir"]):
+        proc = cli("build", "--data-dir", str(flow_builds["data_dir"]), env=env)
+    assert proc.returncode == 4, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "another build" in errors[0] and "Traceback" not in proc.stderr

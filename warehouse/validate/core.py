@@ -431,7 +431,7 @@ def run_stage(
                             else f"parameter(s) {', '.join(missing_params)} not available")
                     result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, None, "skipped", note, order=i))
                     continue
-                c = copy.deepcopy(cfg)
+                c = copy.copy(cfg)  # shallow: only meta is replaced (a new dict), never mutated
                 c.meta = {**(c.meta or {}), "_i": i}
                 runnable.append(c)
                 configs[i] = (cfg, kw, sev)
