@@ -82,3 +82,48 @@ def test_a_flow_run_killed_during_transform_leaves_the_warehouse_intact(prefect_
     result = run_build(BuildRequest(data_dir=data_dir))  # ... and the next build discards it and publishes
     assert build_info(data_dir / "warehouse.duckdb")["build_id"] == result.build_id
     assert not list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def test_a_lock_killed_while_it_copies_leaves_no_lock_and_the_next_lock_succeeds(ops_data_dir, tmp_path):
+    """`warehouse lock` SIGKILLed mid-copy (WAREHOUSE_CRASH_AT=lock, after the first chunk of the published file):
+    the half-made copy stays in a hidden `.tmp-` folder, no lock is listed or queryable, the published warehouse
+    is untouched, and the same label can be locked next."""
+    import hashlib
+    import json
+
+    from warehouse.publish import list_locks
+
+    data_dir = tmp_path / "lock-kill"  # the published file and the raw metadata a manifest reads, nothing else
+    shutil.copytree(ops_data_dir, data_dir, ignore=shutil.ignore_patterns(
+        "locks", "builds", "landing", "demo", "reports", "dev", "unblinded", ".build.lock"))
+    paths = BuildPaths(data_dir, blinded=True)
+    before = warehouse_state(data_dir)
+    label, locks = "interim-1", data_dir / "locks"
+
+    killed = cli("lock", "--label", label, "--data-dir", str(data_dir),
+                 env={**os.environ, "WAREHOUSE_CRASH_AT": "lock"})
+    assert killed.returncode == -signal.SIGKILL, (
+        f"`warehouse lock` was not killed (rc {killed.returncode}): does lock_snapshot call crash_point('lock') in its "
+        f"copy loop?\n{killed.stdout}{killed.stderr[-2000:]}")
+    assert "Locked" not in killed.stdout
+    hidden = list(locks.glob(f".tmp-{label}-*"))
+    assert len(hidden) == 1 and not (hidden[0] / "manifest.json").exists()  # the half-made copy, hidden
+    assert (hidden[0] / "warehouse.duckdb").stat().st_size <= paths.published.stat().st_size
+    assert not (locks / label).exists() and list_locks(paths) == []
+    listed = cli("locks", "--data-dir", str(data_dir))
+    assert listed.returncode == 0 and listed.stdout.strip() == "no locked snapshots", listed.stdout
+    missing = cli("query", "select 1", "--snapshot", label, "--data-dir", str(data_dir))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no locked snapshot")
+    assert warehouse_state(data_dir) == before  # the published warehouse is intact and readable
+
+    again = cli("lock", "--label", label, "--data-dir", str(data_dir))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"Locked {label}:")
+    assert not list(locks.glob(".tmp-*"))  # the dead lock's folder was cleaned up
+    manifest = json.loads((locks / label / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["file"]["sha256"] == hashlib.sha256(paths.published.read_bytes()).hexdigest()
+    assert manifest["build_id"] == before[0] and manifest["tables"]["main.adsl"]["rows"] == 32
+    assert [m["label"] for m in list_locks(paths)] == [label]
+    snapshot = cli("query", "select count(*) from adsl", "--snapshot", label, "--format", "csv",
+                   "--data-dir", str(data_dir))
+    assert snapshot.returncode == 0 and snapshot.stdout.splitlines()[1] == "32", snapshot.stderr
