@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _STUDIES = Path(__file__).resolve().parent / "studies"
+EXPORT_KEYS = ("encoding", "delimiter", "decimal_comma")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class StudyConfig:
     arms: dict[str, str]
     blinded_label: str
     source: Path = field(default=Path())
+    # CSV dialect of the study's exports ([export] table); None = detected from each file
+    export_encoding: str | None = None
+    export_delimiter: str | None = None
+    export_decimal_comma: bool | None = None
+
+    def export_options(self) -> dict[str, str | bool | None]:
+        """The CSV dialect overrides as ``land_export`` keyword arguments (None = detect)."""
+        return {"encoding": self.export_encoding, "delimiter": self.export_delimiter,
+                "decimal_comma": self.export_decimal_comma}
 
     def as_parameters(self) -> dict[str, str]:
         """Flat name -> value pairs, stored in the warehouse so every build says which parameters it used."""
@@ -40,6 +50,7 @@ class StudyConfig:
         }
         params.update({f"ne_salt_factor_{k}": str(v) for k, v in self.ne_salt_factors.items()})
         params.update({f"window_{k}": f"{lo},{hi}" for k, (lo, hi) in self.windows.items()})
+        params.update({f"export_{k}": str(v) for k, v in self.export_options().items() if v is not None})
         return params
 
 
@@ -48,6 +59,7 @@ def load_study(path: Path | str | None = None) -> StudyConfig:
     source = Path(path) if path else _STUDIES / "adress.toml"
     raw = tomllib.loads(source.read_text(encoding="utf-8"))
     ne = raw["norepinephrine"]
+    encoding, delimiter, decimal_comma = _export_dialect(raw.get("export", {}), source)
     return StudyConfig(
         study_id=raw["study"]["id"],
         title=raw["study"].get("title", raw["study"]["id"]),
@@ -65,4 +77,33 @@ def load_study(path: Path | str | None = None) -> StudyConfig:
         arms={str(k): str(v) for k, v in raw["treatment"]["arms"].items()},
         blinded_label=raw["treatment"]["blinded_label"],
         source=source,
+        export_encoding=encoding,
+        export_delimiter=delimiter,
+        export_decimal_comma=decimal_comma,
     )
+
+
+def _export_dialect(table: dict, source: Path) -> tuple[str | None, str | None, bool | None]:
+    """The [export] table: encoding, delimiter (one character, or "tab"), decimal_comma (bool); absent or
+    empty = detect. ValueError names the file and the key."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{source}: [export] must be a table")
+    unknown = sorted(set(table) - set(EXPORT_KEYS))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) in [export]: {', '.join(unknown)} "
+                         f"(known: {', '.join(EXPORT_KEYS)})")
+    for key in ("encoding", "delimiter"):
+        if not isinstance(table.get(key, ""), str):
+            raise ValueError(f"{source}: [export] {key} must be a string, not {table[key]!r}")
+    decimal_comma = table.get("decimal_comma")
+    if decimal_comma is not None and not isinstance(decimal_comma, bool):
+        raise ValueError(f"{source}: [export] decimal_comma must be true or false, not {decimal_comma!r}")
+    if not table:
+        return None, None, None
+    from warehouse.extract.sniff import check_dialect  # (imports the extract package: only when needed)
+
+    try:
+        encoding, delimiter = check_dialect(table.get("encoding"), table.get("delimiter"))
+    except ValueError as exc:
+        raise ValueError(f"{source}: [export] {exc}") from None
+    return encoding, delimiter, decimal_comma

@@ -163,8 +163,9 @@ def test_decimal_comma_recorded_values_untouched(landed: dict) -> None:
 #   set aside on both sides;
 # - calc fields are computed again at ODM export (validation-types-1: f_calculated empty in CSV, 7 in ODM)
 #   and survey timestamps re-stamped (survey): those items are set aside;
-# - `simple`'s project.xml is a later state of the project than its CSV (new field interpreter_needed,
-#   sex recoded, real file names), so it is not compared.
+# - `simple`'s project.xml is a later state of the project than its CSV (new field interpreter_needed, sex
+#   recoded) and says more (data access groups, which data.csv has no column for; file names where the CSV says
+#   "[document]"): it has its own test below, which compares everything else and pins those differences.
 NOT_COMPARED = {"simple"}
 
 
@@ -197,6 +198,74 @@ def test_redcap_csv_and_its_odm_give_the_same_raw_values(landed: dict, tmp_path:
     assert compared >= 20
 
 
+def test_simple_project_xml_against_its_csv(landed: dict) -> None:
+    data, root = landed["data"], landed["root"] / "redcap" / "simple"
+    from_csv = landed["results"]["simple"]
+    from_odm = land_export(root / "project.xml", data)
+    assert from_odm.format == "odm" and from_odm.new and from_odm.export_id != from_csv.export_id
+    header, rows = csv_rows(root / "data.csv")
+    assert {f: r for f, (r, _) in from_odm.forms.items()} == {f: len(rows) for f in from_csv.forms}
+    # what the XML says, read by hand
+    xml = ET.parse(root / "project.xml").getroot()
+    redcap = "{https://projectredcap.org}"
+    dag, docs, interpreter = {}, {}, {}
+    for subj in xml.iter(f"{NS}SubjectData"):
+        key = subj.get("SubjectKey")
+        for item in subj.iter(f"{NS}ItemData"):
+            if item.get("ItemOID") == "redcap_data_access_group":
+                dag[key] = item.get("Value")
+            elif item.get("ItemOID") == "interpreter_needed":
+                interpreter[key] = item.get("Value")
+        for item in subj.iter(f"{NS}ItemDataBase64Binary"):
+            docs[key] = item.get(f"{redcap}DocName")
+    csv_f = all_forms(data, from_csv)
+    odm_f = all_forms(data, from_odm)
+    # differences, pinned: sites only in the ODM (data.csv has no redcap_data_access_group column) ...
+    assert "redcap_data_access_group" not in header and dag == {"1": "dag_1", "2": "dag_1", "3": "dag_1", "5": "dag_2"}
+    assert all(df["site_id"].null_count() == df.height for df in csv_f.values())
+    subjects = read_raw_meta(data, from_odm.export_id, "subjects")
+    assert dict(subjects.select("subject_id", "site_id").rows()) == {r["record_id"]: dag.get(r["record_id"])
+                                                                      for r in rows}
+    # ... file items: the ODM keeps REDCap's file name, the CSV says "[document]" ...
+    assert dict(odm_f["health"].select("subject_id", "mugshot").rows()) == docs
+    assert {r["record_id"]: r["mugshot"] for r in rows} == {k: "[document]" for k in docs}
+    # ... sex exported as TRUE / FALSE in the CSV, as codes 0 / 1 in the ODM ...
+    pairs = {(r["sex"], odm_f["demographics"].filter(pl.col("subject_id") == r["record_id"])["sex"].item())
+             for r in rows}
+    assert pairs == {("FALSE", "0"), ("TRUE", "1")}
+    # ... and a field added after the CSV was exported
+    assert "interpreter_needed" not in header and "interpreter_needed" not in csv_f["race_and_ethnicity"].columns
+    answers = odm_f["race_and_ethnicity"].select("subject_id", "interpreter_needed").drop_nulls()
+    assert interpreter and dict(answers.rows()) == interpreter
+    # everything else: the same raw values (whitespace-normalised, status-0 facts aside, as above)
+    skip = {"sex", "mugshot", "interpreter_needed"}
+    compared = 0
+    for form in from_csv.forms:
+        a = {f[:3] + f[4:] for f in facts(csv_f[form], skip)}  # without site_id
+        b = {f[:3] + f[4:] for f in facts(odm_f[form], skip)}
+        assert a == b, (form, sorted(a ^ b)[:5])
+        compared += len(a)
+    assert compared > 50
+
+
+def test_validation_types_are_carried_into_items(landed: dict) -> None:
+    res = landed["results"]["validation-types-1"]
+    with open(landed["root"] / "redcap" / "validation-types-1" / "dictionary.csv", newline="",
+              encoding="utf-8-sig") as fh:
+        fields = list(csv.DictReader(fh))
+    items = read_raw_meta(landed["data"], res.export_id, "items")
+    got = {}
+    for r in items.filter(pl.col("field_type") != "form_status").iter_rows(named=True):
+        assert got.setdefault(r["variable"], (r["validation"], r["min"], r["max"])) == (
+            r["validation"], r["min"], r["max"]), r["item"]  # a checkbox's columns all say the same
+    expected = {r["Variable / Field Name"]: (r["Text Validation Type OR Show Slider Number"] or None,
+                                             r["Text Validation Min"] or None, r["Text Validation Max"] or None)
+                for r in fields}
+    assert got == expected
+    types = {v for v, _, _ in expected.values() if v}
+    assert len(types) >= 30 and {"date_ymd", "datetime_dmy", "number", "integer", "number_comma_decimal"} <= types
+
+
 def odm_counts(path: Path) -> tuple[set[str], Counter]:
     root = ET.parse(path).getroot()
     subjects = {s.get("SubjectKey") for s in root.iter(f"{NS}SubjectData")}
@@ -220,6 +289,27 @@ def test_pycap_odm_exports(fixtures: Path, tmp_path: Path) -> None:
     assert read_raw_form(data, res.export_id, "demographics")["repeat_instance"].null_count() == 2
     events = read_raw_meta(data, res.export_id, "events")
     assert events["event"].to_list()[0] == "enrollment_arm_1"
+
+
+def odm_item_defs(root: ET.Element, oids: list[str]) -> dict[str, dict]:
+    """min (RangeCheck GE/GT), max (LE/LT), Length and unit name of some ItemDefs, read by hand. The file
+    repeats its metadata per site study: every copy of an ItemDef must say the same."""
+    units = {u.get("OID"): u.get("Name") for u in root.iter(f"{NS}MeasurementUnit")}
+    out: dict[str, dict] = {}
+    for item in root.iter(f"{NS}ItemDef"):
+        oid = item.get("OID")
+        if oid not in oids:
+            continue
+        bounds = {"min": None, "max": None}
+        for rc in item.findall(f"{NS}RangeCheck"):
+            side = {"GE": "min", "GT": "min", "LE": "max", "LT": "max"}[rc.get("Comparator")]
+            bounds[side] = rc.find(f"{NS}CheckValue").text
+        ref = item.find(f"{NS}MeasurementUnitRef")
+        this = {**bounds, "length": item.get("Length"),
+                "units": units[ref.get("MeasurementUnitOID")] if ref is not None else None}
+        assert out.setdefault(oid, this) == this, oid
+    assert set(out) == set(oids)
+    return out
 
 
 def test_openclinica_full_extract(fixtures: Path, tmp_path: Path) -> None:
@@ -256,10 +346,15 @@ def test_openclinica_full_extract(fixtures: Path, tmp_path: Path) -> None:
     got = sum(df.select([c for c in df.columns if c not in KEYS and not c.startswith("_")]).count().sum_horizontal()
               .item() if df.width > 9 else 0 for df in frames.values())
     assert got == n_values
+    # RangeCheck min / max, Length and units, against the ItemDefs read by hand
     items = read_raw_meta(data, res.export_id, "items")
-    hr = items.filter(pl.col("item") == "I_VITAL_HR")
-    if hr.height:
-        assert hr["units"].item() is not None
+    checked = ["I_VITAL_VS_HR", "I_VITAL_VS_SYSBP", "I_PHYSI_TEMPERATURE", "I_PHYSI_PULSE", "I_PHYSI_PETIM"]
+    expected = odm_item_defs(root, checked)
+    assert expected["I_VITAL_VS_HR"] == {"min": "60", "max": "100", "length": "10", "units": None}
+    assert expected["I_PHYSI_TEMPERATURE"]["units"] == "F" and expected["I_PHYSI_PETIM"]["min"] is None
+    for oid in checked:
+        got = items.filter(pl.col("item") == oid).select("min", "max", "length", "units").unique()
+        assert got.height == 1 and got.row(0, named=True) == expected[oid], oid
     choices = read_raw_meta(data, res.export_id, "choices")
     assert choices.height > 50
     path0 = frames["IG_VITAL_BPLOG"]["_source_path"].to_list()[0]

@@ -1,6 +1,8 @@
-"""Extract-area commands: `warehouse changes` (the change report between two raw snapshots).
+"""Extract-area commands: `warehouse extract` (land an export in the raw zone) and `warehouse changes` (the
+change report between two raw snapshots).
 
-`warehouse extract` itself lives in `warehouse/cli.py`.
+`register` adds both; `extract` here replaces the older one defined in `warehouse/cli.py` (typer keeps the
+command registered last under a name).
 """
 
 from __future__ import annotations
@@ -29,6 +31,30 @@ def _record(row: dict) -> str:
     if row["repeat_instance"] is not None:
         parts.append(f"#{row['repeat_instance']}")
     return " ".join(parts)
+
+
+def extract(
+    export: Annotated[Path, typer.Option(help="Export folder or ODM file.")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory (raw zone, builds, warehouse).")]
+    = Path("data"),
+    encoding: Annotated[Optional[str], typer.Option(help="Encoding of the export's CSV files (e.g. cp1252); "
+                                                    "default: detected per file.")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="Delimiter of the records CSV: one character, or "
+                                                     "tab / semicolon / comma / pipe; default: detected.")] = None,
+) -> None:
+    """Land any REDCap or ODM export in the raw zone and print its forms (rows, subjects)."""
+    from warehouse.extract import ExportError, land_export
+
+    if not export.exists():
+        _fail(f"export not found: {export}")
+    try:
+        result = land_export(export, data_dir, encoding=encoding, delimiter=delimiter)
+    except ExportError as err:
+        _fail(str(err))
+    state = "landed" if result.new else "already landed (no change)"
+    typer.echo(f"Export {result.export_id} ({result.format}) {state}: {result.raw_dir}")
+    for form, (rows, subjects_n) in sorted(result.forms.items()):
+        typer.echo(f"  {form:<32} {rows:>9} rows {subjects_n:>7} subjects")
 
 
 def changes(
@@ -93,4 +119,5 @@ def changes(
 
 
 def register(app: typer.Typer) -> None:
+    app.command("extract")(extract)
     app.command("changes")(changes)

@@ -19,7 +19,7 @@ from .errors import ExportError
 from .odm import OdmReader
 from .rawzone import Extracted, list_snapshots, read_export_json, write_json, write_meta
 from .redcap import RedcapReader
-from .sniff import FileKind, classify
+from .sniff import FileKind, check_dialect, classify
 
 EXTRACT_VERSION = 1
 
@@ -107,14 +107,25 @@ def _detect(folder: Path, names: list[str], single: bool, encoding: str | None,
                       "or one ODM XML file); files: " + "; ".join(described))
 
 
-def land_export(export: Path, data_dir: Path, *, encoding: str | None = None,
-                delimiter: str | None = None) -> LandResult:
+def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, delimiter: str | None = None,
+                decimal_comma: bool | None = None) -> LandResult:
     """Land one export (a folder of one transfer's files, or a single ODM .xml file) into ``data_dir``.
 
-    ``encoding`` / ``delimiter`` override detection for the export's CSV files. Raises ExportError
-    (after quarantining the input) when the export cannot be read.
+    CSV dialect overrides (None = detected; ``StudyConfig.export_options()`` gives a study's):
+    ``encoding`` for every CSV file of the export (a file with a UTF-8 BOM is UTF-8 whatever it says);
+    ``delimiter`` for the records file (the REDCap metadata CSVs are recognised by their headers);
+    ``decimal_comma`` the declared decimal mark, recorded in export.json (values stay as exported; numeric
+    values written with the other mark are noted). They apply when an export first lands: the same content
+    again is a no-op whatever they say. Raises ExportError (after quarantining the input) when the export
+    cannot be read, and before reading anything when an override is not valid.
     """
     export, data_dir = Path(export), Path(data_dir)
+    try:
+        encoding, delimiter = check_dialect(encoding, delimiter)
+    except ValueError as exc:
+        raise ExportError(None, f"CSV dialect override: {exc}") from None
+    overrides = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter),
+                                   ("decimal_comma", decimal_comma)) if v is not None}
     files: list[Path] = []
     export_id: str | None = None
     tmp_dirs: list[Path] = []
@@ -145,14 +156,17 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None,
                                 display=export.name or str(export))
         if fmt == "redcap":
             res = RedcapReader(landing_tmp, kinds, raw_tmp, export_id=export_id, hashes=hashes,
-                               encoding=encoding, delimiter=delimiter, display=export.name or str(export)).run()
+                               encoding=encoding, delimiter=delimiter, decimal_comma=decimal_comma,
+                               display=export.name or str(export)).run()
         else:
             odm = next(k for k in kinds.values() if k.kind == "xml" and k.what.startswith("an ODM"))
             res = OdmReader(landing_tmp / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name]).run()
+            if overrides:
+                res.notes.append(f"CSV dialect overrides not used (an ODM export is XML): {overrides}")
         landed_at = _now().isoformat(timespec="microseconds")
         write_meta(raw_tmp / "_meta", res.meta)
         write_json(raw_tmp / "_meta" / "export.json", _export_json(export_id, fmt, landed_at, export, files, hashes,
-                                                                  kinds, res))
+                                                                  kinds, res, overrides if fmt == "redcap" else {}))
         landing_final.parent.mkdir(parents=True, exist_ok=True)
         if landing_final.exists():
             shutil.rmtree(landing_tmp)
@@ -163,7 +177,8 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None,
         except OSError:
             if (raw_final / "_meta" / "export.json").is_file():  # landed concurrently by someone else
                 shutil.rmtree(raw_tmp, ignore_errors=True)
-                return land_export(export, data_dir, encoding=encoding, delimiter=delimiter)
+                return land_export(export, data_dir, encoding=encoding, delimiter=delimiter,
+                                   decimal_comma=decimal_comma)
             raise
         return LandResult(export_id=export_id, raw_dir=raw_final, new=True, format=fmt, forms=res.counts(),
                           landing_dir=landing_final)
@@ -179,7 +194,8 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None,
 
 
 def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: list[Path],
-                 hashes: dict[str, str], kinds: dict[str, FileKind], res: Extracted) -> dict:
+                 hashes: dict[str, str], kinds: dict[str, FileKind], res: Extracted,
+                 overrides: dict | None = None) -> dict:
     file_rows = []
     for f in files:
         k = kinds.get(f.name)
@@ -201,8 +217,10 @@ def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: 
         "extract_version": EXTRACT_VERSION,
         "files": file_rows,
         "records": {t: {"rows": r, "subjects": s} for t, (r, s) in res.counts().items()},
-        "decimal_comma": bool(res.decimal_comma_fields),
+        "decimal_comma": bool(res.decimal_comma_fields) if (overrides or {}).get("decimal_comma") is None
+        else overrides["decimal_comma"],
         "decimal_comma_fields": res.decimal_comma_fields,
+        "overrides": overrides or {},
         "notes": res.notes,
     }
 

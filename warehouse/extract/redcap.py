@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import pyarrow.csv as pacsv
 
 from .errors import ExportError
 from .rawzone import PROVENANCE_COLUMNS, Extracted, TableSink, meta_frame, table_name
-from .sniff import REDCAP_DICTIONARY_HEADERS, FileKind, scan_text
+from .sniff import REDCAP_DICTIONARY_HEADERS, FileKind, TextInfo, column_at, scan_text
 
 SYSTEM_KEY_COLUMNS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
                       "redcap_data_access_group")
@@ -35,7 +36,15 @@ IMPLICIT_CHOICES = {"yesno": "1, Yes | 0, No", "truefalse": "1, True | 0, False"
 CHOICE_TYPES = {"radio", "dropdown", "checkbox"}
 NUMERIC_VALIDATIONS = re.compile(r"^(number|integer|float)")
 DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
+DECIMAL_DOT = r"^\s*[-+]?\d*\.\d+\s*$"
 MAX_DUPLICATE_NOTES = 50  # identical duplicates named one by one in export.json notes
+
+
+def override_hint(key: str, value: str | None = None) -> str:
+    """How to set a CSV dialect override: the study TOML's [export] table or the extract command's option."""
+    toml = json.dumps(value) if value else "..."
+    cli = ("tab" if value == "\t" else f"'{value}'") if value else "..."
+    return f"{key} = {toml} in the study configuration's [export] table, or `warehouse extract --{key} {cli}`"
 
 
 @dataclass
@@ -87,9 +96,25 @@ def parse_choices(raw: str | None) -> list[tuple[str, str]]:
     return out
 
 
+def scan_csv(path: Path, kind: FileKind, encoding: str | None) -> TextInfo:
+    """``scan_text`` for a CSV file: an undecodable byte is named with its field (the header's column
+    at that place) and the error says how to set, or check, the encoding override."""
+    try:
+        return scan_text(path, encoding)
+    except ExportError as err:
+        offset = getattr(err, "byte_offset", None)
+        if offset is None:
+            raise
+        col = column_at(path, offset, kind.delimiter or ",")
+        fld = kind.header[col] if col is not None and col < len(kind.header) else None
+        hint = (f"; the encoding override is {encoding!r}: is that the file's encoding?" if encoding else
+                f"; if the file is in another encoding (cp1252, latin-1, ...), set {override_hint('encoding')}")
+        raise ExportError(err.file, err.reason + hint, location=err.location, field=fld) from err
+
+
 def read_small_csv(path: Path, kind: FileKind, encoding: str | None) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """A small CSV (metadata) read whole: header and (start line, row) pairs; blank lines skipped."""
-    info = scan_text(path, encoding)
+    info = scan_csv(path, kind, encoding)
     text = path.read_bytes().decode("utf-8-sig" if info.encoding == "utf-8" else info.encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=kind.delimiter or ",", strict=True)
     rows: list[tuple[int, list[str]]] = []
@@ -169,7 +194,7 @@ class RedcapReader:
 
     def __init__(self, folder: Path, kinds: dict[str, FileKind], out_dir: Path, *, export_id: str,
                  hashes: dict[str, str], encoding: str | None, delimiter: str | None,
-                 display: str | None = None) -> None:
+                 decimal_comma: bool | None = None, display: str | None = None) -> None:
         self.folder = folder
         self.display = display or folder.name
         self.kinds = kinds
@@ -178,6 +203,7 @@ class RedcapReader:
         self.hashes = hashes
         self.encoding = encoding
         self.delimiter = delimiter
+        self.decimal_comma = decimal_comma  # the declared decimal mark (None: detected)
         self.result = Extracted("redcap")
 
     # ------------------------------------------------------------------ file roles
@@ -210,22 +236,31 @@ class RedcapReader:
         return res
 
     def _find_records(self) -> FileKind:
-        cands, near = [], []
+        cands, near, misread = [], [], []
+        rid = self.record_id
         for k in self.kinds.values():
             if k.kind != "csv" or k.role is not None:
                 continue
             first = k.header[0].strip() if k.header else ""
-            if first == self.record_id:
+            if first == rid:
                 cands.append(k)
-            elif len(k.header) == 1 and first.startswith(self.record_id) and any(
-                    d in first for d in ",;\t"):
-                raise ExportError(k.name, f"the header reads as a single column {first[:60]!r} with delimiter "
-                                  f"{k.delimiter!r}: wrong delimiter?", location=1)
+            elif first.startswith(rid) and re.match(r"[^A-Za-z0-9_]", first[len(rid):]):
+                misread.append((k, first[len(rid)]))  # the record id, then a character no field name has
             else:
-                near.append(f"{k.name} (first column {first[:40]!r})")
+                near.append(f"{k.name} (delimiter {k.delimiter!r}, first column {first[:40]!r})")
+        if not cands and misread:
+            k, sep = misread[0]
+            how = "the override's" if self.delimiter else "the detected"
+            seen = f"header split on {how} delimiter {k.delimiter!r} has first column {k.header[0][:60]!r} " \
+                   f"({len(k.header)} column(s)), not the record id {rid!r}"
+            if sep == k.delimiter:  # the delimiter is right, but the header line is quoted as one value
+                raise ExportError(k.name, f"{seen}: the header line is one quoted value (re-saved by a "
+                                  "spreadsheet?); wrong delimiter or a mangled file", location=1)
+            raise ExportError(k.name, f"{seen}: wrong delimiter? the file looks delimited by {sep!r}; set the "
+                              f"override: {override_hint('delimiter', sep)}", location=1)
         if not cands:
             raise ExportError(self.display, f"no records CSV whose first column is the record id "
-                              f"{self.record_id!r} (the dictionary's first field)"
+                              f"{rid!r} (the dictionary's first field)"
                               + (f"; other files: {', '.join(near)}" if near else ""))
         if len(cands) > 1:
             raise ExportError(self.display, "several records CSV files: "
@@ -384,7 +419,7 @@ class RedcapReader:
     def _split_records(self, rk: FileKind) -> None:
         res = self.result
         path = self.folder / rk.name
-        self.text = scan_text(path, self.encoding)
+        self.text = scan_csv(path, rk, self.encoding)
         res.files[rk.name] = {"role": "records", "encoding": self.text.encoding, "bom": self.text.bom,
                               "delimiter": rk.delimiter}
         form_cols = self._plan_columns(rk)
@@ -400,6 +435,7 @@ class RedcapReader:
         numeric = [c for f in self.fields if f.field_type == "calc" or (
             f.validation and NUMERIC_VALIDATIONS.match(f.validation)) for c in f.columns if c in has]
         decimal_comma: set[str] = set()
+        decimal_dot: set[str] = set()
         ev_known = {e["event"] for e in self.events_meta}
         designated = self.designation
         rep_events = {f: evs for f, evs in self.declared_repeating.items() if f}
@@ -478,6 +514,10 @@ class RedcapReader:
                     if todo:
                         hit = df.select([pl.col(c).str.contains(DECIMAL_COMMA).any() for c in todo]).row(0)
                         decimal_comma.update(c for c, h in zip(todo, hit) if h)
+                todo = [c for c in numeric if c not in decimal_dot] if self.decimal_comma else []
+                if todo:  # declared decimal comma: numeric values written with a dot are noted
+                    hit = df.select([pl.col(c).str.contains(DECIMAL_DOT).any() for c in todo]).row(0)
+                    decimal_dot.update(c for c, h in zip(todo, hit) if h)
                 masks = df.select([form_mask(f).alias(f) for f in self.forms])
                 for form in self.forms:
                     mask = masks.get_column(form)
@@ -499,6 +539,11 @@ class RedcapReader:
             raise ExportError(rk.name, "header only: the export holds no records")
         self._check_duplicates(rk, keys, done)
         res.decimal_comma_fields = sorted(decimal_comma)
+        for declared, other, fields in ((False, "comma", decimal_comma), (True, "dot", decimal_dot)):
+            if self.decimal_comma is declared and fields:
+                res.notes.append(f"{rk.name}: decimal {other} values in numeric field(s) {', '.join(sorted(fields))} "
+                                 f"although the export is declared decimal {'comma' if declared else 'dot'} "
+                                 "(values kept as exported)")
         unknown_rep = observed_repeating - set(self.forms)
         assert not unknown_rep  # _check_batch raised already
         self._write_meta(observed_events, observed_repeating, event_order, keys)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ _MAGIC = {
     b"\x1f\x8b": "a gzip archive",
 }
 DELIMITERS = (",", ";", "\t")
+# words a study configuration or the command line may use for a delimiter
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 # REDCap data-dictionary headers (as downloaded from the Dictionary page) -> API metadata names.
 REDCAP_DICTIONARY_HEADERS = {
@@ -76,6 +79,52 @@ class FileKind:
     encoding: str | None = None
 
 
+def check_dialect(encoding: str | None, delimiter: str | None) -> tuple[str | None, str | None]:
+    """Validate a CSV dialect override (None or "" = detect); returns (encoding, delimiter), delimiter
+    names (``tab``, ``\\t``, ``semicolon``, ...) resolved. ValueError says what is wrong."""
+    encoding = encoding or None
+    delimiter = delimiter or None
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r} (a Python codec name: utf-8, cp1252, latin-1, ...)") \
+                from None
+    if delimiter is not None:
+        delimiter = DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1 or delimiter in ('"', "\r", "\n"):
+            raise ValueError(f"delimiter {delimiter!r} must be one character other than a quote or a line break "
+                             "(\"tab\" for a tab)")
+    return encoding, delimiter
+
+
+def column_at(path: Path, offset: int, delimiter: str) -> int | None:
+    """The 0-based column of the CSV record holding byte ``offset`` (error path only: the bytes up to the
+    offset are mapped, not read). Quotes, delimiters and newlines are ASCII: valid for UTF-8 and the
+    single-byte code pages; None when the delimiter is not ASCII."""
+    if not delimiter.isascii():
+        return None
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = start = min(offset, len(data))
+        while True:  # the record starts after the last newline that is outside quotes
+            nl = data.rfind(b"\n", 0, pos)
+            if nl < 0:
+                start = 0
+                break
+            if data[:nl].count(b'"') % 2 == 0:
+                start = nl + 1
+                break
+            pos = nl
+        segment = data[start:offset]
+    in_quotes, col, sep = False, 0, ord(delimiter)
+    for b in segment:
+        if b == 0x22:
+            in_quotes = not in_quotes
+        elif b == sep and not in_quotes:
+            col += 1
+    return col
+
+
 def read_head(path: Path, n: int = HEAD) -> bytes:
     with open(path, "rb") as fh:
         return fh.read(n)
@@ -110,6 +159,8 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
     name = path.name
     head = read_head(path, 4)
     bom = head.startswith(codecs.BOM_UTF8)
+    if bom:  # a UTF-8 byte order mark is the file's own declaration: it wins over an override
+        encoding = "utf-8"
     candidates = [encoding] if encoding else ["utf-8", "cp1252"]
     first_error: ExportError | None = None
     for enc in candidates:
@@ -119,6 +170,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
         except LookupError as exc:
             raise ExportError(name, f"unknown encoding {enc!r}") from exc
         lines = 0
+        read = 0
         quotes = 0
         ascii_so_far = True
         last = b""
@@ -141,6 +193,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                     err = ExportError(name, f"bytes {bad!r} cannot be decoded as {enc}"
                                       + (" (the file mixes UTF-8 and other bytes)" if seen_multibyte and
                                          codec == "utf-8" else ""), location=line)
+                    err.byte_offset = read + max(exc.start, 0)  # type: ignore[attr-defined]
                     if first_error is None:
                         first_error = err
                     if codec == "utf-8" and seen_multibyte and not encoding:
@@ -150,6 +203,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                 ascii_so_far = ascii_so_far and chunk.isascii()
                 lines += chunk.count(b"\n")
                 quotes += chunk.count(b'"')
+                read += len(chunk)
                 last = chunk[-1:]
         if ok:
             try:
@@ -239,7 +293,7 @@ def classify(path: Path, encoding: str | None = None, delimiter: str | None = No
         kind.kind = "xml"
         kind.what = "an ODM XML file" if b"<ODM" in head or b":ODM" in head else "an XML file (not ODM)"
         return kind
-    enc = encoding
+    enc = "utf-8" if head.startswith(codecs.BOM_UTF8) else encoding  # a BOM wins over an override
     if enc is None:
         try:
             strip_bom(head).decode("utf-8", errors="strict")
