@@ -119,3 +119,96 @@ def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
     # the long-named mart fits SAS v5: member HEMODYNA, every variable name within 8 characters
     _, hemo = pyreadstat.read_xport(str(tmp_path / "hemodyna.xpt"))
     assert hemo.table_name == "HEMODYNA" and "MAPNE" in hemo.column_names
+
+
+def test_xpt_labels_are_cut_at_a_word_boundary():
+    from warehouse.analysis.exports import xpt_label
+
+    # 70 characters; the first 41 are "Baseline norepinephrine dose as base (ug/" once µ is spelled u: the last
+    # space is at 36, and the open bracket goes with the unfinished aside
+    assert xpt_label("Baseline norepinephrine dose as base (µg/kg/min, rate in effect at H0)") == (
+        "Baseline norepinephrine dose as base")
+    # a word ending exactly at character 40 is kept whole (10 + 1 + 29 = 40), the next word is dropped
+    assert xpt_label("A" * 10 + " " + "b" * 29 + " c") == "A" * 10 + " " + "b" * 29
+    # "Start time imputation flag (H when the time was imputed: ..." -> last space within 41 characters at 38
+    # ("... flag (H when the"), the bracket is left open: cut before it
+    assert xpt_label("Start time imputation flag (H when the time was imputed: a date without time)") == (
+        "Start time imputation flag")
+    assert xpt_label("Date last known alive") == "Date last known alive"  # short labels are untouched
+    assert xpt_label("x" * 50) == "x" * 40  # one word longer than the limit: cut at the limit
+    assert xpt_label("Arrêt cardiaque") == "Arret cardiaque"  # ASCII, as the transport format expects
+
+
+def test_xpt_writes_dates_as_sas_dates_and_labels_within_40_bytes(tmp_path):
+    import datetime as dt
+
+    import pyreadstat
+
+    from warehouse.analysis.exports import write_xpt
+
+    frame = pl.DataFrame({
+        "LSTALVDT": [dt.date(2019, 6, 3), None, dt.date(1960, 1, 1)],
+        "TRTSDTM": [dt.datetime(2019, 6, 3, 10, 30), None, None],
+    })
+    path = tmp_path / "x.xpt"
+    write_xpt(frame, {"LSTALVDT": "Date last known alive", "TRTSDTM": "Date-time of first study-drug exposure (µg)"},
+              "A dataset", path, "X")
+    raw, meta = pyreadstat.read_xport(str(path), disable_datetime_conversion=True)
+    # 1960-01-01 to 2019-01-01: 59 x 365 + 15 leap days (1960 ... 2016) = 21550; + 151 (Jan-May) + 2 = 21703
+    assert raw["LSTALVDT"].tolist()[0] == 21703.0 and raw["LSTALVDT"].tolist()[2] == 0.0
+    assert raw["LSTALVDT"].isna().tolist() == [False, True, False]
+    assert meta.original_variable_types["LSTALVDT"] == "DATE9"
+    # the date-time stays a SAS datetime: seconds since 1960, 21703 x 86400 + 10.5 x 3600 = 1875177000
+    assert raw["TRTSDTM"].tolist()[0] == 21703 * 86400 + 37800
+    assert meta.original_variable_types["TRTSDTM"].startswith("DATETIME")
+    read, _ = pyreadstat.read_xport(str(path))
+    assert read["LSTALVDT"].tolist()[0] == dt.date(2019, 6, 3)
+    labels = dict(zip(meta.column_names, meta.column_labels))
+    # 43 characters with µ (2 bytes in UTF-8): cut after "exposure" (38 characters), before the bracket
+    assert labels["TRTSDTM"] == "Date-time of first study-drug exposure"
+
+
+def test_exported_adsl_dates_read_back_as_dates(demo_build, tmp_path):
+    import pyreadstat
+
+    from warehouse.analysis.exports import export_marts
+
+    export_marts(demo_build.published, tmp_path, formats=("xpt",), tables=("adsl",))
+    frame, meta = pyreadstat.read_xport(str(tmp_path / "adsl.xpt"))
+    with duckdb.connect(str(demo_build.published), read_only=True) as con:
+        expected = dict(con.execute("select USUBJID, LSTALVDT from adsl").fetchall())
+    assert meta.original_variable_types["LSTALVDT"] == "DATE9"
+    assert meta.original_variable_types["DTHDT"] == "DATE9"
+    assert dict(zip(frame["USUBJID"], frame["LSTALVDT"])) == expected
+    assert all(len(label.encode("ascii")) <= 40 for label in meta.column_labels)
+
+
+@pytest.fixture(scope="module")
+def blinded_build(tmp_path_factory):
+    """The demo study built blinded (the default), as tests/test_build.py's test_blinded_build_masks_treatment does."""
+    from warehouse.pipeline import BuildRequest, run_build
+
+    return run_build(BuildRequest(data_dir=tmp_path_factory.mktemp("blinded-build")))
+
+
+def test_blinded_build_results_pool_the_arms_and_test_nothing(blinded_build):
+    from warehouse.study import load_study
+
+    arms = load_study().arms  # {'DEX': 'Dexmedetomidine', 'PBO': 'Placebo'}
+    with duckdb.connect(str(blinded_build.published), read_only=True) as con:
+        tables = [r[0] for r in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main' and table_name like 'ar\\_%' escape '\\'"
+        ).fetchall()]
+        assert {"ar_primary", "ar_mortality", "ar_secondary", "ar_teae", "ar_km", "ar_baseline"} <= set(tables)
+        for table in tables:
+            columns = [r[0] for r in con.execute(f"describe {table}").fetchall()]
+            assert not [c for c in columns if c.startswith("p_") or c in {"p", "pvalue", "p_value"}], table
+            assert not [c for c in columns if c.startswith(("diff", "adj_", "ci_"))], table  # no comparison
+            if "arm" in columns:
+                assert con.execute(f"select distinct arm from {table}").fetchall() == [("Blinded",)], table
+    page = blinded_build.analysis_report.read_text(encoding="utf-8")
+    for label in arms.values():
+        assert label.lower() not in page.lower(), label
+    for code in arms:
+        assert not re.search(rf"\b{code}\b", page), code
+    assert "Blinded" in page

@@ -7,6 +7,7 @@ and run through every SQL model, so a test covers typing, salt conversion, study
 from __future__ import annotations
 
 import dataclasses
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -14,6 +15,7 @@ import polars as pl
 import pytest
 
 from warehouse.extract import read_raw_form, read_raw_meta
+from warehouse.model_testing import assert_rows, run_model_on
 from warehouse.models import run_models
 from warehouse.pipeline import BuildRequest, write_sources
 from warehouse.resources import sql_dir
@@ -272,17 +274,18 @@ def test_time_to_death_and_landmarks(scenario):
 
 
 def test_adverse_event_emergence_study_day_and_imputation(scenario):
-    got = rows(scenario, "select AESEQ, strftime(ASTDTM, '%Y-%m-%d %H:%M'), ASTDTF, ASTDY, TRTEMFL from adae "
+    got = rows(scenario, "select AESEQ, strftime(ASTDTM, '%Y-%m-%d %H:%M'), ASTDTF, ASTTMF, ASTDY, TRTEMFL from adae "
                          "where USUBJID = 'ADRESS-A' order by AESEQ")
     # first dose 2019-06-03 10:30; last stop 2019-06-04 10:30; window 24 h -> TEAE up to 2019-06-05 10:30
     assert got == [
-        (1, "2019-06-02 20:00", None, -1, "N"),  # before the first dose: day -1, no day 0
-        (2, "2019-06-05 10:30", None, 3, "Y"),  # exactly on the window's edge
-        (3, "2019-06-05 10:31", None, 3, "N"),  # one minute past it
-        (4, "2019-06-03 10:30", None, 1, "Y"),  # at the first dose: day 1
-        (5, "2019-06-03 10:30", "D", 1, "Y"),  # "2019-06" covers the first dose: imputed to it
-        (6, "2019-05-01 00:00", "D", -33, "N"),  # "2019-05": earliest possible day, 33 days before
-        (7, "2019-06-03 10:30", "H", 1, "Y"),  # date without time on the first-dose day
+        (1, "2019-06-02 20:00", None, None, -1, "N"),  # before the first dose: day -1, no day 0
+        (2, "2019-06-05 10:30", None, None, 3, "Y"),  # exactly on the window's edge
+        (3, "2019-06-05 10:31", None, None, 3, "N"),  # one minute past it
+        (4, "2019-06-03 10:30", None, None, 1, "Y"),  # at the first dose: day 1
+        (5, "2019-06-03 10:30", "D", "H", 1, "Y"),  # "2019-06" covers the first dose: imputed to it
+        (6, "2019-05-01 00:00", "D", "H", -33, "N"),  # "2019-05": earliest possible day, 33 days before
+        # date without time on the first-dose day: only the time is imputed, so ASTTMF (not ASTDTF) says so
+        (7, "2019-06-03 10:30", None, "H", 1, "Y"),
     ]
 
 
@@ -350,3 +353,210 @@ def test_adsl_flags_and_treatment(scenario):
     assert got[:3] == [("A", "Dexmedetomidine", "Dexmedetomidine", "Y", "Y", None),
                        ("B", "Placebo", None, "Y", "N", "Y"),
                        ("C", "Dexmedetomidine", None, "Y", "N", None)]
+
+
+def test_adsl_death_date_beside_the_date_time(scenario):
+    # B died 2019-06-10 12:00, entered in full: DTHDT is its date and nothing is flagged as imputed.
+    assert rows(scenario, "select SUBJID, DTHDTM, DTHDT, DTHDTF, DTHTMF, DTHHRS from adsl where DTHFL = 'Y' "
+                          "and SUBJID = 'B'") == [
+        ("B", datetime(2019, 6, 10, 12, 0), date(2019, 6, 10), None, None, 4.0)
+    ]
+
+
+def test_adtte_origin_and_event_or_censoring_dates(scenario):
+    got = rows(scenario, "select USUBJID, STARTDTM, STARTDT, ADTM, ADT, ADTF, ATMF from adtte "
+                         "where USUBJID in ('ADRESS-A', 'ADRESS-B') order by 1")
+    assert got == [
+        # A: censored at last contact, a date: ADT 2019-09-01 and no event date-time
+        ("ADRESS-A", datetime(2019, 6, 3, 10, 0), date(2019, 6, 3), None, date(2019, 9, 1), None, None),
+        # B: died 2019-06-10 12:00
+        ("ADRESS-B", datetime(2019, 6, 10, 8, 0), date(2019, 6, 10), datetime(2019, 6, 10, 12, 0),
+         date(2019, 6, 10), None, None),
+    ]
+
+
+def test_adeff_time_points_within_the_day(scenario):
+    got = rows(scenario, "select PARAMCD, AVISIT, ATPT, ATPTN from adeff where USUBJID = 'ADRESS-A' and PARAMCD in "
+                         "('PERESP', 'MAPNE', 'LACT', 'LACTCLR', 'NECUM', 'SOFA') order by PARAMCD, AVISITN, AVISIT")
+    # time-point parameters carry ATPT = the hour visit; a day (LACT at D2), a window (NECUM H0-H24) and a daily
+    # parameter (SOFA, even at H0) do not
+    assert got == [
+        ("LACT", "H0", "H0", 0.0), ("LACT", "H6", "H6", 6.0), ("LACT", "H12", "H12", 12.0), ("LACT", "D2", None, None),
+        ("LACTCLR", "H6", "H6", 6.0), ("LACTCLR", "H12", "H12", 12.0),
+        ("MAPNE", "H0", "H0", 0.0), ("MAPNE", "H6", "H6", 6.0), ("MAPNE", "H12", "H12", 12.0),
+        ("MAPNE", "H24", "H24", 24.0),
+        ("NECUM", "H0-H24", None, None), ("NECUM", "H0-H48", None, None),
+        ("PERESP", "H0", "H0", 0.0), ("PERESP", "H6", "H6", 6.0), ("PERESP", "H12", "H12", 12.0),
+        ("SOFA", "H0", None, None),
+    ]
+
+
+def test_adsl_keeps_a_subject_with_only_an_eligibility_form():
+    # S9 was screened (eligibility form only, not eligible) and never randomised; S1 was randomised and dosed.
+    rows_ = run_model_on("adsl", {
+        "src.build_info": [{"study_id": "ADRESS", "blinded": False, "blinded_label": "Blinded"}],
+        "src.randomisation_list": [{"kit_no": "K001", "arm": "DEX", "arm_label": "Dexmedetomidine"}],
+        "stg_eligibility": [{"subject_id": "S1", "site_id": "site_01", "eligible": True},
+                            {"subject_id": "S9", "site_id": "site_02", "eligible": False}],
+        "stg_demographics": [{"subject_id": "S1", "site_id": "site_01", "age": 61}],
+        "stg_randomisation": [{"subject_id": "S1", "site_id": "site_01", "randdtm": "2024-03-01 10:00:00",
+                               "kit_no": "K001"}],
+        "stg_study_drug": [{"subject_id": "S1", "exstdtm": "2024-03-01 10:30:00", "exstdtm_hrs": 0.5}],
+    })
+    assert_rows(rows_, [
+        {"USUBJID": "ADRESS-S1", "SITEID": "01", "AGE": 61, "TRT01P": "Dexmedetomidine", "ITTFL": "Y", "SAFFL": "Y"},
+        # screen failure: in ADSL, in no analysis population, no planned or actual treatment
+        {"USUBJID": "ADRESS-S9", "SITEID": "02", "AGE": None, "TRT01P": None, "TRT01A": None, "RANDDTM": None,
+         "ITTFL": "N", "SAFFL": "N"},
+    ])
+
+
+def test_adsl_screen_failure_is_not_masked_as_blinded():
+    # in a blinded build a screen failure still has no TRT01P (not the 'Blinded' label: it was never allocated)
+    rows_ = run_model_on("adsl", {
+        "src.build_info": [{"study_id": "ADRESS", "blinded": True, "blinded_label": "Blinded"}],
+        "stg_eligibility": [{"subject_id": "S9", "site_id": "site_02", "eligible": False}],
+        "stg_randomisation": [{"subject_id": "S1", "site_id": "site_01", "randdtm": "2024-03-01 10:00:00",
+                               "kit_no": "K001"}],
+    })
+    assert_rows(rows_, [{"USUBJID": "ADRESS-S1", "TRT01P": "Blinded", "ITTFL": "Y", "SAFFL": "N"},
+                        {"USUBJID": "ADRESS-S9", "TRT01P": None, "ITTFL": "N", "SAFFL": "N"}])
+
+
+# -- partial and missing dates --------------------------------------------------------------------------------
+# Every subject below is randomised 2019-06-03 10:00 (H0). Death dates as the site entered them:
+#   G '2019-06' (month only), last contact 2019-06-12, a reading at H1; never dosed
+#   H '2019-06-05' (no time), no last contact, a reading on 2019-06-05 08:00 (H46)
+#   J dead, no date at all; study drug 10:30 to 2019-06-04 10:30, a lab at 2019-06-03 16:00 (H6)
+#   K '2019' (year only), last contact 2019-07-01
+#   L '2019-06', but last contact 2019-07-05 (after the month: the entry and the contact disagree)
+#   M screened only (eligibility form), never randomised
+#   N alive, study drug 10:30 to 2019-06-04 10:30 (TEAE window to 2019-06-05 10:30), AEs with partial starts
+
+H0 = "2019-06-03 10:00"
+DRUG = dict(drug_start_dt="2019-06-03 10:30", drug_stop_dt="2019-06-04 10:30", drug_rate="5", drug_stop_reason="4")
+
+
+def ae(subject: str, instance: int, start: str | None, end: str | None = None) -> dict:
+    return repeating(subject, instance, ae_term="x", ae_decod="Hypotension", ae_bodsys="Vascular disorders",
+                     ae_start_dt=start, ae_end_dt=end, ae_serious="0")
+
+
+PARTIAL = {
+    "eligibility": [{"subject_id": "M", "event": "screening_arm_1", "elig_adult": "1", "excl_cardiac_arrest": "1",
+                     "eligible": "0"}],
+    "randomisation": [rand(s, H0, "K001" if s in "GJL" else "K002") for s in "GHJKLN"],
+    "study_drug": [repeating("J", 1, **DRUG), repeating("N", 1, **DRUG)],
+    "end_of_study": [
+        {**eos("G", death="2019-06"), "last_contact_dt": "2019-06-12"},
+        eos("H", death="2019-06-05"),
+        {**eos("J"), "vital_status": "2"},
+        {**eos("K", death="2019"), "last_contact_dt": "2019-07-01"},
+        {**eos("L", death="2019-06"), "last_contact_dt": "2019-07-05"},
+        eos("N", last_contact="2019-09-01"),
+    ],
+    "hemodynamics": [
+        repeating("G", 1, hd_dt="2019-06-03 11:00", hd_map="70", hd_hr="90"),
+        repeating("H", 1, hd_dt="2019-06-05 08:00", hd_map="70", hd_hr="90"),
+    ],
+    "labs": [{"subject_id": "J", "event": "h6_arm_1", "lab_dt": "2019-06-03 16:00", "lactate": "3.0"}],
+    "adverse_events": [
+        ae("G", 1, None),
+        ae("N", 1, None),
+        ae("N", 2, None, end="2019-06-01 12:00"),
+        ae("N", 3, "2019"),
+        ae("N", 4, "2018"),
+        ae("N", 5, "2019-06-04"),
+        ae("N", 6, "2019-06", end="2019-06-02 12:00"),
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def partial(template, tmp_path_factory):
+    return build_scenario(tmp_path_factory.mktemp("partial"), template, PARTIAL)
+
+
+def test_partial_death_dates_are_staged_as_typing_failures(partial):
+    # the premise of the imputation: the raw text of an untyped death date reaches the models
+    assert rows(partial, "select subject_id, raw_value from src.typing_failures where item = 'death_dt' "
+                         "order by 1") == [("G", "2019-06"), ("H", "2019-06-05"), ("K", "2019"), ("L", "2019-06")]
+
+
+def test_death_with_partial_or_missing_date_is_imputed_not_censored(partial):
+    got = rows(partial, "select subject_id, round(death_hrs, 4), death_dtf, death_tmf, round(death_max_hrs, 4), "
+                        "round(lastalive_hrs, 4) from int_subject_times where subject_id <> 'N' order by 1")
+    assert got == [
+        # '2019-06': month starts 2019-06-01 00:00 (H-58); last alive = last contact 2019-06-12 00:00 = 8 d 14 h =
+        # H206, the later -> H206; latest possible 2019-06-30 23:59 = 27 d 13 h 59 min = H661.9833
+        ("G", 206.0, "D", "H", 661.9833, 206.0),
+        # '2019-06-05': day starts H38, the reading at H46 is later -> H46 (time only imputed); latest 23:59 = H61.9833
+        ("H", 46.0, None, "H", 61.9833, 46.0),
+        # no date: the last known alive, the lab at H6 (the drug stop at H24.5 may be at death: not counted)
+        ("J", 6.0, "Y", "H", None, 6.0),
+        # '2019': last contact 2019-07-01 00:00 = 28 d - 10 h = H662; latest 2019-12-31 23:59 = 211 d 13 h 59 min
+        ("K", 662.0, "M", "H", 5077.9833, 662.0),
+        # '2019-06' but alive 2019-07-05 (H758): the entry wins, death at its latest instant H661.9833
+        ("L", 661.9833, "D", "H", 661.9833, 758.0),
+    ]
+
+
+def test_adtte_counts_imputed_deaths_as_events(partial):
+    got = rows(partial, "select USUBJID, round(AVAL, 4), CNSR, ADT, ADTF, ATMF, DTHD3FL, DTHD28FL, DTHD90FL "
+                        "from adtte order by 1")
+    assert got == [
+        # 206 / 24 = 8.5833 days; dead by day 28 even at the month's end (27.58 d), alive at day 3
+        ("ADRESS-G", 8.5833, 0, date(2019, 6, 12), "D", "H", "N", "Y", "Y"),
+        # 46 / 24 = 1.9167; dead by 2019-06-05 23:59 = 2.58 d: within day 3
+        ("ADRESS-H", 1.9167, 0, date(2019, 6, 5), None, "H", "Y", "Y", "Y"),
+        # 6 / 24 = 0.25 at the earliest, no latest: whether dead by day 3, 28, 90 is unknown
+        ("ADRESS-J", 0.25, 0, date(2019, 6, 3), "Y", "H", None, None, None),
+        # 662 / 24 = 27.5833: alive at day 3; dead at some time in 2019 after day 27.58: day 28 and 90 unknown
+        ("ADRESS-K", 27.5833, 0, date(2019, 7, 1), "M", "H", "N", None, None),
+        # 661.9833 / 24 = 27.5826
+        ("ADRESS-L", 27.5826, 0, date(2019, 6, 30), "D", "H", "N", "Y", "Y"),
+        # M was never randomised: no row; N alive at last contact 2019-09-01, 90 days after 2019-06-03
+        ("ADRESS-N", 90.0, 1, date(2019, 9, 1), None, None, "N", "N", "N"),
+    ]
+
+
+def test_adsl_death_date_imputed_and_flagged(partial):
+    got = rows(partial, "select SUBJID, DTHFL, DTHDTM, DTHDT, DTHDTF, DTHTMF, LSTALVDT from adsl "
+                        "where DTHFL = 'Y' order by 1")
+    assert got == [
+        ("G", "Y", datetime(2019, 6, 12, 0, 0), date(2019, 6, 12), "D", "H", date(2019, 6, 12)),
+        ("H", "Y", datetime(2019, 6, 5, 8, 0), date(2019, 6, 5), None, "H", date(2019, 6, 5)),
+        ("J", "Y", datetime(2019, 6, 3, 16, 0), date(2019, 6, 3), "Y", "H", date(2019, 6, 3)),
+        ("K", "Y", datetime(2019, 7, 1, 0, 0), date(2019, 7, 1), "M", "H", date(2019, 7, 1)),
+        ("L", "Y", datetime(2019, 6, 30, 23, 59), date(2019, 6, 30), "D", "H", date(2019, 6, 30)),
+    ]
+
+
+def test_screen_failure_is_in_adsl_only(partial):
+    assert rows(partial, "select SUBJID, SITEID, TRT01P, TRT01A, ITTFL, SAFFL from adsl where SUBJID = 'M'") == [
+        ("M", "01", None, None, "N", "N")
+    ]
+    assert rows(partial, "select count(*) from adtte where USUBJID = 'ADRESS-M'") == [(0,)]
+    assert rows(partial, "select count(*) from adeff where USUBJID = 'ADRESS-M'") == [(0,)]
+
+
+def test_adverse_events_without_or_with_partial_start(partial):
+    got = rows(partial, "select USUBJID, AESEQ, strftime(ASTDTM, '%Y-%m-%d %H:%M'), ASTDTF, ASTTMF, ASTDY, TRTEMFL, "
+                        "TRTEMRSN from adae order by 1, 2")
+    # N: first dose 2019-06-03 10:30, TEAE window to 2019-06-05 10:30
+    assert got == [
+        # G was never dosed: nothing can be treatment-emergent, nothing imputed
+        ("ADRESS-G", 1, None, None, None, None, "N", None),
+        # no start at all: conservative rule, onset at the first dose, whole date (Y) and time (H) imputed
+        ("ADRESS-N", 1, "2019-06-03 10:30", "Y", "H", 1, "Y", "START DATE MISSING"),
+        # no start, but ended 2019-06-01, before the first dose: not treatment-emergent, not imputed
+        ("ADRESS-N", 2, None, None, None, None, "N", None),
+        # '2019' covers the first dose: imputed to it, month and day (M) imputed
+        ("ADRESS-N", 3, "2019-06-03 10:30", "M", "H", 1, "Y", "PARTIAL START DATE COVERS FIRST DOSE"),
+        # '2018': 2018-01-01, 365 + 151 + 2 = 518 days before 2019-06-03: day -518
+        ("ADRESS-N", 4, "2018-01-01 00:00", "M", "H", -518, "N", None),
+        # '2019-06-04': the day after the first dose's day, time imputed to 00:00: day 2, in the window
+        ("ADRESS-N", 5, "2019-06-04 00:00", None, "H", 2, "Y", None),
+        # '2019-06' ended 2019-06-02 12:00, before the first dose: earliest day, 2019-06-01, day -2
+        ("ADRESS-N", 6, "2019-06-01 00:00", "D", "H", -2, "N", None),
+    ]

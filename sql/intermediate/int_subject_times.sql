@@ -1,9 +1,14 @@
--- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days.
+-- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days. A death whose date is partial or missing is imputed: the later of the earliest instant the entered text allows and the last known alive, no later than the latest instant it allows (flags death_dtf / death_tmf).
 -- materialized: table
 -- grain: subject_id
 -- columns:
 --   randdtm: Randomisation date-time (H0)
---   death_hrs: Death, hours from H0 (null if alive at last contact)
+--   death_hrs: Death, hours from H0 (null if not known dead); imputed when the death date-time is partial or missing (see death_dtf, death_tmf)
+--   death_dtm: Death date-time used in analysis (as entered, or imputed)
+--   death_dtf: Death date imputation flag: D day, M month and day, Y whole date imputed (dead, nothing usable entered); null when the date was complete
+--   death_tmf: Death time imputation flag: H when the time of death was imputed
+--   death_max_hrs: Latest time of death the entered date allows, hours from H0 (= death_hrs when complete; null when the date is unknown)
+--   lastalive_hrs: Last known alive, hours from H0: the latest of H0, study-drug starts, hemodynamic readings, lab samples, intubations, and (midnight of) the last contact and discharge dates
 --   trtstart_hrs: First study-drug start, hours from H0
 --   trtend_hrs: Last study-drug stop, hours from H0 (the last start when no stop was recorded)
 --   lastcontact_days: Last contact (alive), days from H0's date
@@ -12,16 +17,110 @@ with randomised as (
 ),
 
 deaths as (
-    select subject_id, dthdtm_hrs, last_contact_dt from stg_end_of_study
+    select subject_id, dthfl, dthdtm, dthdtm_hrs, last_contact_dt, icu_disch_dt, hosp_disch_dt
+    from stg_end_of_study
+),
+
+partial_deaths as (
+    -- a death date-time that did not type keeps its raw text here (e.g. '2019-06', '2019-06-10' without a time)
+    select subject_id, trim(raw_value) as partial
+    from src.typing_failures
+    where form = 'end_of_study' and item = 'death_dt'
+    qualify row_number() over (partition by subject_id order by _source_row nulls last) = 1
 ),
 
 dosing as (
     select
         subject_id,
         min(exstdtm_hrs) as trtstart_hrs,
-        max(coalesce(exendtm_hrs, exstdtm_hrs)) as trtend_hrs
+        max(coalesce(exendtm_hrs, exstdtm_hrs)) as trtend_hrs,
+        max(exstdtm_hrs) as laststart_hrs
     from stg_study_drug
     group by subject_id
+),
+
+alive_records as (
+    -- records only a living subject produces (stops and extubations are left out: they may happen at death)
+    select subject_id, max(vsdtm_hrs) as at_hrs from stg_hemodynamics group by subject_id
+    union all
+    select subject_id, max(lbdtm_hrs) from stg_labs group by subject_id
+    union all
+    select subject_id, max(intub_hrs) from stg_ventilation group by subject_id
+),
+
+last_alive_records as (
+    select subject_id, max(at_hrs) as at_hrs from alive_records group by subject_id
+),
+
+death_ranges as (
+    -- the earliest (lo) and latest (hi) instant the entered death date-time can stand for
+    select
+        randomised.subject_id,
+        randomised.randdtm,
+        deaths.dthfl,
+        deaths.dthdtm,
+        deaths.dthdtm_hrs,
+        deaths.last_contact_dt,
+        partial_deaths.partial,
+        case
+            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then try_cast(partial as date)::timestamp
+            when regexp_full_match(partial, '\d{4}-\d{2}') then try_cast(partial || '-01' as date)::timestamp
+            when regexp_full_match(partial, '\d{4}') then try_cast(partial || '-01-01' as date)::timestamp
+        end as partial_lo,
+        case
+            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'DAY'
+            when regexp_full_match(partial, '\d{4}-\d{2}') then 'MONTH'
+            when regexp_full_match(partial, '\d{4}') then 'YEAR'
+        end as partial_precision,
+        greatest(
+            0::double,
+            dosing.laststart_hrs,
+            last_alive_records.at_hrs,
+            epoch(cast(deaths.last_contact_dt as timestamp) - randomised.randdtm) / 3600,
+            epoch(cast(deaths.icu_disch_dt as timestamp) - randomised.randdtm) / 3600,
+            epoch(cast(deaths.hosp_disch_dt as timestamp) - randomised.randdtm) / 3600
+        ) as lastalive_hrs
+    from randomised
+    left join deaths using (subject_id)
+    left join partial_deaths using (subject_id)
+    left join dosing using (subject_id)
+    left join last_alive_records using (subject_id)
+),
+
+death_bounds as (
+    select
+        *,
+        case when partial_lo is not null then partial_precision end as precision,
+        case partial_precision
+            when 'DAY' then partial_lo + interval 1 day - interval 1 minute
+            when 'MONTH' then partial_lo + interval 1 month - interval 1 minute
+            when 'YEAR' then partial_lo + interval 1 year - interval 1 minute
+        end as partial_hi
+    from death_ranges
+),
+
+imputed as (
+    select
+        subject_id,
+        lastalive_hrs,
+        case
+            when dthdtm is not null then dthdtm_hrs
+            when partial_lo is not null then least(
+                greatest(epoch(partial_lo - randdtm) / 3600, lastalive_hrs), epoch(partial_hi - randdtm) / 3600)
+            when dthfl then lastalive_hrs
+        end as death_hrs,
+        case
+            when dthdtm is not null then dthdtm_hrs
+            when partial_lo is not null then epoch(partial_hi - randdtm) / 3600
+        end as death_max_hrs,
+        case
+            when dthdtm is not null then null
+            when precision = 'MONTH' then 'D'
+            when precision = 'YEAR' then 'M'
+            when precision is null and dthfl then 'Y'
+        end as death_dtf,
+        case when dthdtm is null and (precision is not null or dthfl) then 'H' end as death_tmf
+    from death_bounds
 ),
 
 final as (
@@ -29,13 +128,23 @@ final as (
         randomised.subject_id,
         randomised.site_id,
         randomised.randdtm,
-        deaths.dthdtm_hrs as death_hrs,
+        imputed.death_hrs,
+        case
+            when deaths.dthdtm is not null then deaths.dthdtm
+            when imputed.death_hrs is not null
+                then randomised.randdtm + to_microseconds(cast(round(imputed.death_hrs * 3600e6) as bigint))
+        end as death_dtm,
+        imputed.death_dtf,
+        imputed.death_tmf,
+        imputed.death_max_hrs,
+        imputed.lastalive_hrs,
         dosing.trtstart_hrs,
         dosing.trtend_hrs,
         date_diff('day', cast(randomised.randdtm as date), deaths.last_contact_dt) as lastcontact_days
     from randomised
     left join deaths using (subject_id)
     left join dosing using (subject_id)
+    left join imputed using (subject_id)
 )
 
 select * from final

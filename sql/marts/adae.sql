@@ -1,4 +1,4 @@
--- description: ADAE, adverse events: one row per reported event. Treatment-emergent when onset is on or after the first study-drug start and no later than the last stop plus the configured window; partial onset dates imputed (earliest possible, or the first dose when the partial date covers it).
+-- description: ADAE, adverse events: one row per reported event. Treatment-emergent when onset is on or after the first study-drug start and no later than the last stop plus the configured window; partial onset dates imputed (earliest possible, or the first dose when the partial date covers it); an event with no onset date at all is treatment-emergent (conservative rule) unless it ended before the first dose.
 -- materialized: table
 -- grain: USUBJID, AESEQ
 -- tags: marts, adam
@@ -12,12 +12,14 @@
 --   aeterm: Reported term
 --   aedecod: Dictionary-derived term
 --   aebodsys: Body system or organ class
---   astdtm: Analysis start date-time (imputed when partial)
---   astdtf: Start date imputation flag (D day, M month, Y year, H time only)
+--   astdtm: Analysis start date-time: imputed when partial (earliest instant the entry allows, or the first dose when the entry covers it and the event did not end before it); the first dose when no start was entered
+--   astdtf: Start date imputation flag (D day, M month and day, Y whole date: no start entered); null when only the time was imputed
+--   asttmf: Start time imputation flag (H when the time was imputed: a date without time, a partial or a missing start)
 --   aendtm: Analysis end date-time
 --   astdy: Analysis start relative day (first dose = day 1, no day 0)
 --   aendy: Analysis end relative day
 --   trtemfl: Treatment-emergent flag
+--   trtemrsn: Why TRTEMFL is Y under an imputed onset: START DATE MISSING (conservative rule) or PARTIAL START DATE COVERS FIRST DOSE
 --   teaewin: Treatment-emergence window after the last dose (hours)
 --   aeser: Serious event (Y, N)
 --   aesercrit: Seriousness criterion (ICH E2A)
@@ -58,7 +60,7 @@ events as (
 ),
 
 start_ranges as (
-    -- the earliest and latest instants a (possibly partial) start can stand for
+    -- the earliest instant a (possibly partial) start can stand for, and what had to be imputed
     select
         events.*,
         case
@@ -69,20 +71,21 @@ start_ranges as (
         end as start_lo,
         case
             when aestdtm is not null then null
-            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'H'
-            when regexp_full_match(partial, '\d{4}-\d{2}') then 'D'
-            when regexp_full_match(partial, '\d{4}') then 'M'
-        end as astdtf
+            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'DAY'
+            when regexp_full_match(partial, '\d{4}-\d{2}') then 'MONTH'
+            when regexp_full_match(partial, '\d{4}') then 'YEAR'
+        end as start_precision
     from events
 ),
 
 imputed as (
     select
         start_ranges.*,
-        case astdtf
-            when 'H' then start_lo + interval 1 day - interval 1 minute
-            when 'D' then start_lo + interval 1 month - interval 1 minute
-            when 'M' then start_lo + interval 1 year - interval 1 minute
+        case when start_lo is not null then start_precision end as precision,
+        case start_precision
+            when 'DAY' then start_lo + interval 1 day - interval 1 minute
+            when 'MONTH' then start_lo + interval 1 month - interval 1 minute
+            when 'YEAR' then start_lo + interval 1 year - interval 1 minute
         end as start_hi
     from start_ranges
 ),
@@ -92,17 +95,38 @@ timed as (
         imputed.*,
         subjects.*,
         case
-            when imputed.astdtf is not null and subjects.TRTSDTM between imputed.start_lo and imputed.start_hi
-                then subjects.TRTSDTM
-            else imputed.start_lo
-        end as astdtm
+            -- no start date at all: treatment-emergent by the conservative rule (onset at the first dose), unless
+            -- the event ended before the first dose
+            when imputed.start_lo is null and subjects.TRTSDTM is not null
+                and (imputed.aeendtm is null or imputed.aeendtm >= subjects.TRTSDTM) then 'MISSING'
+            when imputed.start_lo is not null and imputed.precision is not null
+                and subjects.TRTSDTM between imputed.start_lo and imputed.start_hi
+                and (imputed.aeendtm is null or imputed.aeendtm >= subjects.TRTSDTM) then 'COVERS FIRST DOSE'
+        end as imputed_to_first_dose
     from imputed
     join subjects on subjects.SUBJID = imputed.subject_id
 ),
 
-flagged as (
+dated as (
     select
         timed.*,
+        case when imputed_to_first_dose is not null then TRTSDTM else start_lo end as astdtm,
+        case
+            when imputed_to_first_dose = 'MISSING' then 'Y'
+            when precision = 'YEAR' then 'M'
+            when precision = 'MONTH' then 'D'
+        end as astdtf,
+        case when imputed_to_first_dose = 'MISSING' or precision is not null then 'H' end as asttmf,
+        case imputed_to_first_dose
+            when 'MISSING' then 'START DATE MISSING'
+            when 'COVERS FIRST DOSE' then 'PARTIAL START DATE COVERS FIRST DOSE'
+        end as trtemrsn
+    from timed
+),
+
+flagged as (
+    select
+        dated.*,
         parameters.teae_window_hours,
         case
             when astdtm is null or TRTSDTM is null then 'N'
@@ -121,7 +145,7 @@ flagged as (
                 then date_diff('day', cast(TRTSDTM as date), cast(aeendtm as date)) + 1
             else date_diff('day', cast(TRTSDTM as date), cast(aeendtm as date))
         end as aendy
-    from timed, parameters
+    from dated, parameters
 ),
 
 occurrences as (
@@ -149,10 +173,12 @@ final as (
         aebodsys as AEBODSYS,
         astdtm as ASTDTM,
         astdtf as ASTDTF,
+        asttmf as ASTTMF,
         aeendtm as AENDTM,
         astdy as ASTDY,
         aendy as AENDY,
         trtemfl as TRTEMFL,
+        case when trtemfl = 'Y' then trtemrsn end as TRTEMRSN,
         teae_window_hours as TEAEWIN,
         aeser as AESER,
         aesercrit as AESERCRIT,

@@ -14,6 +14,8 @@
 --   param: Parameter description, with unit
 --   avisit: Analysis time point (H0, H6, H12, H24, D2 ... D7, or a window such as H0-H24)
 --   avisitn: Analysis time point (hours from H0; a window's end)
+--   atpt: Analysis time point within the day (H0, H6, H12, H24) of the time-point parameters PERESP, MAPNE, LACT and LACTCLR; null for daily values (D2 ... D7), windows and other parameters
+--   atptn: Analysis time point (hours from H0), where ATPT is set
 --   aval: Analysis value
 --   avalc: Analysis value (character), for flags
 --   ablfl: Baseline record flag (the H0 value)
@@ -129,6 +131,10 @@ final as (
         p.param as PARAM,
         p.avisit as AVISIT,
         p.avisitn as AVISITN,
+        case when p.paramcd in ('PERESP', 'MAPNE', 'LACT', 'LACTCLR') and regexp_full_match(p.avisit, 'H\d+')
+            then p.avisit end as ATPT,
+        case when p.paramcd in ('PERESP', 'MAPNE', 'LACT', 'LACTCLR') and regexp_full_match(p.avisit, 'H\d+')
+            then p.avisitn end as ATPTN,
         p.aval as AVAL,
         p.avalc as AVALC,
         p.ablfl as ABLFL,

@@ -1,4 +1,4 @@
--- description: ADSL, subject-level analysis dataset: one row per subject screened or randomised. Treatment variables are masked in blinded builds.
+-- description: ADSL, subject-level analysis dataset: one row per subject screened (eligibility, demographics or randomisation form) or randomised; a screen failure has ITTFL = SAFFL = 'N' and no TRT01P. Treatment variables are masked in blinded builds.
 -- materialized: table
 -- grain: USUBJID
 -- tags: marts, adam
@@ -16,15 +16,18 @@
 --   infsrc: Source of infection
 --   randdtm: Date-time of randomisation (H0)
 --   kitno: Study-drug kit number
---   trt01p: Planned treatment for period 01 (masked as 'Blinded' in blinded builds)
+--   trt01p: Planned treatment for period 01 (masked as 'Blinded' in blinded builds; null if not randomised)
 --   trt01a: Actual treatment for period 01 (masked as 'Blinded' in blinded builds; null if never dosed)
 --   trtsdtm: Date-time of first study-drug exposure
 --   trtedtm: Date-time of last study-drug exposure
 --   ittfl: Intent-to-treat population flag (randomised)
 --   saffl: Safety population flag (received study drug)
 --   dthfl: Subject death flag (Y, or null)
---   dthdtm: Date-time of death
---   dthhrs: Time from H0 to death (hours)
+--   dthdtm: Date-time of death used in analysis; a partial or missing one (randomised subjects) is imputed as the later of the earliest instant the entry allows and the last known alive, within what the entry allows (DTHDTF, DTHTMF)
+--   dthdt: Date of death (date part of DTHDTM)
+--   dthdtf: Date of death imputation flag (D day, M month and day, Y whole date imputed from the last known alive; null when entered in full)
+--   dthtmf: Time of death imputation flag (H when the time was imputed)
+--   dthhrs: Time from H0 to death (hours; from the imputed DTHDTM when DTHDTF or DTHTMF is set)
 --   lstalvdt: Date last known alive
 --   sofabl: Baseline SOFA total as entered (H0)
 --   lactbl: Baseline lactate (mmol/L, H0)
@@ -34,6 +37,8 @@ with build as (
 ),
 
 screened as (
+    select subject_id, site_id from stg_eligibility
+    union
     select subject_id, site_id from stg_demographics
     union
     select subject_id, site_id from stg_randomisation
@@ -110,9 +115,15 @@ final as (
         case when dosing.trtsdtm is not null then 'Y' else 'N' end as SAFFL,
         -- death and follow-up
         case when eos.dthfl then 'Y' end as DTHFL,
-        eos.dthdtm as DTHDTM,
-        eos.dthdtm_hrs as DTHHRS,
-        case when eos.dthfl then cast(eos.dthdtm as date) else eos.last_contact_dt end as LSTALVDT,
+        coalesce(times.death_dtm, eos.dthdtm) as DTHDTM,
+        cast(coalesce(times.death_dtm, eos.dthdtm) as date) as DTHDT,
+        times.death_dtf as DTHDTF,
+        times.death_tmf as DTHTMF,
+        coalesce(times.death_hrs, eos.dthdtm_hrs) as DTHHRS,
+        case
+            when eos.dthfl then cast(coalesce(times.death_dtm, eos.dthdtm) as date)
+            else eos.last_contact_dt
+        end as LSTALVDT,
         -- baseline characteristics
         baseline_sofa.sofabl as SOFABL,
         baseline_lab.lactbl as LACTBL,
@@ -124,6 +135,7 @@ final as (
     left join arms on arms.kit_no = rand.kit_no
     left join dosing on dosing.subject_id = subjects.subject_id
     left join stg_end_of_study as eos on eos.subject_id = subjects.subject_id
+    left join int_subject_times as times on times.subject_id = subjects.subject_id
     left join baseline_lab on baseline_lab.subject_id = subjects.subject_id
     left join baseline_sofa on baseline_sofa.subject_id = subjects.subject_id
     left join baseline_ne on baseline_ne.subject_id = subjects.subject_id

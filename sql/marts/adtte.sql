@@ -1,4 +1,4 @@
--- description: ADTTE, time to death from H0 (days), censored at last contact for survivors, with landmark mortality flags at day 3, 28 and 90. One row per randomised subject and parameter.
+-- description: ADTTE, time to death from H0 (days), censored at last contact for survivors, with landmark mortality flags at day 3, 28 and 90. One row per randomised subject and parameter. A death with a partial or missing date stays an event, at the imputed time of int_subject_times (ADTF / ATMF say so); landmark flags use only what is known.
 -- materialized: table
 -- grain: USUBJID, PARAMCD
 -- tags: marts, adam
@@ -9,12 +9,18 @@
 --   trt01p: Planned treatment (masked in blinded builds)
 --   paramcd: Parameter code (TTDEATH)
 --   param: Parameter description
---   aval: Time from H0 to death or censoring (days)
+--   startdtm: Time-to-event origin date-time (H0, randomisation)
+--   startdt: Time-to-event origin date (date of H0)
+--   aval: Time from H0 to death or censoring (days); for an imputed death, to the imputed date-time (the later of the earliest instant the partial date allows and the last known alive; the last known alive when no date is known)
+--   adtm: Date-time of the event (death, imputed when ADTF or ATMF is set); null when censored (last contact is a date)
+--   adt: Date of the event (death) or of censoring (last contact)
+--   adtf: Event date imputation flag (D day, M month and day, Y whole date imputed from the last known alive)
+--   atmf: Event time imputation flag (H when the time of death was imputed)
 --   cnsr: Censored (1) or event (0)
 --   evntdesc: Event or censoring description
---   dthd3fl: Died within 3 x 24 h of H0 (null: censored before day 3)
---   dthd28fl: Died within 28 x 24 h of H0 (null: censored before day 28)
---   dthd90fl: Died within 90 x 24 h of H0 (null: censored before day 90)
+--   dthd3fl: Died within 3 x 24 h of H0 (null: censored before day 3, or an imputed death date that allows either)
+--   dthd28fl: Died within 28 x 24 h of H0 (null: censored before day 28, or an imputed death date that allows either)
+--   dthd90fl: Died within 90 x 24 h of H0 (null: censored before day 90, or an imputed death date that allows either)
 with subjects as (
     select STUDYID, USUBJID, SUBJID, SITEID, TRT01P from adsl where ITTFL = 'Y'
 ),
@@ -22,7 +28,13 @@ with subjects as (
 times as (
     select
         subject_id,
+        randdtm,
+        death_dtm,
+        death_dtf,
+        death_tmf,
         death_hrs / 24 as death_days,
+        -- latest possible death: the death itself when complete, the end of the partial period, null if unknown
+        death_max_hrs / 24 as death_max_days,
         lastcontact_days
     from int_subject_times
 ),
@@ -34,16 +46,30 @@ events as (
         case when death_days is not null then 0 else 1 end as cnsr,
         case when death_days is not null then 'DEATH' else 'ALIVE AT LAST CONTACT' end as evntdesc,
         death_days,
-        lastcontact_days
+        death_max_days,
+        lastcontact_days,
+        randdtm,
+        case when death_days is not null then death_dtm end as adtm,
+        case
+            when death_days is not null then cast(death_dtm as date)
+            when lastcontact_days is not null then cast(randdtm as date) + cast(lastcontact_days as integer)
+        end as adt,
+        case when death_days is not null then death_dtf end as adtf,
+        case when death_days is not null then death_tmf end as atmf
     from times
 ),
 
 landmarks as (
     select
         *,
-        case when death_days <= 3 then 'Y' when aval >= 3 then 'N' end as dthd3fl,
-        case when death_days <= 28 then 'Y' when aval >= 28 then 'N' end as dthd28fl,
-        case when death_days <= 90 then 'Y' when aval >= 90 then 'N' end as dthd90fl
+        -- Y: dead by day k even at the latest time the death date allows; N: alive at day k (censored after it,
+        -- or dead after it even at the earliest time allowed); otherwise unknown
+        case when death_max_days <= 3 then 'Y' when aval > 3 or (death_days is null and aval >= 3) then 'N'
+        end as dthd3fl,
+        case when death_max_days <= 28 then 'Y' when aval > 28 or (death_days is null and aval >= 28) then 'N'
+        end as dthd28fl,
+        case when death_max_days <= 90 then 'Y' when aval > 90 or (death_days is null and aval >= 90) then 'N'
+        end as dthd90fl
     from events
 ),
 
@@ -55,9 +81,15 @@ final as (
         subjects.TRT01P,
         'TTDEATH' as PARAMCD,
         'Time to death from randomisation (days)' as PARAM,
+        landmarks.randdtm as STARTDTM,
+        cast(landmarks.randdtm as date) as STARTDT,
         landmarks.aval as AVAL,
         landmarks.cnsr as CNSR,
         landmarks.evntdesc as EVNTDESC,
+        landmarks.adtm as ADTM,
+        landmarks.adt as ADT,
+        landmarks.adtf as ADTF,
+        landmarks.atmf as ATMF,
         landmarks.dthd3fl as DTHD3FL,
         landmarks.dthd28fl as DTHD28FL,
         landmarks.dthd90fl as DTHD90FL

@@ -1,12 +1,16 @@
 """Marts for statisticians' tools: Parquet, CSV and SAS transport (XPT version 5) with variable labels.
 
 XPT v5 limits names to 8 characters and labels to 40; the marts' ADaM names already fit, and a longer name is
-shortened with a warning in the export's manifest rather than failing the export.
+shortened with a warning in the export's manifest rather than failing the export. Labels are written in ASCII (the
+transport format's character set: µ becomes u) and a longer one is cut at the last word boundary within 40
+characters. DATE columns are SAS dates (days since 1960-01-01, format DATE9.), date-times SAS datetimes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +19,11 @@ import polars as pl
 
 MARTS = ("adsl", "adeff", "adae", "adtte", "hemodynamics")
 FORMATS = ("parquet", "csv", "xpt")
+XPT_LABEL_MAX = 40
+SAS_EPOCH = dt.date(1960, 1, 1)
+# characters NFKD does not turn into ASCII, spelled as a SAS programmer would
+_ASCII = {"µ": "u", "μ": "u", "≥": ">=", "≤": "<=", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"',
+          "”": '"', "°": " deg", "±": "+/-"}
 
 
 @dataclass
@@ -37,6 +46,32 @@ def xpt_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def ascii_label(text: str) -> str:
+    """The label in printable ASCII: known symbols spelled out, accents dropped (é -> e)."""
+    spelled = "".join(_ASCII.get(ch, ch) for ch in text)
+    plain = unicodedata.normalize("NFKD", spelled).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.split())
+
+
+def xpt_label(text: str, limit: int = XPT_LABEL_MAX) -> str:
+    """An XPT v5 label: ASCII, at most `limit` characters, cut at the last word boundary that fits (a single word
+    longer than the limit is cut at the limit), without a dangling separator or opening bracket."""
+    label = ascii_label(text)
+    if len(label) <= limit:
+        return label
+    head = label[: limit + 1]  # one more: a word that ends exactly at the limit is kept whole
+    cut = head.rfind(" ")
+    short = head[:cut] if cut > 0 else label[:limit]
+    if short.count("(") > short.count(")"):  # no bracket left open: drop the unfinished aside
+        short = short[: short.rfind("(")]
+    return short.rstrip(" ,;:-/([").rstrip() or label[:limit]
+
+
+def sas_dates(values: pl.Series) -> list[float | None]:
+    """Dates as SAS date values: days since 1960-01-01 (null stays missing)."""
+    return [float((d - SAS_EPOCH).days) if d is not None else None for d in values.to_list()]
+
+
 def column_labels(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = con.execute(
         "select column_name, comment from duckdb_columns() where schema_name = 'main' and table_name = ?", [table]
@@ -52,22 +87,28 @@ def table_label(con: duckdb.DuckDBPyConnection, table: str) -> str:
 
 def write_xpt(frame: pl.DataFrame, labels: dict[str, str], label: str, path: Path, member: str) -> dict[str, str]:
     """One dataset as XPT v5; returns the columns that had to be renamed to fit 8 characters."""
+    import pandas as pd
     import pyreadstat
 
     taken: set[str] = set()
     names = {c: xpt_name(c, taken) for c in frame.columns}
     renamed = {c: n for c, n in names.items() if c.upper() != n}
     pdf = frame.rename(names).to_pandas()
+    formats: dict[str, str] = {}
     for column, dtype in frame.schema.items():
         if dtype == pl.Boolean:  # SAS has no booleans: Y/N, as ADaM flags are
             pdf[names[column]] = pdf[names[column]].map({True: "Y", False: "N"})
+        elif dtype == pl.Date:  # a SAS date (numeric days since 1960), not a datetime at midnight
+            pdf[names[column]] = pd.Series(sas_dates(frame.get_column(column)), dtype="float64", index=pdf.index)
+            formats[names[column]] = "DATE9."
     pyreadstat.write_xport(
         pdf,
         str(path),
-        file_label=label[:40],
-        column_labels={names[c]: (labels.get(c, "") or c)[:40] for c in frame.columns},
+        file_label=xpt_label(label),
+        column_labels={names[c]: xpt_label(labels.get(c, "") or c) for c in frame.columns},
         table_name=member,
         file_format_version=5,
+        variable_format=formats or None,
     )
     return renamed
 
