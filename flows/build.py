@@ -5,7 +5,9 @@ Operations (docs/operations.md):
 - `extract` is cached by the export's content hash (an unchanged export skips it: its task run is `Cached`);
 - one build per study warehouse at a time: a Prefect global concurrency limit (visible in the UI, waits there) and,
   underneath, the data directory's `flock` build lock that direct builds take too;
-- every run leaves a markdown summary and a findings table as artifacts (no subject-level values: safe blinded).
+- every run leaves a markdown summary (stages, models, validation) and a table of findings as artifacts: findings
+  carry subject, field and value as a data manager needs them, never an arm (none exists in a blinded build) and
+  never an identifier's value (withheld at validation).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prefect.cache_policies import NONE
 from flows.progress import report as progress
 from warehouse import pipeline
 from warehouse.models import Model, ModelRun
+from warehouse.validate.artifacts import findings_markdown
 from warehouse.publish import (
     BuildPaths,
     BuildRecord,
@@ -82,30 +85,47 @@ def snapshot_landed(data_dir: Path, export_id: str | None) -> bool:
 
 
 def extract_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Cache key of `extract`: the export's content hash, the extractor's version and the data dir it lands in."""
+    """Cache key of `extract`: the export's content hash, the extractor's version, the study's CSV dialect
+    overrides and the data dir it lands in."""
     from warehouse.extract.land import EXTRACT_VERSION
 
     content = export_content_id(Path(parameters["export"]))
     if content is None:
         return None
-    where = hashlib.sha256(str(Path(parameters["data_dir"]).resolve()).encode()).hexdigest()[:12]
+    study = parameters.get("study")
+    dialect = repr(sorted(study.export_options().items())) if study is not None else ""
+    where = hashlib.sha256((str(Path(parameters["data_dir"]).resolve()) + dialect).encode()).hexdigest()[:12]
     return f"extract-v{EXTRACT_VERSION}-{content}-{where}"
+
+
+def retry_on_io_only(task, task_run, state) -> bool:
+    """Retries are for I/O hiccups (a share briefly away, a file still being copied); bad input fails at once."""
+    from warehouse.extract import ExportError
+
+    try:
+        state.result()
+    except (pipeline.BuildError, ExportError):
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
 
 
 # -- tasks ----------------------------------------------------------------------------------------------------
 
 
-@task(name="prepare-export", cache_policy=NONE, retries=2, retry_delay_seconds=2)
+@task(name="prepare-export", cache_policy=NONE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
 def prepare_export(request: pipeline.BuildRequest) -> tuple[Path, Path | None]:
     return pipeline.resolve_export(request)
 
 
-@task(name="extract", cache_key_fn=extract_cache_key, persist_result=True, retries=2, retry_delay_seconds=2)
-def extract(export: Path, data_dir: Path) -> str:
-    return pipeline.land(export, data_dir)
+@task(name="extract", cache_key_fn=extract_cache_key, persist_result=True, retries=2, retry_delay_seconds=2,
+      retry_condition_fn=retry_on_io_only)
+def extract(export: Path, data_dir: Path, study=None) -> str:
+    return pipeline.land(export, data_dir, study)
 
 
-@task(name="stage", cache_policy=NONE, retries=1, retry_delay_seconds=2)
+@task(name="stage", cache_policy=NONE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
 def stage(request: pipeline.BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict:
     return pipeline.stage(request, export_id, build_file, randomisation)
 
@@ -130,6 +150,11 @@ def run_model(build_file: Path, model: Model) -> ModelRun:
     return pipeline.transform_model(build_file, model)
 
 
+@task(name="document", cache_policy=NONE)
+def document(build_file: Path, models: list[Model]) -> None:
+    pipeline.document(build_file, models)
+
+
 @task(name="publish", cache_policy=NONE)
 def publish(request, build_id, export_id, build_file, validations, runs, seconds) -> pipeline.BuildResult:
     return pipeline.finish(request, build_id, export_id, build_file, validations, runs, seconds)
@@ -137,7 +162,7 @@ def publish(request, build_id, export_id, build_file, validations, runs, seconds
 
 @task(name="artifacts", cache_policy=NONE, retries=2, retry_delay_seconds=1)
 def write_artifacts(study_id: str, summary: str, rows: list[dict[str, Any]] | None) -> None:
-    """The run's summary and findings-by-rule table. Counts only: no subject, value or arm ever goes in."""
+    """The run's summary and its findings table (row-level, capped; no arm, no identifier value)."""
     key = "warehouse-build-" + "".join(c if c.isalnum() else "-" for c in study_id.lower())
     create_markdown_artifact(markdown=summary, key=key, description=f"{study_id} warehouse build")
     if rows is not None:
@@ -189,22 +214,30 @@ def one_build_at_a_time(study_id: str, data_dir: Path, say):
 
 
 def findings_rows(validations: list) -> list[dict[str, Any]]:
+    """The findings table artifact: row-level findings (errors first, at most 500; the report has them all)."""
     import polars as pl
 
+    from warehouse.validate import findings_table_rows
+
     frames = [v.findings for v in validations if getattr(v, "findings", None) is not None and v.findings.height]
-    if not frames:
-        return []
-    findings = pl.concat(frames, how="diagonal_relaxed")
-    keys = [c for c in ("stage", "rule", "severity") if c in findings.columns]
-    if not keys:
-        return [{"findings": findings.height}]
-    return findings.group_by(keys).len("findings").sort(keys).to_dicts()
+    return findings_table_rows(pl.concat(frames, how="diagonal_relaxed")) if frames else []
 
 
-def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached: bool) -> str:
+def export_present(export: Path) -> bool:
+    """An export has arrived: a file, or a folder holding at least one file."""
+    export = Path(export)
+    return export.is_file() or (export.is_dir() and any(p.is_file() for p in export.iterdir()))
+
+
+def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached: bool,
+                     validations: list | None = None) -> str:
+    """The run's summary: result, stages, per-model timing and the validation summary (counts, rules, sites)."""
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())
-    state = "published" if result.published else "blocked (the previous warehouse stays published)"
-    return "\n".join([
+    if result.up_to_date:
+        state = "up to date: the published build already has this export, code and study; nothing rebuilt"
+    else:
+        state = "published" if result.published else "blocked (the previous warehouse stays published)"
+    lines = [
         f"# {study_id} build {result.build_id}",
         "",
         "| | |",
@@ -217,8 +250,14 @@ def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached
         f"| findings | {result.errors} error, {result.warnings} warning, {result.findings_open} open |",
         f"| warehouse | `{result.published or '-'}` |",
         f"| validation report | `{result.report}` |",
-        f"| stages | {seconds} |",
-    ])
+        f"| stages | {seconds or '-'} |",
+    ]
+    if result.model_runs:
+        lines += ["", "## Models", "", "| model | relation | rows | seconds |", "|---|---|---:|---:|"]
+        lines += [f"| {r.name} | {r.relation} | {r.rows} | {r.seconds:.3f} |" for r in result.model_runs]
+    if validations:
+        lines += ["", findings_markdown(validations, result.build_id).replace("# Validation", "## Validation", 1)]
+    return "\n".join(lines)
 
 
 # -- the flow -------------------------------------------------------------------------------------------------
@@ -233,11 +272,14 @@ def build_warehouse(
     study: str | None = None,
     only_new: bool = False,
     keep_builds: int | None = None,
+    force: bool = False,
 ) -> pipeline.BuildResult | NoNewExport:
     """Build the study's warehouse from an eCRF export (the demo study when none is given) and publish it.
 
     `only_new` (scheduled runs): do nothing, and return NoNewExport, when the export's content hash equals the
-    export of the last finished build. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
+    export of the last finished build, or when the export folder is missing or empty (nothing arrived yet).
+    A build whose export, code and study are those of the published build does nothing and returns that build
+    (`up_to_date`), unless `force`. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
     """
     logger = get_run_logger()
 
@@ -267,6 +309,12 @@ def build_warehouse(
 
     with one_build_at_a_time(study_id, request.data_dir, say):
         export_path, randomisation_path = prepare_export(request)
+        if only_new and not export_present(export_path):
+            say("skip", f"no export in {export_path} yet: nothing to do")
+            write_artifacts(study_id, f"# {study_id}: no export yet\n\nNothing found at `{export_path}`; "
+                                      "nothing to do.", None)
+            return NoNewExport("", None, str(request.data_dir),
+                               request.paths.published if request.paths.published.exists() else None)
         content_id = export_content_id(export_path)
         if only_new and content_id is not None:
             last_export, last_build = last_built_export(request.paths)
@@ -279,21 +327,32 @@ def build_warehouse(
                 return skipped
         clock = time.perf_counter()
         landed = snapshot_landed(request.data_dir, content_id)
-        state = extract.with_options(refresh_cache=not landed)(export_path, request.data_dir, return_state=True)
+        state = extract.with_options(refresh_cache=not landed)(export_path, request.data_dir, request.study,
+                                                                 return_state=True)
         export_id = state.result()
         extract_cached = state.name == "Cached"
         say("extract", f"export {export_id} {'(cached: unchanged export)' if extract_cached else 'landed'} "
                        f"in {lap('extract'):.1f} s")
-        build_id, build_file = pipeline.start_build(request, export_id)
+        fingerprint = pipeline.build_fingerprint(request, export_id, randomisation_path)
+        current = None if force else pipeline.up_to_date_build(request.paths, fingerprint)
+        if current is not None:
+            result = pipeline.up_to_date_result(request.paths, current)
+            say("skip", f"up to date: build {current.build_id} is published from export {export_id} with this "
+                        "code and study (--force rebuilds)")
+            write_artifacts(study_id, summary_markdown(study_id, result, extract_cached), None)
+            return result
+        build_id, build_file = pipeline.start_build(request, export_id, fingerprint)
         try:
             say("stage", f"build {build_id}: typing forms into {build_file.name}")
             stage(request, export_id, build_file, randomisation_path)
             say("stage", f"done in {lap('stage'):.1f} s")
             models = pipeline.plan_models(build_file)
-            runs = []
-            for i, model in enumerate(models, 1):
-                runs.append(run_model.with_options(name=model.name)(build_file, model))
-                progress("transform", f"{i}/{len(models)} {model.name}")
+            transformed = pipeline.run_models(
+                build_file, models, lambda path, model: run_model.with_options(name=model.name)(path, model),
+                after=lambda i, model: progress("transform", f"{i}/{len(models)} {model.name}"))
+            transformed.raise_for_failures()
+            runs = transformed.runs
+            document(build_file, models)
             say("transform", f"{len(models)} models in {lap('transform'):.1f} s")
             validations = [
                 validate_raw(request.data_dir, export_id),
@@ -304,8 +363,8 @@ def build_warehouse(
             try:
                 result = publish(request, build_id, export_id, build_file, validations, runs, seconds)
             except pipeline.PublishBlocked as blocked:
-                write_artifacts(study_id, f"# {study_id} build {build_id}: publishing blocked\n\n{blocked}",
-                                findings_rows(validations))
+                write_artifacts(study_id, f"# {study_id} build {build_id}: publishing blocked\n\n{blocked}\n\n"
+                                + findings_markdown(validations, build_id), findings_rows(validations))
                 raise
         except pipeline.PublishBlocked:
             raise
@@ -314,7 +373,8 @@ def build_warehouse(
             raise
         say("publish", f"{'published' if result.published else 'not published'} in "
                        f"{result.stage_seconds.get('publish', 0.0):.1f} s")
-        write_artifacts(study_id, summary_markdown(study_id, result, extract_cached), findings_rows(validations))
+        write_artifacts(study_id, summary_markdown(study_id, result, extract_cached, validations),
+                        findings_rows(validations))
         return result
 
 

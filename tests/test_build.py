@@ -56,6 +56,33 @@ def test_blinded_build_masks_treatment(tmp_path):
     assert not (tmp_path / "unblinded").exists()
 
 
+def test_a_rebuild_is_skipped_only_while_export_code_and_study_are_unchanged(tmp_path):
+    from warehouse.publish import BuildPaths, read_records
+    from warehouse.study import load_study
+
+    first = run_build(BuildRequest(data_dir=tmp_path))
+    again = run_build(BuildRequest(data_dir=tmp_path))
+    assert again.up_to_date and not first.up_to_date
+    assert again.build_id == first.build_id and again.model_runs == []
+    assert (again.subjects, again.errors, again.warnings) == (first.subjects, first.errors, first.warnings)
+    assert sorted(again.tables) == sorted(first.tables)
+    assert len(read_records(BuildPaths(tmp_path, True))) == 1
+
+    forced = run_build(BuildRequest(data_dir=tmp_path, force=True))
+    assert not forced.up_to_date and forced.build_id != first.build_id
+
+    # a changed study parameter changes what the marts hold: the next build is a real one
+    study_file = tmp_path / "study.toml"
+    source = load_study().source.read_text(encoding="utf-8")
+    changed = source.replace("teae_window_hours = 24", "teae_window_hours = 48")
+    assert changed != source
+    study_file.write_text(changed, encoding="utf-8")
+    other = run_build(BuildRequest(data_dir=tmp_path, study=load_study(study_file)))
+    assert not other.up_to_date and other.build_id not in (first.build_id, forced.build_id)
+    records = read_records(BuildPaths(tmp_path, True))
+    assert len(records) == 3 and len({r.fingerprint for r in records}) == 2
+
+
 def test_cli_build_of_a_missing_folder_says_so_in_one_line(tmp_path):
     missing = tmp_path / "nowhere"
     proc = subprocess.run(

@@ -34,8 +34,11 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def print_build_summary(result) -> None:
+def print_build_summary(result, verbose: bool = False) -> None:
     typer.echo("")
+    if result.up_to_date:
+        typer.echo(f"Up to date: the published build {result.build_id} was built from export {result.export_id} "
+                   "with this code and study; nothing rebuilt (--force rebuilds).")
     state = "published" if result.published else "built (not published)"
     typer.echo(f"Warehouse {state}: {result.published or ''}")
     typer.echo(f"Validation report:  {result.report}")
@@ -46,6 +49,12 @@ def print_build_summary(result) -> None:
         f"Findings: {result.errors} error, {result.warnings} warning   "
         f"{'blinded' if result.blinded else 'UNBLINDED'} build {result.build_id}"
     )
+    if result.model_runs:
+        runs = sorted(result.model_runs, key=lambda r: r.seconds, reverse=True)
+        shown = runs if verbose else runs[:5]
+        typer.echo(f"Models: {len(runs)} in {sum(r.seconds for r in runs):.2f} s; "
+                   + ("per model" if verbose else "slowest") + ": "
+                   + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in shown))
 
 
 @app.command()
@@ -57,7 +66,9 @@ def build(
     study: Annotated[Optional[str], typer.Option(help="Study name (warehouse/studies) or TOML file; default: the demo study.")] = None,
     only_new: Annotated[bool, typer.Option("--only-new", help="Do nothing when this export was already built.")] = False,
     keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1, help="Build files to keep (default 5 or WAREHOUSE_KEEP_BUILDS).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs too.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the published warehouse was built from "
+                                                       "this export with this code and study.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs and every model's time.")] = False,
 ) -> None:
     """Build and publish the warehouse from an eCRF export (the demo study when none is given)."""
     import os
@@ -108,6 +119,7 @@ def build(
                 study=study,
                 only_new=only_new,
                 keep_builds=keep_builds,
+                force=force,
             )
     except PublishBlocked as err:
         fail(str(err), EXIT_BLOCKED)
@@ -121,9 +133,12 @@ def build(
     finally:
         progress.unsubscribe(show)
     if isinstance(result, NoNewExport):
+        if not result.export_id:
+            typer.echo(f"No new export: nothing at {export or 'the export folder'} yet; nothing to do.")
+            return
         typer.echo(f"No new export: {result.export_id} was already built ({result.last_build_id}); nothing to do.")
         return
-    print_build_summary(result)
+    print_build_summary(result, verbose)
 
 
 @app.command()
@@ -153,26 +168,6 @@ def demo(
                         ("manifest", result.manifest_file)):
         if path:
             typer.echo(f"  {label}: {path}")
-
-
-@app.command()
-def extract(
-    export: Annotated[Path, typer.Option(help="Export folder or ODM file.")],
-    data_dir: DataDir = Path("data"),
-) -> None:
-    """Land any REDCap or ODM export in the raw zone and print its forms (rows, subjects)."""
-    from warehouse.extract import ExportError, land_export
-
-    if not export.exists():
-        fail(f"export not found: {export}", EXIT_BAD_INPUT)
-    try:
-        result = land_export(export, data_dir)
-    except ExportError as err:
-        fail(str(err), EXIT_BAD_INPUT)
-    state = "landed" if result.new else "already landed (no change)"
-    typer.echo(f"Export {result.export_id} ({result.format}) {state}: {result.raw_dir}")
-    for form, (rows, subjects_n) in sorted(result.forms.items()):
-        typer.echo(f"  {form:<32} {rows:>9} rows {subjects_n:>7} subjects")
 
 
 @app.command()

@@ -9,13 +9,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from warehouse.models import Model, ModelRun, discover_models, execution_order, prepare_schemas, run_model
+from warehouse.models import (
+    Model,
+    ModelRun,
+    RunResult,
+    RunTracker,
+    discover_models,
+    execution_order,
+    prepare_schemas,
+    run_model,
+)
 from warehouse.publish import (
     BuildPaths,
     BuildRecord,
@@ -25,6 +35,7 @@ from warehouse.publish import (
     finalise_build,
     new_build_id,
     prune_builds,
+    read_records,
     swap_in,
     utc_now,
     write_record,
@@ -34,6 +45,8 @@ from warehouse.study import StudyConfig, load_study
 
 DEMO_SEED = 20190515
 META_TABLES = ("items", "choices", "events", "forms")
+# staging models the marts suites reconcile row counts with
+MARTS_RECONCILE_WITH = ("stg_randomisation",)
 
 
 class BuildError(Exception):
@@ -55,6 +68,7 @@ class BuildRequest:
     demo_seed: int = DEMO_SEED
     demo_inject_rate: float = 0.0
     keep_builds: int | None = None  # build files kept after a publish; None: WAREHOUSE_KEEP_BUILDS, else 5
+    force: bool = False  # rebuild even when the published warehouse is up to date (same export, code and study)
 
     @property
     def paths(self) -> BuildPaths:
@@ -76,6 +90,7 @@ class BuildResult:
     model_runs: list[ModelRun]
     stage_seconds: dict[str, float]
     blinded: bool
+    up_to_date: bool = False  # nothing was rebuilt: the published build already has this export, code and study
 
 
 # -- export -------------------------------------------------------------------------------------------------
@@ -130,12 +145,15 @@ def check_export_path(export: Path) -> None:
         raise BuildError(f"export folder is empty: {export}")
 
 
-def land(export: Path, data_dir: Path) -> str:
-    """Land the export in the raw zone (a no-op when this content already landed); returns its export id."""
+def land(export: Path, data_dir: Path, study: StudyConfig | None = None) -> str:
+    """Land the export in the raw zone (a no-op when this content already landed); returns its export id.
+
+    The study configuration's CSV dialect (`[export]`: encoding, delimiter, decimal mark) overrides detection."""
     from warehouse.extract import land_export
 
     check_export_path(export)
-    export_id = land_export(export, data_dir).export_id
+    options = study.export_options() if study is not None else {}
+    export_id = land_export(export, data_dir, **options).export_id
     crash_point("extract")
     return export_id
 
@@ -151,12 +169,17 @@ def read_meta(data_dir: Path, export_id: str) -> dict[str, pl.DataFrame]:
 
 def scan_raw(data_dir: Path, export_id: str) -> dict[str, pl.LazyFrame]:
     """The raw forms of one snapshot as lazy scans: nothing is read until a stage needs it."""
+    return {form: pl.scan_parquet(path) for form, path in raw_form_files(data_dir, export_id).items()}
+
+
+def raw_form_files(data_dir: Path, export_id: str) -> dict[str, Path]:
+    """The Parquet file of each raw form of one snapshot (forms of the metadata that have one)."""
     from warehouse.extract.rawzone import snapshot_dir, table_name
 
     forms = read_meta(data_dir, export_id)["forms"].get_column("form").to_list()
     raw_dir = snapshot_dir(data_dir, export_id)
     paths = {form: raw_dir / f"{table_name(form)}.parquet" for form in forms}
-    return {form: pl.scan_parquet(path) for form, path in paths.items() if path.exists()}
+    return {form: path for form, path in paths.items() if path.exists()}
 
 
 def read_raw(data_dir: Path, export_id: str) -> tuple[dict[str, pl.DataFrame], dict[str, pl.DataFrame]]:
@@ -164,15 +187,88 @@ def read_raw(data_dir: Path, export_id: str) -> tuple[dict[str, pl.DataFrame], d
     return {f: lf.collect() for f, lf in scan_raw(data_dir, export_id).items()}, read_meta(data_dir, export_id)
 
 
-def start_build(request: BuildRequest, export_id: str) -> tuple[str, Path]:
+def start_build(request: BuildRequest, export_id: str, fingerprint: str = "") -> tuple[str, Path]:
     """Open a new partial build file; earlier partial files (from killed builds) are discarded first."""
     paths = request.paths
     paths.builds.mkdir(parents=True, exist_ok=True)
     discard_partial_builds(paths)
     build_id = new_build_id(export_id)
     write_record(paths, BuildRecord(build_id=build_id, started_at=utc_now().isoformat(), export_id=export_id,
-                                    blinded=request.blinded))
+                                    blinded=request.blinded, fingerprint=fingerprint))
     return build_id, paths.partial_file(build_id)
+
+
+# -- rebuilds: nothing to do when nothing changed ---------------------------------------------------------------
+
+_CODE_FINGERPRINT: list[str] = []
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over what turns an export into a warehouse: the package's Python files, the SQL models, the
+    expectation suites and the versions of the libraries that compute it. Computed once per process (~10 ms)."""
+    if not _CODE_FINGERPRINT:
+        import hashlib
+
+        from warehouse.publish import package_versions
+        from warehouse.resources import expectations_dir
+
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parent
+        roots = [(package, "*.py"), (package, "*.toml"), (sql_dir(), "*.sql"), (expectations_dir(), "*.json")]
+        for root, pattern in roots:
+            for path in sorted(root.rglob(pattern)):
+                digest.update(f"{path.relative_to(root).as_posix()}\n".encode())
+                digest.update(path.read_bytes())
+        digest.update(repr(sorted(package_versions().items())).encode())
+        _CODE_FINGERPRINT.append(digest.hexdigest())
+    return _CODE_FINGERPRINT[0]
+
+
+def build_fingerprint(request: BuildRequest, export_id: str, randomisation: Path | None) -> str:
+    """What a build's content depends on: the export's content, the code, the study configuration, blinding and
+    (unblinded) the randomisation list's content. Two builds with the same fingerprint have the same tables."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (export_id, code_fingerprint(), str(request.blinded)):
+        digest.update(part.encode() + b"\0")
+    for path in (request.study.source, randomisation):
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def published_build_id(paths: BuildPaths) -> str | None:
+    if not paths.published.exists():
+        return None
+    try:
+        with duckdb.connect(str(paths.published), read_only=True) as con:
+            return con.execute("select build_id from src.build_info").fetchall()[0][0]
+    except (duckdb.Error, IndexError):
+        return None
+
+
+def up_to_date_build(paths: BuildPaths, fingerprint: str) -> BuildRecord | None:
+    """The published build's record when it was built with this fingerprint, else None (a rebuild is due)."""
+    build_id = published_build_id(paths)
+    for record in read_records(paths):
+        if record.build_id == build_id:
+            return record if record.status == "published" and record.fingerprint == fingerprint else None
+    return None
+
+
+def up_to_date_result(paths: BuildPaths, record: BuildRecord) -> BuildResult:
+    """The published build, as the result of a build that had nothing to do."""
+    subjects, tables = summarise(paths.published)
+    with duckdb.connect(str(paths.published), read_only=True) as con:
+        open_findings = con.execute("select count(*) from main.findings_history where status = 'open'").fetchall()[0][0]
+    reports = paths.reports / record.build_id
+    return BuildResult(build_id=record.build_id, export_id=record.export_id or "", published=paths.published,
+                       report=reports / "validation.html", analysis_report=reports / "analysis.html",
+                       subjects=subjects, tables=tables, errors=record.errors, warnings=record.warnings,
+                       findings_open=int(open_findings), model_runs=[], stage_seconds={}, blinded=record.blinded,
+                       up_to_date=True)
 
 
 def read_randomisation_list(path: Path, study: StudyConfig) -> pl.DataFrame:
@@ -286,12 +382,30 @@ def document(build_file: Path, models: list[Model]) -> None:
 
 
 def transform(build_file: Path) -> list[ModelRun]:
-    """Compile, then run every model on one held connection (each close would otherwise write the file out)."""
+    """Compile, then run every model; the lineage and catalog are written once all models ran."""
     models = plan_models(build_file)
-    with duckdb.connect(str(build_file)):
-        runs = [transform_model(build_file, model) for model in models]
+    result = run_models(build_file, models, transform_model)
+    result.raise_for_failures()
     document(build_file, models)
-    return runs
+    return result.runs
+
+
+def run_models(build_file: Path, models: list[Model], run_one: Callable[[Path, Model], ModelRun],
+               after: Callable[[int, Model], None] | None = None) -> RunResult:
+    """Run the models in order with `run_one` (the flow passes its per-model task): a failed model stops its
+    descendants only, and the result names both. One connection is held open around the loop, because each
+    close of the last connection checkpoints the whole build file (~50 ms a model)."""
+    tracker = RunTracker(models)
+    with duckdb.connect(str(build_file)):
+        for i, model in enumerate(models, 1):
+            if tracker.should_run(model):
+                try:
+                    tracker.record(run_one(build_file, model))
+                except Exception as err:  # noqa: BLE001 - recorded; raise_for_failures names it after the loop
+                    tracker.fail(model, err)
+            if after is not None:
+                after(i, model)
+    return tracker.result()
 
 
 def transform_model(build_file: Path, model: Model) -> ModelRun:
@@ -317,40 +431,89 @@ def tables_of_schema(build_file: Path, schema: str) -> dict[str, pl.DataFrame]:
 
 
 def validate_raw(data_dir: Path, export_id: str):
-    from warehouse.validate import validate_stage
+    """The raw stage's suites. Small exports: Great Expectations on the forms in memory; once a form has more
+    than PUSHDOWN_ROW_THRESHOLD rows, every expectation runs as SQL in DuckDB over the Parquet files (same
+    findings; memory flat in the size of the export)."""
+    from warehouse.validate import PUSHDOWN_ROW_THRESHOLD, validate_stage, validate_stage_duckdb
+    from warehouse.validate.pushdown import parquet_views
 
-    raw_forms, meta = read_raw(data_dir, export_id)
-    return validate_stage("raw", raw_forms, metadata=meta)
+    from warehouse.stage import identifier_items
+
+    meta = read_meta(data_dir, export_id)
+    files = raw_form_files(data_dir, export_id)
+    rows = {form: pl.scan_parquet(path).select(pl.len()).collect().item() for form, path in files.items()}
+    if max(rows.values(), default=0) <= PUSHDOWN_ROW_THRESHOLD:
+        validation = validate_stage("raw", {f: pl.read_parquet(path) for f, path in files.items()}, metadata=meta)
+    else:
+        with duckdb.connect() as con:
+            validation = validate_stage_duckdb("raw", con, parquet_views(con, files, materialise=False), metadata=meta)
+    return withhold_identifier_values(validation, identifier_items(meta["items"]))
+
+
+IDENTIFIER_WITHHELD = "(identifier: value withheld)"
+
+
+def withhold_identifier_values(validation, identifiers: set[str]):
+    """Findings on an identifier item (a malformed date of birth...) name the subject and field, never the value:
+    identifiers do not leave the raw zone, and findings go into the warehouse, the reports and the artifacts."""
+    if not identifiers:
+        return validation
+    findings = validation.findings
+    if findings.height and "field" in findings.columns:
+        is_identifier = pl.col("field").is_in(sorted(identifiers)) | pl.col("field").str.replace(
+            r"___.*$", "").is_in(sorted(identifiers))
+        validation.findings = findings.with_columns(
+            pl.when(is_identifier & pl.col("value").is_not_null()).then(pl.lit(IDENTIFIER_WITHHELD))
+            .otherwise(pl.col("value")).alias("value"))
+    for _, suite_result in validation.gx_results:  # what the Data Docs pages show
+        for result in getattr(suite_result, "results", []):
+            column = (result.expectation_config.kwargs or {}).get("column") if result.expectation_config else None
+            if column in identifiers and isinstance(result.result, dict):
+                for key in ("partial_unexpected_list", "partial_unexpected_counts", "unexpected_list"):
+                    result.result.pop(key, None)
+    return validation
+
+
+def schema_tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    return [f"{schema}.{r[0]}" for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]).fetchall()]
 
 
 def validate_staging(data_dir: Path, export_id: str, build_file: Path):
-    from warehouse.validate import validate_stage
+    """The staging suites on the typed `src` tables, in DuckDB when a table is large (see validate_raw)."""
+    from warehouse.validate import validate_stage_auto
 
     meta = read_meta(data_dir, export_id)
-    tables = tables_of_schema(build_file, "src")
-    return validate_stage("staging", tables, metadata=meta)
+    with duckdb.connect(str(build_file), read_only=True) as con:
+        return validate_stage_auto("staging", con, schema_tables(con, "src"), metadata=meta)
 
 
 def validate_marts(build_file: Path):
-    from warehouse.validate import validate_stage
+    """The marts suites on `main` (plus the staging tables they reconcile with), in DuckDB when large."""
+    from warehouse.validate import validate_stage_auto
 
-    tables = tables_of_schema(build_file, "main")
-    tables["stg_randomisation"] = tables_of_schema(build_file, "staging").get("stg_randomisation", pl.DataFrame())
-    return validate_stage("marts", tables)
+    with duckdb.connect(str(build_file), read_only=True) as con:
+        staging = [t for t in schema_tables(con, "staging") if t.split(".")[-1] in MARTS_RECONCILE_WITH]
+        return validate_stage_auto("marts", con, schema_tables(con, "main") + staging)
 
 
 # -- publish ------------------------------------------------------------------------------------------------
 
 
 def previous_findings(paths: BuildPaths) -> pl.DataFrame | None:
-    """The findings history of the published warehouse, so findings keep their first-seen across builds."""
-    if not paths.published.exists():
-        return None
-    try:
-        with duckdb.connect(str(paths.published), read_only=True) as con:
-            return con.sql("select * from main.findings_history").pl()
-    except duckdb.Error:
-        return None
+    """The findings history of the newest finished build, published or blocked, so that a finding keeps its
+    first-seen build across builds that validation blocked (error findings live only in those), and a later
+    export that fixes the value closes it. Falls back to the published warehouse (its build file pruned)."""
+    candidates = [paths.build_file(r.build_id) for r in read_records(paths) if r.status in ("published", "blocked")]
+    for path in [*candidates, paths.published]:
+        if not path.exists():
+            continue
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                return con.sql("select * from main.findings_history").pl()
+        except duckdb.Error:
+            continue
+    return None
 
 
 def record_validation(build_file: Path, paths: BuildPaths, build_id: str, validations: list) -> pl.DataFrame:
@@ -372,6 +535,22 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
         con.execute("comment on table main.validation_results is 'One row per expectation run in this build: stage, suite, rule, severity, counts.'")
         con.execute("checkpoint")
     return history
+
+
+def record_changes(build_file: Path, data_dir: Path, export_id: str) -> int:
+    """The change report against the previously landed export, as `main.export_changes` (what a data manager
+    reviews after each transfer). Items flagged as identifiers are left out: they never leave the raw zone."""
+    from warehouse.extract.changes import TABLE, write_changes_table
+    from warehouse.stage import identifier_items
+
+    identifiers = sorted(identifier_items(read_meta(data_dir, export_id)["items"]))
+    with duckdb.connect(str(build_file)) as con:
+        rows = write_changes_table(con, data_dir, export_id)
+        if identifiers and rows:
+            placeholders = ", ".join("?" for _ in identifiers)
+            con.execute(f"delete from {TABLE} where field in ({placeholders}) or "
+                        f"regexp_replace(field, '___.*$', '') in ({placeholders})", identifiers + identifiers)
+        return con.execute(f"select count(*) from {TABLE}").fetchall()[0][0]
 
 
 def analyse(request: BuildRequest, build_file: Path, build_id: str) -> Path:
@@ -422,6 +601,7 @@ def finish(
     """Record findings, write the report, publish (or not), and write the build record."""
     paths = request.paths
     started = time.perf_counter()
+    record_changes(build_file, request.data_dir, export_id)
     analysis_report = analyse(request, build_file, build_id)
     stage_seconds["analyse"] = time.perf_counter() - started
     history = record_validation(build_file, paths, build_id, validations)
@@ -446,6 +626,7 @@ def finish(
         warnings=warnings,
         message=f"{errors} error finding(s) blocked publishing" if blocked else "",
         stage_seconds=stage_seconds,
+        fingerprint=next((r.fingerprint for r in read_records(paths) if r.build_id == build_id), ""),
     )
     write_record(paths, record)
     result = BuildResult(
@@ -511,8 +692,12 @@ def run_build(request: BuildRequest) -> BuildResult:
     request.data_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(request.data_dir):
         export, randomisation = resolve_export(request)
-        export_id = timed("extract", land, export, request.data_dir)
-        build_id, build_file = start_build(request, export_id)
+        export_id = timed("extract", land, export, request.data_dir, request.study)
+        fingerprint = build_fingerprint(request, export_id, randomisation)
+        current = None if request.force else up_to_date_build(request.paths, fingerprint)
+        if current is not None:
+            return up_to_date_result(request.paths, current)
+        build_id, build_file = start_build(request, export_id, fingerprint)
         timed("stage", stage, request, export_id, build_file, randomisation)
         runs = timed("transform", transform, build_file)
         validations = [

@@ -85,6 +85,7 @@ class BuildRecord:
     warnings: int = 0
     message: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    fingerprint: str = ""  # what the content depends on (export, code, study, blinding): see pipeline.build_fingerprint
 
 
 def utc_now() -> datetime:
@@ -201,7 +202,8 @@ def crash_point(stage: str, detail: str | None = None) -> None:
 
     Stages that call it: `extract` (the export has landed), `stage` (after the first `src` table is written),
     `transform` (after a model ran; `transform:<model>` picks one), `publish` (the build is complete and linked
-    beside the published file, just before the atomic rename). Never set it outside tests.
+    beside the published file, just before the atomic rename), `lock` (after the first 8 MB of a snapshot copy;
+    `lock:<label>`). Never set it outside tests.
     """
     wanted = os.environ.get(CRASH_ENV)
     if wanted and wanted in (stage, f"{stage}:{detail}"):
@@ -478,6 +480,7 @@ def lock_snapshot(paths: BuildPaths, label: str, note: str = "") -> Path:
             while chunk := src.read(8 << 20):
                 file_hash.update(chunk)
                 dst.write(chunk)
+                crash_point("lock", label)
             dst.flush()
             os.fsync(dst.fileno())
         with duckdb.connect(str(copy), read_only=True) as con:

@@ -54,7 +54,8 @@ def test_a_build_killed_at_a_stage_leaves_the_published_warehouse_intact(ops_dat
 
 
 def test_the_next_build_after_kills_succeeds_and_cleans_up(ops_data_dir):
-    result = run_build(BuildRequest(data_dir=ops_data_dir))
+    result = run_build(BuildRequest(data_dir=ops_data_dir, force=True))
+    assert not result.up_to_date
     assert build_info(ops_data_dir / "warehouse.duckdb")["build_id"] == result.build_id
     paths = BuildPaths(ops_data_dir, blinded=True)
     assert not list(paths.builds.glob(f"*{PARTIAL_SUFFIX}")) and not (ops_data_dir / SWAP_NAME).exists()
@@ -72,14 +73,14 @@ def test_a_flow_run_killed_during_transform_leaves_the_warehouse_intact(prefect_
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_API_URL=PREFECT_API_URL.value(), WAREHOUSE_CRASH_AT="transform:adsl",
                PREFECT_LOGGING_LEVEL="WARNING")
-    code = f"from flows.build import build_warehouse\nbuild_warehouse(data_dir={str(data_dir)!r})\n"
+    code = f"from flows.build import build_warehouse\nbuild_warehouse(data_dir={str(data_dir)!r}, force=True)\n"
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert warehouse_state(data_dir) == before
     assert list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))  # the partial build is there, hidden ...
     assert_nothing_half_written_is_visible(data_dir)
-    result = run_build(BuildRequest(data_dir=data_dir))  # ... and the next build discards it and publishes
+    result = run_build(BuildRequest(data_dir=data_dir, force=True))  # ... the next build discards it, publishes
     assert build_info(data_dir / "warehouse.duckdb")["build_id"] == result.build_id
     assert not list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))
 

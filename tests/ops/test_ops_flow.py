@@ -60,15 +60,18 @@ def flow_builds(prefect_harness, tmp_path_factory):
     prefect_logger.addHandler(collect)
     try:
         with ThreadPoolExecutor(2) as pool:
+            # force: the second would otherwise find the first one's build up to date and do nothing
             futures = [pool.submit(contextvars.copy_context().run, build_warehouse, data_dir=str(data_dir),
-                                   return_state=True) for _ in range(2)]
+                                   force=True, return_state=True) for _ in range(2)]
             states = [f.result(timeout=300) for f in futures]
+        again_state = build_warehouse(data_dir=str(data_dir), return_state=True)
         skip_state = build_warehouse(data_dir=str(data_dir), only_new=True, return_state=True)
         APILogWorker.drain_all(timeout=10)
     finally:
         prefect_logger.removeHandler(collect)
         prefect_logger.setLevel(level)
-    return {"data_dir": data_dir, "states": states, "skip_state": skip_state, "messages": collect.messages}
+    return {"data_dir": data_dir, "states": states, "again_state": again_state, "skip_state": skip_state,
+            "messages": collect.messages}
 
 
 def read_run_objects(flow_run_ids):
@@ -102,6 +105,19 @@ def test_two_builds_of_the_same_study_at_once_run_one_after_the_other(flow_build
         spans.append((started, datetime.fromisoformat(r.finished_at)))
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert a_end <= b_start, f"builds overlapped: {spans}"
+
+
+def test_a_rebuild_of_an_unchanged_export_and_code_does_nothing(flow_builds):
+    from warehouse.pipeline import published_build_id
+
+    paths = BuildPaths(flow_builds["data_dir"], True)
+    state = flow_builds["again_state"]
+    assert state.is_completed()
+    result = state.result()
+    assert result.up_to_date and result.model_runs == []
+    assert result.build_id == published_build_id(paths) == max(r.build_id for r in read_records(paths))
+    assert result.subjects == 32 and result.published == paths.published
+    assert len([r for r in read_records(paths) if r.status == "published"]) == 2  # no third build was made
 
 
 def test_an_unchanged_export_skips_extract(flow_builds):

@@ -40,7 +40,7 @@ def test_prune_keeps_the_last_k_the_published_and_the_locked(tmp_path):
 def test_rebuilding_the_same_export_gives_the_same_table_hashes(ops_data_dir):
     paths = BuildPaths(ops_data_dir, blinded=True)
     first = lock_snapshot(paths, "hash-a")
-    run_build(BuildRequest(data_dir=ops_data_dir))
+    run_build(BuildRequest(data_dir=ops_data_dir, force=True))
     proc = cli("lock", "--label", "hash-b", "--data-dir", str(ops_data_dir), "--note", "rebuild check")
     assert proc.returncode == 0, proc.stderr
     a = json.loads((first / "manifest.json").read_text())
@@ -90,7 +90,7 @@ def test_a_reader_keeps_its_view_during_a_publish_and_the_next_connection_sees_t
     try:
         old = reader.stdout.readline().split()
         assert old[:2] == ["OLD", before], reader.stderr.read() if reader.poll() is not None else old
-        result = run_build(BuildRequest(data_dir=ops_data_dir))  # publishes while the reader holds the file
+        result = run_build(BuildRequest(data_dir=ops_data_dir, force=True))  # publishes while the reader reads
         assert result.published == published and result.build_id != before
         assert build_info(published)["build_id"] == result.build_id
         out, err = reader.communicate("go\n", timeout=60)
