@@ -114,3 +114,30 @@ def test_flow_builds_and_publishes(prefect_harness, tmp_path):
     assert result.errors == 0
     # one task per SQL model ran: every model's table is there
     assert {r.name for r in result.model_runs} >= {"adsl", "stg_randomisation", "int_vasopressor_segments"}
+
+
+def test_a_failed_model_stops_only_its_descendants_and_the_build_names_them(demo_build, tmp_path):
+    """The model loop the flow and the direct build share (pipeline.run_models), on a copy of a real build."""
+    import shutil
+
+    from warehouse.models import ModelError
+    from warehouse.pipeline import plan_models, run_models, transform_model
+
+    build_file = tmp_path / "copy.duckdb"
+    shutil.copyfile(demo_build.published, build_file)
+    build_file.chmod(0o644)
+    models = plan_models(build_file)
+
+    def run_one(path, model):
+        if model.name == "int_pe_response":
+            raise RuntimeError("injected failure")
+        return transform_model(path, model)
+
+    result = run_models(build_file, models, run_one)
+    assert result.failed == {"int_pe_response": "injected failure"}
+    assert set(result.skipped) == {"adeff"} and result.skipped["adeff"] == "int_pe_response"
+    ran = {r.name for r in result.runs}
+    assert {"adsl", "adae", "adtte", "hemodynamics", "int_vfd"} <= ran and "adeff" not in ran
+    assert len(ran) == len(models) - 2
+    with pytest.raises(ModelError, match="int_pe_response: injected failure.*not run because of them: adeff"):
+        result.raise_for_failures()

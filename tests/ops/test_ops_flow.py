@@ -248,3 +248,30 @@ def test_cli_build_while_another_build_holds_the_lock_exits_4_in_one_line(flow_b
     assert proc.returncode == 4, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "another build" in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_a_flow_build_stores_lineage_catalog_and_change_report(flow_builds):
+    import duckdb
+
+    published = BuildPaths(flow_builds["data_dir"], True).published
+    with duckdb.connect(str(published), read_only=True) as con:
+        tables = {r[0] for r in con.sql("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
+        assert {"lineage", "catalog", "export_changes"} <= tables
+        mart_columns = con.sql("select count(*) from duckdb_columns() where schema_name = 'main' "
+                               "and table_name in ('adsl', 'adeff', 'adae', 'adtte', 'hemodynamics')").fetchall()[0][0]
+        lineage_columns = con.sql("select count(distinct (table_name, column_name)) from main.lineage").fetchall()
+        assert lineage_columns[0][0] >= mart_columns > 50
+        assert con.sql("select count(*) from main.export_changes").fetchall()[0][0] == 0  # one snapshot only
+
+
+def test_each_model_is_a_task_named_after_it_and_the_summary_times_them(flow_builds):
+    from warehouse.models import discover_models
+    from warehouse.resources import sql_dir
+
+    task_runs, artifacts, _ = read_run_objects(flow_run_ids(flow_builds["states"][:1]))
+    names = {t.name.rsplit("-", 1)[0] for t in task_runs}
+    assert set(discover_models(sql_dir())) <= names and "document" in names
+    summary = next(a.data for a in artifacts if a.type == "markdown")
+    assert "## Models" in summary and "| adsl | main.adsl | 32 |" in summary and "## Validation" in summary
+    tables = [a for a in artifacts if a.type == "table"]
+    assert len(tables) == 1
