@@ -333,10 +333,12 @@ def write_catalog_html(database: Path, out: Path, title: str = "Warehouse catalo
     return out
 
 
-def document_build(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> None:
+def document_build(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model],
+                   cache_dir: Path | None = None) -> None:
     """After the models ran: store `main.lineage` (every mart column back to its raw form and item), then
-    `main.catalog` (which lists the lineage table too). Both are derived from the models' SQL and the open build."""
+    `main.catalog` (which lists the lineage table too). Both are derived from the models' SQL and the open build;
+    the lineage is cached in `cache_dir` (see lineage.cached_mart_lineage)."""
     from warehouse.lineage import write_lineage
 
-    write_lineage(con, models)
+    write_lineage(con, models, cache_dir)
     write_catalog(con, models)

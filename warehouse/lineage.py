@@ -233,11 +233,46 @@ def project_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[s
     return Lineage(compile_model_set(models, read_source_schema(con)))
 
 
-def write_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
+def lineage_cache_key(compiled: Compiled) -> str:
+    """What the mart lineage depends on: every model's SQL, the `src` schema and the sqlglot version."""
+    import hashlib
+    import json
+
+    import sqlglot
+
+    digest = hashlib.sha256(f"lineage-v1 sqlglot {sqlglot.__version__}\n".encode())
+    for name in compiled.order:
+        digest.update(f"{name}\n{compiled.models[name].sql}\n".encode())
+    digest.update(json.dumps(compiled.sources, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def cached_mart_lineage(lineage_of: Lineage, cache_dir: Path | None) -> pl.DataFrame:
+    """`mart_lineage`, read from `cache_dir` when the models and the src schema are those of an earlier build:
+    sqlglot's lineage deep-copies the query at every step (~5 s for this project), the result never changes."""
+    if cache_dir is None:
+        return lineage_of.mart_lineage()
+    path = Path(cache_dir) / f"lineage-{lineage_cache_key(lineage_of.compiled)}.parquet"
+    if path.is_file():
+        try:
+            return pl.read_parquet(path)
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+            path.unlink(missing_ok=True)
+    frame = lineage_of.mart_lineage()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{id(frame)}.tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(path)
+    return frame
+
+
+def write_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model],
+                  cache_dir: Path | None = None) -> pl.DataFrame:
     """Store the lineage of every mart column as `main.lineage` in the open build database; returns it.
 
-    Call after the models ran (the compile is the same as the one that gated the build, taken from cache)."""
-    frame = project_lineage(con, models).mart_lineage()
+    Call after the models ran (the compile is the same as the one that gated the build, taken from cache).
+    `cache_dir`: keep the computed lineage there, keyed by the models' SQL and the src schema."""
+    frame = cached_mart_lineage(project_lineage(con, models), cache_dir)
     con.register("_lineage", frame.to_arrow())
     con.execute("create or replace table main.lineage as select * from _lineage")
     con.unregister("_lineage")

@@ -378,7 +378,7 @@ def document(build_file: Path, models: list[Model]) -> None:
     from warehouse.catalog import document_build
 
     with duckdb.connect(str(build_file)) as con:
-        document_build(con, models)
+        document_build(con, models, cache_dir=build_file.parent.parent / "cache")
 
 
 def transform(build_file: Path) -> list[ModelRun]:

@@ -78,3 +78,24 @@ def test_write_lineage_stores_every_mart_column(demo_build, tmp_path):
     assert "raw eCRF" in comment
     rows = stored_lineage(path, "ADEFF", "aval")
     assert rows and any(r["raw_item"] == "pe_map_max" for r in rows)
+
+
+def test_lineage_cache_gives_the_computed_lineage_and_follows_the_sql(demo_build, tmp_path):
+    from warehouse.lineage import lineage_cache_key, project_lineage
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(demo_build.published, path)
+    path.chmod(0o644)
+    cache = tmp_path / "cache"
+    models = discover_models(sql_dir())
+    with duckdb.connect(str(path)) as con:
+        computed = write_lineage(con, models, cache_dir=cache)
+        assert len(list(cache.glob("lineage-*.parquet"))) == 1
+        cached = write_lineage(con, models, cache_dir=cache)  # read back from the cache
+        assert cached.equals(computed) and cached.height > 100
+        stored = con.execute("select count(*) from main.lineage").fetchall()[0][0]
+        # another SQL text is another key: a changed model never reads a stale lineage
+        key = lineage_cache_key(project_lineage(con, models).compiled)
+        models["adsl"].sql = models["adsl"].sql + "\n-- edited"
+        assert lineage_cache_key(project_lineage(con, models).compiled) != key
+    assert stored == computed.height
