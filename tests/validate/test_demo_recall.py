@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from marts_inputs import marts_relations
 from validate_frames import drop_duplicate_records
 
 demo = pytest.importorskip("warehouse.demo")
@@ -70,6 +71,25 @@ def test_window_deviation_without_randomisation_date_is_still_reported(injected_
     assert all(_match(pe, p).height == 1 for p in windows)
 
 
+def test_randomised_subject_without_rand_dt_does_not_reconcile_with_adsl(injected_build):
+    """stg_randomisation drops a record without rand_dt, so ADSL says ITTFL = N for a randomised subject: the marts
+    reconcile ADSL's ITT subjects with every record of the randomisation form, and find exactly these subjects."""
+    b = injected_build
+    no_h0 = {p["subject"] for p in b.problems if p["kind"] == "missing_required" and p["field"] == "rand_dt"}
+    rec = b.findings.filter(pl.col("suite") == "marts_chk_adsl_randomised")
+    assert set(rec["subject_id"].to_list()) == {f"ADRESS-{s}" for s in no_h0}
+    assert set(rec["severity"].to_list()) == {"error"} and set(rec["field"].to_list()) == {"ITTFL"}
+
+
+def test_the_build_gives_the_marts_suites_what_they_reconcile_with(clean_build):
+    """validate_marts passes the randomisation form itself (src.randomisation: every record) and the staging
+    adverse events (staging.stg_adverse_events), so no reconciliation of the marts is skipped."""
+    names = {t.split(".")[-1].strip('"') for t in marts_relations(clean_build.build_file)}
+    assert {"adsl", "adeff", "adae", "adtte", "randomisation", "stg_adverse_events"} <= names
+    marts = clean_build.results.filter(pl.col("stage") == "marts")
+    assert marts.filter(pl.col("status") == "skipped").select("suite", "table", "note").rows() == []
+
+
 # --------------------------------------------------------------------------------------------- duplicates on the raw zone
 
 
@@ -123,6 +143,7 @@ def test_clean_demo_build_has_no_error_finding(clean_build):
     assert b.problems == [] and b.duplicates_dropped == 0
     assert b.blocked is None and b.result.published is not None and b.result.errors == 0
     assert b.findings.filter(pl.col("severity") == "error").height == 0
-    # raw and staging: no finding at all, and every expectation ran
-    assert b.findings.filter(pl.col("stage").is_in(["raw", "staging"])).height == 0
+    # no finding at all, not even a warning: the subject who died before H6 has no primary endpoint value, and
+    # none is expected (MISSRSN = DIED BEFORE TIME POINT); raw and staging: every expectation ran
+    assert b.findings.select("stage", "suite", "subject_id", "message").rows() == []
     assert b.results.filter(pl.col("stage").is_in(["raw", "staging"]) & (pl.col("status") == "skipped")).height == 0

@@ -163,3 +163,80 @@ def test_suites_of_absent_tables_are_skipped_and_success_follows_errors(staging)
     assert staging.errors == staging.results.filter(
         (pl.col("success") == False) & (pl.col("severity") == "error")).height  # noqa: E712
     assert staging.warnings >= 4
+
+
+# --------------------------------------------------------------------------------------------- visit windows
+
+
+def lab_row(subject, event, hrs):
+    return {"subject_id": subject, "site_id": "site_01", "event": event, "lab_dt": at(hrs), "lab_dt_hrs": hrs,
+            "lactate": 2.0}
+
+
+def hd_row(subject, inst, hrs):
+    return {"subject_id": subject, "site_id": "site_01", "event": "icu_arm_1", "repeat_instance": inst,
+            "hd_dt": None if hrs is None else at(hrs), "hd_dt_hrs": hrs, "hd_map": 70, "hd_sbp": 110, "hd_dbp": 50,
+            "hd_hr": 90}
+
+
+def window_tables() -> dict[str, pl.DataFrame]:
+    labs = frame([
+        lab_row("01-001", "h0_arm_1", -0.5), lab_row("01-001", "h6_arm_1", 6.3), lab_row("01-001", "h24_arm_1", 27.0),
+        lab_row("01-001", "day_7_arm_1", 171.5),
+        lab_row("01-002", "h0_arm_1", 0.6),        # after the H0 window [-2, 0.5]
+        lab_row("01-002", "h6_arm_1", 7.5),        # after the H6 window [5, 7]
+        lab_row("01-002", "day_3_arm_1", 60.0),    # before the D3 window [68, 76]
+        lab_row("01-002", "icu_arm_1", 30.0),      # not a lab time point
+    ], {"lab_dt": pl.Datetime("us"), "lab_dt_hrs": pl.Float64, "lactate": pl.Float64})
+    sofa = frame([{"subject_id": "01-001", "event": e, "sofa_total": 8} for e in ("h0_arm_1", "h24_arm_1", "day_2_arm_1")]
+                 + [{"subject_id": "01-002", "event": "h6_arm_1", "sofa_total": 8}], {"sofa_total": pl.Int64})
+    fluids = frame([{"subject_id": "01-001", "event": e, "fluid_in": 3000.0} for e in ("h24_arm_1", "day_7_arm_1")]
+                   + [{"subject_id": "01-002", "event": "h0_arm_1", "fluid_in": 3000.0}], {"fluid_in": pl.Float64})
+    hours = [float(h) for h in range(25)]
+    hd = frame(
+        [hd_row("01-001", i, h) for i, h in enumerate(hours, 1)]                       # on every hour
+        + [hd_row("01-002", i, h) for i, h in enumerate(
+            [0.0, 1.4, 2.0, 3.0, 3.25, 3.5, 3.75, 4.0, 6.1, None], 1)]                 # H1 late, H5 missing
+        + [hd_row("01-003", i, h) for i, h in enumerate([0.0, 1.0, 2.0, 3.0, 3.6], 1)],  # died at 3.6 h: no H4
+        {"hd_dt": pl.Datetime("us"), "hd_dt_hrs": pl.Float64, "hd_map": pl.Int64, "hd_sbp": pl.Int64,
+         "hd_dbp": pl.Int64, "hd_hr": pl.Int64})
+    return {"labs": labs, "sofa": sofa, "fluids": fluids, "hemodynamics": hd}
+
+
+@pytest.fixture(scope="module")
+def windows(gx_loaded):
+    return validate_stage("staging", window_tables())
+
+
+def test_lab_windows_and_schedule_are_warnings(windows):
+    got = windows.findings.filter(pl.col("form") == "labs")
+    assert sorted(got.select("subject_id", "event", "field", "severity").rows()) == [
+        ("01-002", "day_3_arm_1", "lab_dt", "warning"), ("01-002", "h0_arm_1", "lab_dt", "warning"),
+        ("01-002", "h6_arm_1", "lab_dt", "warning"), ("01-002", "icu_arm_1", "event", "warning")]
+    msg = dict(zip(got["event"], got["message"]))
+    assert "outside the D3 window [68, 76] h" in msg["day_3_arm_1"] and "check lab_dt" in msg["day_3_arm_1"]
+    assert "not a scheduled lab time point" in msg["icu_arm_1"]
+
+
+def test_sofa_and_fluids_schedule(windows):
+    got = windows.findings.filter(pl.col("form").is_in(["sofa", "fluids"]))
+    assert sorted(got.select("subject_id", "event", "form", "field", "severity").rows()) == [
+        ("01-002", "h0_arm_1", "fluids", "event", "warning"), ("01-002", "h6_arm_1", "sofa", "event", "warning")]
+
+
+def test_hourly_hemodynamics_within_their_nominal_hour(windows):
+    got = windows.findings.filter(pl.col("suite") == "staging_chk_hemo_hourly")
+    # H1 read at 1.4 h; H5 has no reading (the nearest, at 4 h, is instance 8); readings between the hours are
+    # allowed; 01-003 is not expected after its last reading (H3); a reading without study time is not placed
+    assert sorted(got.select("subject_id", "repeat_instance", "form", "field", "value", "severity").rows()) == [
+        ("01-002", "2", "hemodynamics", "hd_dt", "0.4", "warning"),
+        ("01-002", "8", "hemodynamics", "hd_dt", "-1", "warning")]
+    assert {m.split(" is at")[0] for m in got["message"]} == {"hemodynamics: the reading nearest H1",
+                                                             "hemodynamics: the reading nearest H5"}
+    assert not windows.findings.filter(pl.col("severity") == "error").height
+
+
+def test_hemodynamics_window_is_skipped_without_study_time(staging):
+    # the staging fixture's hemodynamics has no hd_dt_hrs: the derived table cannot be built
+    got = staging.results.filter(pl.col("suite") == "staging_chk_hemo_hourly")
+    assert got["status"].to_list() == ["skipped"]

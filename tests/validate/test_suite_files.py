@@ -34,23 +34,43 @@ def test_suite_files_load_with_gx(gx_loaded, stage):
             assert e.severity.value == ("critical" if e.meta["severity"] == "error" else "warning")
 
 
-def test_marts_suites_name_adam_tables():
+def test_marts_suites_name_adam_tables_and_their_reconciliations():
+    from warehouse.validate.derived import DERIVED_CHECKS
+
     tables = {s.meta["table"] for s in load_suites("marts")}
-    assert tables == {"adsl", "adeff"}
+    assert tables == {"adsl", "adeff", "adae", "adtte", "chk_adsl_randomised", "chk_adeff_peresp",
+                      "chk_adae_events", "chk_adtte_subjects"}
+    assert {t for t in tables if t.startswith("chk_")} <= set(DERIVED_CHECKS)
 
 
 def test_demo_suite_windows_match_the_study_configuration():
     """Windows and the NE drug code are written in the suite files for the data manager: keep them equal to the
-    study configuration (warehouse/studies/adress.toml)."""
+    study configuration (warehouse/studies/adress.toml). Every window expectation names its parameter
+    (``meta.window``); every window of the study is checked by a suite, with the same bounds in its rule text."""
     study = pytest.importorskip("warehouse.study").load_study()
     suites = {s.name: s for s in load_suites("staging")}
-    windows = {}
-    for e in suites["staging_pe_challenge"].expectations:
-        kw = e.configuration.to_json_dict()["kwargs"]
-        if kw["column"] == "pe_dt_hrs" and e.configuration.type == "expect_column_values_to_be_between":
-            event = kw["row_condition"]["parameter"]  # h0_arm_1 -> pe_h0
-            windows["pe_" + event.split("_")[0]] = (kw["min_value"], kw["max_value"])
+    windows: dict[str, tuple] = {}
+    for s in suites.values():
+        for e in s.expectations:
+            cfg = e.configuration
+            kw = cfg.to_json_dict()["kwargs"]
+            name = (cfg.meta or {}).get("window")
+            if (kw.get("column", "").endswith("_hrs") and cfg.type == "expect_column_values_to_be_between"
+                    and None not in (kw.get("min_value"), kw.get("max_value"))):  # (death_dt_hrs >= 0: an order)
+                assert name, f"{s.name}: a window on {kw['column']} without meta.window"
+            if name:
+                assert name not in windows, f"window {name} checked twice"
+                windows[name] = (kw["min_value"], kw["max_value"])
+                lo, hi = (str(int(v)) if float(v).is_integer() else str(v) for v in windows[name])
+                assert f"[{lo}, {hi}]" in cfg.meta["rule"], f"{s.name}: rule text of {name} says other bounds"
     assert windows == study.windows
+    # the window's time point is the event of its row condition (pe_h6 -> h6_arm_1, lab_d3 -> day_3_arm_1)
+    for e in suites["staging_pe_challenge"].expectations + suites["staging_labs"].expectations:
+        name = (e.configuration.meta or {}).get("window")
+        if name:
+            event = e.configuration.to_json_dict()["kwargs"]["row_condition"]["parameter"]
+            point = name.split("_", 1)[1]
+            assert event == (f"day_{point[1:]}_arm_1" if point.startswith("d") else f"{point}_arm_1")
     derived = suites["staging_chk_pe_ne_rate_constant"].meta["derived"]
     assert derived["ne_drug_code"] == study.ne_drug_code
     vp = suites["staging_vasopressors"].expectations[1].configuration.to_json_dict()["kwargs"]

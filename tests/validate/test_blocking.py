@@ -1,0 +1,77 @@
+"""Blocking, through the command line as an operator runs it: a build of an export with errors leaves the
+published warehouse byte-identical and exits 1 with one line naming the failed rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+EXIT_BLOCKED = 1
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "warehouse.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def blocked(clean_build, tmp_path_factory):
+    """A copy of the clean build's data directory (a published warehouse), then `warehouse build` of a demo export
+    with problems injected at rate 0.05."""
+    tmp = tmp_path_factory.mktemp("blocked")
+    data = tmp / "data"
+    shutil.copytree(clean_build.data_dir, data)
+    published = data / "warehouse.duckdb"
+    before = {"sha256": sha256(published), "inode": published.stat().st_ino,
+              "builds": {p.name for p in (data / "builds").glob("*.duckdb")}}
+    demo = cli("demo", "--out", str(tmp / "demo"), "--inject-rate", "0.05", "--format", "redcap", timeout=300)
+    assert demo.returncode == 0, demo.stderr
+    proc = cli("build", "--export", str(tmp / "demo" / "redcap"), "--data-dir", str(data))
+    return data, published, before, proc
+
+
+def test_blocked_build_leaves_the_published_warehouse_byte_identical(blocked):
+    data, published, before, proc = blocked
+    assert proc.returncode == EXIT_BLOCKED, proc.stderr[-2000:]
+    assert sha256(published) == before["sha256"]
+    assert published.stat().st_ino == before["inode"]  # not even swapped for a copy of itself
+    # the blocked build is kept beside it, recorded as blocked, never published
+    new = [p for p in (data / "builds").glob("*.duckdb") if p.name not in before["builds"]]
+    assert len(new) == 1
+    record = json.loads(new[0].with_suffix(".json").read_text(encoding="utf-8"))
+    assert record["status"] == "blocked" and record["errors"] > 0
+    assert "Warehouse published" not in proc.stdout
+
+
+def test_blocked_build_exits_with_one_line_naming_the_failed_rules(blocked):
+    data, _, before, proc = blocked
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    line = errors[0]
+    assert proc.stderr.rstrip().splitlines()[-1] == line  # the run's last word
+    assert line.startswith("error: publishing blocked: ") and "the previous warehouse stays published" in line
+    # the rules named are the build's failed error rules, first ones first, and the rest counted
+    build = next(p for p in (data / "builds").glob("*.duckdb") if p.name not in before["builds"])
+    with duckdb.connect(str(build), read_only=True) as con:
+        failed = con.execute("select stage, rule from main.validation_results "
+                             "where severity = 'error' and success = false").fetchall()
+        n_errors = con.execute("select count(*) from main.findings where severity = 'error'").fetchall()[0][0]
+    assert len(failed) > 3
+    assert f"{n_errors} error finding(s) from {len(failed)} failed rule(s)" in line
+    named = [f"{stage}/{rule}" for stage, rule in failed[:3]]
+    assert all(n in line for n in named) and f"and {len(failed) - 3} more" in line
+    assert line.index(named[0]) < line.index(named[-1]) or named[0] == named[-1]
