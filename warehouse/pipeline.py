@@ -45,8 +45,10 @@ from warehouse.study import StudyConfig, load_study
 
 DEMO_SEED = 20190515
 META_TABLES = ("items", "choices", "events", "forms")
-# staging models the marts suites reconcile row counts with
-MARTS_RECONCILE_WITH = ("stg_randomisation",)
+# what the marts suites reconcile row counts with: staging models, and `src` forms (every record, also those a
+# staging model filters out, e.g. a randomisation record without its date-time)
+MARTS_RECONCILE_WITH = ("stg_randomisation", "stg_adverse_events")
+MARTS_RECONCILE_WITH_SRC = ("randomisation",)
 
 
 class BuildError(Exception):
@@ -494,7 +496,8 @@ def validate_marts(build_file: Path):
 
     with duckdb.connect(str(build_file), read_only=True) as con:
         staging = [t for t in schema_tables(con, "staging") if t.split(".")[-1] in MARTS_RECONCILE_WITH]
-        return validate_stage_auto("marts", con, schema_tables(con, "main") + staging)
+        src = [t for t in schema_tables(con, "src") if t.split(".")[-1] in MARTS_RECONCILE_WITH_SRC]
+        return validate_stage_auto("marts", con, schema_tables(con, "main") + staging + src)
 
 
 # -- publish ------------------------------------------------------------------------------------------------

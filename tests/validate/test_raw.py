@@ -159,3 +159,17 @@ def test_rules_only_for_columns_present():
     assert [s["meta"]["table"] for s in suites] == ["enrol"]
     cols = {e["kwargs"]["column"] for e in suites[0]["expectations"]}
     assert cols == {"age"}
+
+
+def test_required_applies_to_forms_entered_not_to_forms_never_started(gx_loaded):
+    """A form designated to an event but never opened (all empty, `_complete` empty: the subject died before the
+    visit) has no missing required value; the same form saved without its required item has one."""
+    entered = {"subject_id": "01-001", "event": "screening", "site_id": "site_01", **GOOD, "age": None}
+    never_started = {"subject_id": "01-002", "event": "screening", "site_id": "site_01"}
+    good = {"subject_id": "01-003", "event": "screening", "site_id": "site_01", **GOOD}
+    tables = {"enrol": raw_form([entered, never_started, good], ENROL_COLS),
+              "visit": raw_form([{**good, "event": "day_1"}], VISIT_COLS)}
+    v = validate_stage("raw", tables, META)
+    required = v.findings.filter(pl.col("expectation_type") == "expect_column_values_to_not_be_null")
+    assert required.select("subject_id", "field").rows() == [("01-001", "age")]
+    assert v.findings.filter(pl.col("subject_id") == "01-002").height == 0

@@ -328,7 +328,14 @@ def generate_raw_suites(
             if not has(item):
                 continue
             if _truthy(it.get("required")):
-                exps.append(_exp("expect_column_values_to_not_be_null", {"column": item}, sev["required"],
+                # required applies to a form that was entered (REDCap enforces it on save): a form never started on
+                # an event (its `_complete` status empty: a subject who died before the visit) is not a missing
+                # value; the cross-form checks report the missing visit itself
+                kwargs = {"column": item}
+                if cols is not None and f"{form}_complete" in cols:
+                    kwargs["row_condition"] = {"type": "nullity", "column": {"name": f"{form}_complete"},
+                                               "is_null": False}
+                exps.append(_exp("expect_column_values_to_not_be_null", kwargs, sev["required"],
                                  f"{item} ('{label}') is required", "required"))
             coded = ftype in ("radio", "dropdown", "yesno", "truefalse") or (
                 item in choices and ftype not in ("slider", "boolean"))  # ODM items with a code list
