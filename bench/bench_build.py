@@ -140,6 +140,7 @@ def bench_size(n: int, minutes: int, with_flow: bool) -> dict:
     rebuild = run_child(CHILD_DIRECT, str(export), str(data_dir))
     print(f"  rebuild {rebuild['wall']:.1f} s", flush=True)
     builds = sorted((data_dir / "builds").glob("*.duckdb"))
+    shutil.rmtree(OUT / f"floor-n{n}", ignore_errors=True)
     floor = run_child(CHILD_FLOOR, str(next(export.glob("*_DATA_*.csv"))), str(builds[-1]), str(OUT / f"floor-n{n}"))
     print(f"  floor {floor['wall']:.1f} s", flush=True)
     flow = None

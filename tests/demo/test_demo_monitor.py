@@ -30,3 +30,29 @@ def test_minute_readings_keep_the_hourly_values_and_the_other_forms(tmp_path):
     others = lambda rows: [r for r in rows if r["redcap_repeat_instrument"] != "hemodynamics"]  # noqa: E731
     strip = lambda r: {k: v for k, v in r.items() if not k.startswith("hd_") and k != "hemodynamics_complete"}  # noqa: E731
     assert [strip(r) for r in others(minute)] == [strip(r) for r in others(hourly)]
+
+
+def test_minute_readings_stay_within_the_plausible_ranges_of_the_dictionary(tmp_path):
+    """A clean study must pass the physiological range checks at any resolution (the ranges are the eCRF's)."""
+    out = generate_demo(tmp_path / "m", subjects=300, seed=11, formats=("redcap",),
+                        params=DemoParameters(hemo_interval_minutes=1)).redcap_dir
+    with next(out.glob("*_DataDictionary_*.csv")).open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0]
+    name, lo, hi = header.index("Variable / Field Name"), header.index("Text Validation Min"), \
+        header.index("Text Validation Max")
+    ranges = {r[name]: (float(r[lo]), float(r[hi])) for r in rows[1:]
+              if r[name] in ("hd_map", "hd_sbp", "hd_dbp", "hd_hr")}
+    assert set(ranges) == {"hd_map", "hd_sbp", "hd_dbp", "hd_hr"}
+    seen = {f: [float("inf"), float("-inf")] for f in ranges}
+    n = 0
+    for row in records(out):
+        if row["redcap_repeat_instrument"] != "hemodynamics":
+            continue
+        n += 1
+        for f in ranges:
+            v = float(row[f])
+            seen[f] = [min(seen[f][0], v), max(seen[f][1], v)]
+    assert n > 300 * 60
+    for f, (low, high) in ranges.items():
+        assert low <= seen[f][0] and seen[f][1] <= high, (f, seen[f], (low, high))

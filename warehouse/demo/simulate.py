@@ -122,9 +122,13 @@ def monitor_readings(anchors: list[tuple[int, int, int, int, int, str]], p: Demo
         hrs = np.clip(np.round(hr + (target[4] - hr) * frac + jitter[:, 1]), 30, 190).astype(int)
         for h, map_, hr_ in zip(k + offsets, maps, hrs):
             instance += 1
+            # pressures move with the MAP, kept within the eCRF's plausible ranges (SBP 40-250, DBP 15-150 mmHg)
+            # as a monitor would show them; the whole hour's reading is the hourly value unchanged
+            dbp_i = min(max(dbp + (map_ - m), 15), 150) if map_ != m else dbp
+            sbp_i = min(max(sbp + (map_ - m), 40), 250) if map_ != m else sbp
             records.append(Record("icu_arm_1", "hemodynamics", instance, {
-                "hd_dt": dt(float(h)), "hd_map": str(map_), "hd_sbp": str(sbp + (map_ - m)),
-                "hd_dbp": str(dbp + (map_ - m)), "hd_hr": str(hr_), "hd_rhythm": rhythm,
+                "hd_dt": dt(float(h)), "hd_map": str(map_), "hd_sbp": str(sbp_i),
+                "hd_dbp": str(dbp_i), "hd_hr": str(hr_), "hd_rhythm": rhythm,
                 "hemodynamics_complete": "2",
             }))
     return records
@@ -345,8 +349,8 @@ def simulate_subject(s: Subject, p: DemoParameters, seed: int, clock: Clock) -> 
             hr = float(g.integers(p.bradycardia_hr_range[0], p.bradycardia_hr_range[1] + 1))
         hr_i = int(_clip(round(hr), 30, 190))
         pp_k = pp + float(g.normal(0, 4))
-        dbp = int(round(m - pp_k / 3))
-        sbp = int(round(dbp + pp_k))
+        dbp = int(_clip(round(m - pp_k / 3), 15, 150))  # the eCRF's plausible ranges (SBP 40-250, DBP 15-150)
+        sbp = int(_clip(round(dbp + pp_k), 40, 250))
         if p.hemo_interval_minutes >= 60:
             add("icu_arm_1", "hemodynamics", {
                 "hd_dt": dt(k), "hd_map": str(m), "hd_sbp": str(sbp), "hd_dbp": str(dbp), "hd_hr": str(hr_i),
