@@ -35,8 +35,23 @@ SECTION = "## Whole build"
 CHILD_DIRECT = r"""
 import json, resource, sys, time
 from pathlib import Path
+from warehouse import pipeline
 from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
 export, data_dir = Path(sys.argv[1]), Path(sys.argv[2])
+
+def high_water_mb():
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) / 1024 for l in fh if l.startswith("VmHWM:"))
+
+rss_after = {}
+def watched(name, fn):  # the process's peak RSS so far, after each stage: where the peak was reached
+    def call(*args, **kw):
+        out = fn(*args, **kw)
+        rss_after[name] = round(high_water_mb())
+        return out
+    return call
+for name in ("land", "stage", "transform", "validate_raw", "validate_staging", "validate_marts", "finish"):
+    setattr(pipeline, name, watched(name, getattr(pipeline, name)))
 started = time.perf_counter()
 try:
     result = run_build(BuildRequest(data_dir=data_dir, export=export))
@@ -45,7 +60,7 @@ except PublishBlocked as err:
     from warehouse.publish import BuildPaths, read_records
     stages, status = read_records(BuildPaths(data_dir, True))[0].stage_seconds, "blocked: " + str(err)[:200]
 wall = time.perf_counter() - started
-print(json.dumps({"wall": wall, "stages": stages, "status": status,
+print(json.dumps({"wall": wall, "stages": stages, "status": status, "rss_after": rss_after,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -212,6 +227,10 @@ def render(results: list[dict], command: str, minutes: int, demo: dict | None = 
             f"{fmt(r['floor']['wall'])} | {fmt(build / r['floor']['wall'], 2)} | {fmt(r['rebuild']['wall'])} | "
             f"{fmt(r['rebuild']['wall'] / build, 2)} | {fmt(flow)} | {fmt(flow - build if flow else None)} |"
         )
+    lines += ["", "Peak RSS so far (MB, VmHWM) after each stage of the direct build: where the peak is reached."]
+    for r in results:
+        after = r["direct"].get("rss_after") or {}
+        lines.append(f"- N = {r['n']:,}: " + ", ".join(f"{k} {v:,}" for k, v in after.items()))
     if demo:
         lines += [
             "",
