@@ -203,3 +203,27 @@ def test_a_value_that_fails_typing_keeps_its_raw_text_beside_it(staged):
     assert untyped[1] == [{"item": "vp_rate", "raw": "abc"}]
     assert untyped[0] is None and untyped[3] is None
     assert vaso.get_column("_source_row").dtype == pl.Int64
+
+
+@pytest.mark.parametrize(
+    "kind, order, raws, expected",
+    [
+        # REDCap date_dmy / date_mdy as exported (dash), and the slash some sites type; 31-12 is not a month
+        ("date", "dmy", ["31-12-2019", "31/12/2019", "12-31-2019", "2019-12-31"],
+         [date(2019, 12, 31), date(2019, 12, 31), None, None]),
+        ("date", "mdy", ["12-31-2019", "12/31/2019", "31-12-2019"], [date(2019, 12, 31), date(2019, 12, 31), None]),
+        # datetime_seconds_* and ODM's ISO "T" separator; a date alone is not a datetime
+        ("datetime", "ymd", ["2019-06-03 10:00:30", "2019-06-03T10:00:30", "2019-06-03T10:00", "2019-06-03"],
+         [datetime(2019, 6, 3, 10, 0, 30), datetime(2019, 6, 3, 10, 0, 30), datetime(2019, 6, 3, 10, 0), None]),
+        ("datetime", "dmy", ["03-06-2019 10:00:30", "03/06/2019 10:00", "2019-06-03 10:00"],
+         [datetime(2019, 6, 3, 10, 0, 30), datetime(2019, 6, 3, 10, 0), None]),
+        ("datetime", "mdy", ["06-03-2019 10:00:30", "06/03/2019 10:00", "13-03-2019 10:00"],
+         [datetime(2019, 6, 3, 10, 0, 30), datetime(2019, 6, 3, 10, 0), None]),
+    ],
+)
+def test_dates_and_datetimes_in_every_export_order(kind, order, raws, expected):
+    from warehouse.stage import ItemSpec, typed_expression
+
+    frame = pl.DataFrame({"v": raws})
+    out = frame.select(typed_expression("v", ItemSpec("v", kind, order)).alias("v")).get_column("v").to_list()
+    assert out == expected
