@@ -48,6 +48,18 @@ def test_adsl_columns_are_documented(demo_build):
     assert undocumented == []
 
 
+def test_every_table_and_column_of_the_warehouse_is_described(demo_build):
+    where = ("database_name = current_database() and not internal "
+             "and schema_name in ('src', 'staging', 'intermediate', 'main') and (comment is null or comment = '')")
+    assert query(demo_build.published, f"select schema_name, table_name from duckdb_tables() where {where}") == []
+    assert query(demo_build.published,
+                 f"select schema_name, table_name, column_name from duckdb_columns() where {where}") == []
+    # a staged eCRF item is described by its label (and units) from the export's metadata, and models inherit it
+    labels = dict(query(demo_build.published, "select table_name || '.' || column_name, comment from duckdb_columns() "
+                                              "where column_name = 'lactate' and schema_name in ('src', 'staging')"))
+    assert labels["labs.lactate"] == "Lactate (mmol/L)" and labels["stg_labs.lactate"]
+
+
 def test_blinded_build_masks_treatment(tmp_path):
     result = run_build(BuildRequest(data_dir=tmp_path))
     assert result.published == tmp_path / "warehouse.duckdb"

@@ -279,15 +279,49 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Descriptions of the key columns every layer carries, for a model whose header does not describe them.
+KEY_DESCRIPTIONS = {
+    "subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",
+    "site_id": "Site: REDCap data access group / ODM site (LocationOID)",
+    "event": "eCRF event: REDCap unique event name / ODM StudyEventOID",
+    "repeat_instance": "Repeat instance of a repeating form (null when the form does not repeat)",
+}
+
+
+def inherited_descriptions(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]:
+    """Descriptions for columns the header leaves out: a column passed through under its own name keeps the
+    description it has in a table the model reads (a staged eCRF item keeps its item label), keys get theirs."""
+    tables = [(ref.split(".")[0], ref.split(".")[1]) if "." in ref else (None, ref) for ref in model.depends_on]
+    names = sorted({t for _, t in tables})
+    found: dict[str, str] = dict(KEY_DESCRIPTIONS)
+    if names:
+        rows = con.execute(
+            "select column_name, comment from duckdb_columns() where database_name = current_database() and "
+            f"table_name in ({', '.join('?' for _ in names)}) and comment is not null and comment <> '' "
+            "order by schema_name = 'src', table_name", names).fetchall()
+        for column, comment in rows:
+            found.setdefault(column.lower(), comment)
+    return found
+
+
 def document_model(con: duckdb.DuckDBPyConnection, model: Model) -> None:
-    """Store the model's descriptions as DuckDB comments, so any client shows them beside the table."""
+    """Store the model's descriptions as DuckDB comments, so any client shows them beside the table: the header's,
+    else the description the same column has upstream (see inherited_descriptions)."""
     kind = "view" if model.materialized == "view" else "table"
     if model.description:
         con.execute(f"comment on {kind} {model.relation} is {quote_literal(model.description)}")
-    existing = {r[0].lower() for r in con.execute(f"describe {model.relation}").fetchall()}
+    existing = [r[0] for r in con.execute(f"describe {model.relation}").fetchall()]
+    described = {c.lower() for c in model.columns}
     for column, text in model.columns.items():
-        if column in existing:
+        if column.lower() in {c.lower() for c in existing}:
             con.execute(f"comment on column {model.relation}.{column} is {quote_literal(text)}")
+    missing = [c for c in existing if c.lower() not in described]
+    if missing:
+        upstream = inherited_descriptions(con, model)
+        for column in missing:
+            text = upstream.get(column.lower())
+            if text:
+                con.execute(f'comment on column {model.relation}."{column}" is {quote_literal(text)}')
 
 
 def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> ModelRun:

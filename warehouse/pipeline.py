@@ -360,8 +360,88 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
     staged, failures = stage_lazy(scan_raw(request.data_dir, export_id), meta["items"], meta["choices"],
                                   request.study)
     build_id = build_file.name.split(".duckdb")[0]
-    return write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
-                         randomisation)
+    counts = write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
+                           randomisation)
+    with duckdb.connect(str(build_file)) as con:
+        describe_sources(con, meta)
+    return counts
+
+
+SOURCE_TABLES = {
+    "build_info": "This build: build id, export id, study, blinded or not, time built",
+    "study_parameters": "The study configuration's parameters this build used (name, value)",
+    "randomisation_list": "Kit -> arm, from the restricted randomisation list: empty in a blinded build",
+    "typing_failures": "Values that did not type in staging: form, subject, item, raw text, expected type, record",
+}
+SOURCE_COLUMNS = {
+    "subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",
+    "site_id": "Site: REDCap data access group / ODM site (LocationOID)",
+    "event": "eCRF event: REDCap unique event name / ODM StudyEventOID",
+    "repeat_instance": "Repeat instance of a repeating form (null when the form does not repeat)",
+    "_export_id": "Provenance: the export (snapshot) the row was landed from",
+    "_source_file": "Provenance: the export file the row comes from",
+    "_source_row": "Provenance: record number in the CSV (1-based), null for XML",
+    "_source_path": "Provenance: location in the XML file, null for CSV",
+    "_untyped": "Raw text of each value of the row that did not type (item, raw); null when every value typed",
+}
+BUILD_TABLE_COLUMNS = {  # columns of the build's own tables in `src` (an eCRF item of the same name wins)
+    "build_id": "Build id (UTC start time and export id)",
+    "export_id": "Export (snapshot) id: SHA-256 over the export's file hashes, 16 hex digits",
+    "study_id": "Study id (study configuration)",
+    "blinded": "True for a blinded build (no arm anywhere)",
+    "blinded_label": "What the treatment variables read in a blinded build",
+    "built_at": "When the build ran (UTC)",
+    "kit_no": "Kit number",
+    "arm": "Arm code of the kit (restricted: unblinded builds only)",
+    "arm_label": "Arm label of the kit (restricted: unblinded builds only)",
+    "name": "Parameter name",
+    "value": "Parameter value, as text",
+    "form": "Form of the value that did not type",
+    "item": "Item of the value that did not type",
+    "raw_value": "The value as exported",
+    "expected_type": "The type the metadata asks for",
+}
+
+
+def describe_sources(con: duckdb.DuckDBPyConnection, meta: dict[str, pl.DataFrame]) -> None:
+    """Comments on the typed eCRF forms in `src`: the form's label, and each column's item label and units
+    (from the export's metadata), so a staged item is described in any client and models downstream inherit it."""
+    forms = {r["form"]: r.get("label") for r in meta["forms"].iter_rows(named=True)}
+    items = {r["item"]: r for r in meta["items"].iter_rows(named=True)}
+    columns = con.execute("select table_name, column_name from duckdb_columns() where schema_name = 'src' "
+                          "and database_name = current_database()").fetchall()
+    con.execute("begin transaction")
+    for table in sorted({t for t, _ in columns}):
+        text = SOURCE_TABLES.get(table) or f"eCRF form {forms.get(table) or table} ({table}), typed by staging"
+        con.execute(f"comment on table src.{table} is {quote(text)}")
+    for table, column in columns:
+        text = SOURCE_COLUMNS.get(column) or item_description(column, items) or BUILD_TABLE_COLUMNS.get(column)
+        if text:
+            con.execute(f'comment on column src.{table}."{column}" is {quote(text)}')
+    con.execute("commit")
+
+
+def item_description(column: str, items: dict[str, dict]) -> str | None:
+    """`label [units]` of the eCRF item behind a staged column (`_decod`, `_hrs`, `_base` say what they add)."""
+    def label(item: str) -> str | None:
+        row = items.get(item)
+        if row is None:
+            return None
+        text = (row.get("label") or item).strip()
+        if row.get("choice_label"):
+            text = f"{text}: {row['choice_label']}"
+        units = row.get("units")
+        return f"{text} [{units}]" if units and units not in text else text
+
+    for suffix, what in (("_decod", "label of the code"), ("_hrs", "hours since randomisation (H0)"),
+                         ("_base", "as norepinephrine base, ug/kg/min")):
+        if column.endswith(suffix) and label(column.removesuffix(suffix)):
+            return f"{label(column.removesuffix(suffix))}: {what}"
+    return label(column)
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # -- transform ------------------------------------------------------------------------------------------------
@@ -519,6 +599,38 @@ def previous_findings(paths: BuildPaths) -> pl.DataFrame | None:
     return None
 
 
+VALIDATION_COLUMNS = {
+    "finding_id": "Stable id of the finding across builds: hash of stage, rule, subject, event, instance, form and field",
+    "stage": "Validation stage: raw, staging or marts",
+    "suite": "Expectation suite (file in expectations/, or generated from the export's metadata)",
+    "table": "Table the expectation ran on",
+    "rule": "The rule, in words",
+    "expectation_type": "Great Expectations expectation type",
+    "column": "Column the expectation checks",
+    "severity": "error (blocks publishing) or warning (reported)",
+    "success": "Whether the expectation passed",
+    "element_count": "Rows checked",
+    "unexpected_count": "Rows failing (counted in full; findings are capped per expectation)",
+    "status": "passed | failed | skipped | error (results); open | closed (history)",
+    "note": "Why an expectation was skipped, or what went wrong",
+    "subject_id": "Subject of the failing row",
+    "site_id": "Site of the failing row",
+    "event": "Event (visit) of the failing row",
+    "repeat_instance": "Repeat instance of the failing row",
+    "form": "Form (or mart) of the failing row",
+    "field": "Field that failed",
+    "value": "The failing value as found (an identifier's value is withheld)",
+    "message": "What to ask the site, in one line",
+    "first_seen_build": "Build in which the finding was first seen",
+    "last_seen_build": "Latest build in which the finding was seen",
+    "first_seen_at": "When the finding was first seen (UTC)",
+    "last_seen_at": "When the finding was last seen (UTC)",
+    "closed_build": "Build in which the finding was no longer there (fixed), null while open",
+    "closed_at": "When the finding was closed (UTC), null while open",
+    "builds_seen": "Number of builds that saw the finding",
+}
+
+
 def record_validation(build_file: Path, paths: BuildPaths, build_id: str, validations: list) -> pl.DataFrame:
     """Write results, current findings and their history into the build file; returns the history."""
     from warehouse.validate import update_findings_history
@@ -536,6 +648,11 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
         con.execute("comment on table main.findings is 'Validation findings of this build: one row per failing row and field, with subject, site, event, form, field, value, rule and severity.'")
         con.execute("comment on table main.findings_history is 'Every finding ever seen, with first and last build seen; a finding absent from a later build is closed.'")
         con.execute("comment on table main.validation_results is 'One row per expectation run in this build: stage, suite, rule, severity, counts.'")
+        for table in ("findings", "findings_history", "validation_results"):
+            present = {r[0] for r in con.execute(f"describe main.{table}").fetchall()}
+            for column, text in VALIDATION_COLUMNS.items():
+                if column in present:
+                    con.execute(f'comment on column main.{table}."{column}" is {quote(text)}')
         con.execute("checkpoint")
     return history
 

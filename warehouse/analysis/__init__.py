@@ -65,6 +65,40 @@ def analyse(marts: dict[str, pl.DataFrame], arm_labels: list[str]) -> Analysis:
     return Analysis(tables, logrank_p(marts["adtte"], arm_labels), arms, blinded)
 
 
+# Descriptions of the analysis tables' columns (a column is described where the table has it).
+RESULT_COLUMNS = {
+    "avisit": "Time point (AVISIT of ADEFF)",
+    "arm": "Treatment arm (TRT01P); 'Blinded' pools every subject in a blinded build",
+    "is_primary": "True for the primary comparison (PE response at H6)",
+    "n": "Number of subjects with a value",
+    "mean": "Mean", "sd": "Standard deviation (n - 1)", "median": "Median", "q1": "First quartile",
+    "q3": "Third quartile", "min": "Minimum", "max": "Maximum",
+    "diff": "Difference between the arms (first arm minus second)",
+    "ci_low": "Lower bound of the 95% confidence interval of the difference (pooled-variance t)",
+    "ci_high": "Upper bound of the 95% confidence interval of the difference (pooled-variance t)",
+    "p_ttest": "Two-sided p of Student's t-test (pooled variance)",
+    "p_welch": "Two-sided p of Welch's t-test",
+    "adj_diff": "Difference between the arms adjusted for the H0 value (ANCOVA)",
+    "adj_ci_low": "Lower bound of the 95% confidence interval of the adjusted difference",
+    "adj_ci_high": "Upper bound of the 95% confidence interval of the adjusted difference",
+    "p_ancova": "Two-sided p of the arm effect in the ANCOVA on the H0 value",
+    "comparison": "Which arms are compared, in which order",
+    "paramcd": "Parameter code (PARAMCD of ADEFF)", "param": "Parameter (PARAM of ADEFF)",
+    "kind": "continuous or binary", "test": "Test of the difference between the arms",
+    "p": "Two-sided p of that test", "p_mannwhitney": "Two-sided p of the Mann-Whitney U test",
+    "events": "Number of events (subjects with the flag, deaths)", "pct": "Percentage of the subjects",
+    "characteristic": "Baseline characteristic", "statistic": "Statistic shown (n, mean (SD), n (%), ...)",
+    "value": "The statistic's value, formatted", "unit": "Unit of the characteristic",
+    "time": "Days from H0", "at_risk": "Subjects at risk just before the time", "censored": "Subjects censored at the time",
+    "survival": "Kaplan-Meier estimate of survival after the time",
+    "landmark": "Mortality landmark (D3, D28, D90)", "day": "Landmark day from H0", "deaths": "Deaths by the landmark",
+    "p_fisher": "Two-sided p of Fisher's exact test",
+    "category": "TEAE summary row: any TEAE, serious, by body system, by term...",
+    "aebodsys": "Body system (AEBODSYS)", "aedecod": "Preferred term (AEDECOD)",
+    "subjects": "Subjects with at least one such event", "n_safety": "Subjects of the safety population (SAFFL)",
+}
+
+
 def write_tables(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> None:
     for name, frame in analysis.tables.items():
         con.register("_frame", frame.to_arrow())
@@ -72,6 +106,10 @@ def write_tables(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> None:
         con.unregister("_frame")
         description = RESULT_TABLES[name].replace("'", "''")
         con.execute(f"comment on table main.{name} is '{description}'")
+        for column in frame.columns:
+            if column in RESULT_COLUMNS:
+                text = RESULT_COLUMNS[column].replace("'", "''")
+                con.execute(f'comment on column main.{name}."{column}" is \'{text}\'')
 
 
 def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels: list[str]) -> Path:
