@@ -38,6 +38,9 @@ NUMERIC_VALIDATIONS = re.compile(r"^(number|integer|float)")
 DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
 DECIMAL_DOT = r"^\s*[-+]?\d*\.\d+\s*$"
 MAX_DUPLICATE_NOTES = 50  # identical duplicates named one by one in export.json notes
+# pyarrow's streaming CSV reader reads ahead several blocks on its threads: 16 MB blocks held ~1 GB for a 250 MB
+# export, 4 MB blocks ~0.5 GB, at the same speed (measured on the demo study, 1,000 subjects at monitor resolution)
+READ_BLOCK_BYTES = 4 << 20
 
 
 def override_hint(key: str, value: str | None = None) -> str:
@@ -450,11 +453,13 @@ class RedcapReader:
         instrument, instance = col_or_null("redcap_repeat_instrument"), col_or_null("redcap_repeat_instance")
         site = col_or_null("redcap_data_access_group")
         keys: list[pl.DataFrame] = []
+        sites: list[pl.DataFrame] = []
+        rep_events_seen: set[str] = set()
         observed_events: dict[str, set[str]] = {f: set() for f in self.forms}
         observed_repeating: set[str] = set()
         event_order: dict[str, None] = {}
 
-        read_opts = pacsv.ReadOptions(block_size=16 << 20, use_threads=True,
+        read_opts = pacsv.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=True,
                                       encoding="utf8" if self.text.encoding == "utf-8" else self.text.encoding)
         parse_opts = pacsv.ParseOptions(delimiter=rk.delimiter or ",", newlines_in_values=True, quote_char='"',
                                         double_quote=True)
@@ -499,9 +504,18 @@ class RedcapReader:
                        else pl.lit(0, dtype=pl.UInt32)).cast(pl.UInt32).alias(nn[f]) for f in self.forms])
                 done += df.height
                 self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at, nn)
+                # the record keys of every row, for the duplicate check: hashed from the text, kept as
+                # categoricals (4 bytes a key part) so that memory grows slowly with the export's rows
                 keys.append(df.select(subject.alias("s"), event.alias("e"), instrument.alias("i"),
-                                      instance.alias("n"), site.alias("g"), pl.col("__rec"))
-                            .with_columns(pl.struct("s", "e", "i", "n").hash(seed=7).alias("h")))
+                                      instance.alias("n"), pl.col("__rec"))
+                            .with_columns(pl.struct("s", "e", "i", "n").hash(seed=7).alias("h"))
+                            .with_columns(pl.col("s", "e", "i", "n").cast(pl.Categorical)))
+                # subjects (first-seen order) with their site, and events seen repeating: per batch, small
+                sites.append(df.group_by(subject.alias("s"), maintain_order=True).agg(site.drop_nulls().first()
+                                                                                     .alias("g")))
+                rep_events_seen.update(df.filter(instrument.is_null() & instance.is_not_null())
+                                       .get_column("redcap_event_name").drop_nulls().unique().to_list()
+                                       if "redcap_event_name" in has else [])
                 if "redcap_event_name" in has:
                     event_order.update(dict.fromkeys(df.get_column("redcap_event_name").unique(maintain_order=True)
                                                      .drop_nulls().to_list()))
@@ -546,7 +560,7 @@ class RedcapReader:
                                  "(values kept as exported)")
         unknown_rep = observed_repeating - set(self.forms)
         assert not unknown_rep  # _check_batch raised already
-        self._write_meta(observed_events, observed_repeating, event_order, keys)
+        self._write_meta(observed_events, observed_repeating, event_order, sites, rep_events_seen)
 
     def _check_batch(self, df: pl.DataFrame, has: set[str], rid: str, ev_known: set[str],
                      form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at,
@@ -601,8 +615,9 @@ class RedcapReader:
         stay in the raw tables, each with its own ``_source_row``, and a note in export.json names the
         lines (raw validation reports the non-unique key). Rows that differ in any value: ExportError.
         """
-        allk = pl.concat(keys)
+        allk = pl.concat(keys, rechunk=False)
         cand = allk.filter(pl.col("h").is_duplicated())  # a 64-bit hash first, exact keys on its hits
+        cand = cand.with_columns(pl.col("s", "e", "i", "n").cast(pl.String))
         dup = cand.filter(cand.select("s", "e", "i", "n").is_duplicated()) if cand.height else cand
         if dup.height == 0:
             return
@@ -649,7 +664,8 @@ class RedcapReader:
         return out
 
     # ------------------------------------------------------------------ metadata
-    def _write_meta(self, observed_events, observed_repeating, event_order, keys) -> None:
+    def _write_meta(self, observed_events, observed_repeating, event_order, sites: list[pl.DataFrame],
+                    rep_events_seen: set[str]) -> None:
         res = self.result
         items, choices = [], []
         order = 0
@@ -698,9 +714,6 @@ class RedcapReader:
             for k, (code, label) in enumerate(parse_choices(FORM_STATUS_CHOICES), 1):
                 choices.append({"item": f"{form}_complete", "code": code, "label": label, "order": k})
         rep_events_declared = {e for e in self.declared_repeating.get("", set()) if e}
-        allk = pl.concat(keys)
-        rep_events_seen = set(allk.filter(pl.col("i").is_null() & pl.col("n").is_not_null())
-                              .get_column("e").drop_nulls().unique().to_list())
         events = list(self.events_meta)
         if not events:
             events = [{"event": e, "order": k} for k, e in enumerate(event_order, 1)]
@@ -711,7 +724,7 @@ class RedcapReader:
             evs = sorted(self.designation.get(form, set())) if self.designation else sorted(observed_events[form])
             forms.append({"form": form, "label": None, "order": k, "events": evs,
                           "repeating": form in observed_repeating or form in self.declared_repeating})
-        subjects = (allk.group_by("s", maintain_order=True).agg(pl.col("g").drop_nulls().first())
+        subjects = (pl.concat(sites).group_by("s", maintain_order=True).agg(pl.col("g").drop_nulls().first())
                     .select(pl.col("s").alias("subject_id"), pl.col("g").alias("site_id"),
                             pl.lit(None, dtype=pl.String).alias("label"),
                             pl.lit(None, dtype=pl.String).alias("attributes")))
