@@ -51,6 +51,23 @@ MARTS_RECONCILE_WITH = ("stg_randomisation", "stg_adverse_events")
 MARTS_RECONCILE_WITH_SRC = ("randomisation",)
 
 
+DUCKDB_MEMORY_ENV = "WAREHOUSE_DUCKDB_MEMORY"
+DEFAULT_DUCKDB_MEMORY = "1GB"
+
+
+def connect_build(path: Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to a build file (or in memory) with the build's DuckDB memory limit: DuckDB's default (80% of
+    RAM) keeps every page it reads cached, which made a 10,000-subject build hold ~8 GB; above the limit it evicts
+    and spills to disk instead. WAREHOUSE_DUCKDB_MEMORY sets it ('4GB'; '' for DuckDB's default)."""
+    import os
+
+    con = duckdb.connect(str(path) if path is not None else ":memory:", read_only=read_only)
+    limit = os.environ.get(DUCKDB_MEMORY_ENV, DEFAULT_DUCKDB_MEMORY)
+    if limit:
+        con.execute(f"set memory_limit = '{limit}'")
+    return con
+
+
 class BuildError(Exception):
     """A build that cannot go on; the message is one line a person can act on."""
 
@@ -345,7 +362,7 @@ def write_sources(
     spill = build_file.parent / f".{build_file.name}.staging"
     spill.mkdir(parents=True, exist_ok=True)
     try:
-        with duckdb.connect(str(build_file)) as con:
+        with connect_build(build_file) as con:
             prepare_schemas(con)
             return {name: load_frame(con, name, frame, spill) for name, frame in tables.items()}
     finally:
@@ -362,7 +379,7 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
     build_id = build_file.name.split(".duckdb")[0]
     counts = write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
                            randomisation)
-    with duckdb.connect(str(build_file)) as con:
+    with connect_build(build_file) as con:
         describe_sources(con, meta)
     return counts
 
@@ -459,7 +476,7 @@ def document(build_file: Path, models: list[Model]) -> None:
     """Column lineage and the catalog (main.lineage, main.catalog), written into the build."""
     from warehouse.catalog import document_build
 
-    with duckdb.connect(str(build_file)) as con:
+    with connect_build(build_file) as con:
         document_build(con, models, cache_dir=build_file.parent.parent / "cache")
 
 
@@ -478,7 +495,7 @@ def run_models(build_file: Path, models: list[Model], run_one: Callable[[Path, M
     descendants only, and the result names both. One connection is held open around the loop, because each
     close of the last connection checkpoints the whole build file (~50 ms a model)."""
     tracker = RunTracker(models)
-    with duckdb.connect(str(build_file)):
+    with connect_build(build_file):
         for i, model in enumerate(models, 1):
             if tracker.should_run(model):
                 try:
@@ -491,7 +508,7 @@ def run_models(build_file: Path, models: list[Model], run_one: Callable[[Path, M
 
 
 def transform_model(build_file: Path, model: Model) -> ModelRun:
-    with duckdb.connect(str(build_file)) as con:
+    with connect_build(build_file) as con:
         prepare_schemas(con)
         run = run_model(con, model)
     crash_point("transform", model.name)
@@ -502,7 +519,7 @@ def transform_model(build_file: Path, model: Model) -> ModelRun:
 
 
 def tables_of_schema(build_file: Path, schema: str) -> dict[str, pl.DataFrame]:
-    with duckdb.connect(str(build_file), read_only=True) as con:
+    with connect_build(build_file, read_only=True) as con:
         names = [
             r[0]
             for r in con.execute(
@@ -527,7 +544,7 @@ def validate_raw(data_dir: Path, export_id: str):
     if max(rows.values(), default=0) <= PUSHDOWN_ROW_THRESHOLD:
         validation = validate_stage("raw", {f: pl.read_parquet(path) for f, path in files.items()}, metadata=meta)
     else:
-        with duckdb.connect() as con:
+        with connect_build() as con:
             validation = validate_stage_duckdb("raw", con, parquet_views(con, files, materialise=False), metadata=meta)
     return withhold_identifier_values(validation, identifier_items(meta["items"]))
 
@@ -566,7 +583,7 @@ def validate_staging(data_dir: Path, export_id: str, build_file: Path):
     from warehouse.validate import validate_stage_auto
 
     meta = read_meta(data_dir, export_id)
-    with duckdb.connect(str(build_file), read_only=True) as con:
+    with connect_build(build_file, read_only=True) as con:
         return validate_stage_auto("staging", con, schema_tables(con, "src"), metadata=meta)
 
 
@@ -574,7 +591,7 @@ def validate_marts(build_file: Path):
     """The marts suites on `main` (plus the staging tables they reconcile with), in DuckDB when large."""
     from warehouse.validate import validate_stage_auto
 
-    with duckdb.connect(str(build_file), read_only=True) as con:
+    with connect_build(build_file, read_only=True) as con:
         staging = [t for t in schema_tables(con, "staging") if t.split(".")[-1] in MARTS_RECONCILE_WITH]
         src = [t for t in schema_tables(con, "src") if t.split(".")[-1] in MARTS_RECONCILE_WITH_SRC]
         return validate_stage_auto("marts", con, schema_tables(con, "main") + staging + src)
@@ -640,7 +657,7 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
     history = update_findings_history(
         previous_findings(paths), findings, build_id, utc_now(), stages=[v.stage for v in validations]
     )
-    with duckdb.connect(str(build_file)) as con:
+    with connect_build(build_file) as con:
         for name, frame in (("validation_results", results), ("findings", findings), ("findings_history", history)):
             con.register("_frame", frame.to_arrow())
             con.execute(f"create or replace table main.{name} as select * from _frame")
@@ -664,7 +681,7 @@ def record_changes(build_file: Path, data_dir: Path, export_id: str) -> int:
     from warehouse.stage import identifier_items
 
     identifiers = sorted(identifier_items(read_meta(data_dir, export_id)["items"]))
-    with duckdb.connect(str(build_file)) as con:
+    with connect_build(build_file) as con:
         rows = write_changes_table(con, data_dir, export_id)
         if identifiers and rows:
             placeholders = ", ".join("?" for _ in identifiers)
@@ -697,7 +714,7 @@ def publish(paths: BuildPaths, build_id: str, blocked: bool, keep: int | None = 
 
 
 def summarise(build_file: Path) -> tuple[int, list[str]]:
-    with duckdb.connect(str(build_file), read_only=True) as con:
+    with connect_build(build_file, read_only=True) as con:
         tables = [
             r[0]
             for r in con.execute(
