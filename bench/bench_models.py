@@ -132,8 +132,9 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float]) -> dict[str
 
     @flow(name="bench-models")
     def bench_flow(build_file: Path) -> None:
+        models = plan_models(build_file)
         with duckdb.connect(str(build_file)):  # held around the loop, as pipeline.run_models does in the build
-            for model in plan_models(build_file):
+            for model in models:
                 t0 = time.perf_counter()
                 run_model.with_options(name=model.name)(build_file, model)
                 timings[model.name] = time.perf_counter() - t0
