@@ -38,7 +38,9 @@ def blocked(clean_build, tmp_path_factory):
     published = data / "warehouse.duckdb"
     before = {"sha256": sha256(published), "inode": published.stat().st_ino,
               "builds": {p.name for p in (data / "builds").glob("*.duckdb")}}
-    demo = cli("demo", "--out", str(tmp / "demo"), "--inject-rate", "0.05", "--format", "redcap", timeout=300)
+    # the clean build's study (seed 7, 32 subjects) with problems injected: it differs only in the manifest's cells
+    demo = cli("demo", "--out", str(tmp / "demo"), "--seed", "7", "--subjects", "32", "--inject-rate", "0.05",
+               "--format", "redcap", timeout=300)
     assert demo.returncode == 0, demo.stderr
     proc = cli("build", "--export", str(tmp / "demo" / "redcap"), "--data-dir", str(data))
     return data, published, before, proc
@@ -75,3 +77,24 @@ def test_blocked_build_exits_with_one_line_naming_the_failed_rules(blocked):
     named = [f"{stage}/{rule}" for stage, rule in failed[:3]]
     assert all(n in line for n in named) and f"and {len(failed) - 3} more" in line
     assert line.index(named[0]) < line.index(named[-1]) or named[0] == named[-1]
+
+
+def test_the_change_report_of_the_new_export_is_stored_with_the_injected_cells(blocked):
+    """main.export_changes of the (blocked) build: the field-level changes against the clean export are the
+    injected cells, and no identifier item appears."""
+    data, _, before, _ = blocked
+    manifest = json.loads((data.parent / "demo" / "manifest.json").read_text(encoding="utf-8"))
+    build = next(p for p in (data / "builds").glob("*.duckdb") if p.name not in before["builds"])
+    with duckdb.connect(str(build), read_only=True) as con:
+        changed = con.execute("select subject_id, form, field, old_value, new_value from main.export_changes "
+                              "where change = 'changed'").fetchall()
+        added = con.execute("select count(*) from main.export_changes where change = 'added'").fetchall()[0][0]
+        previous = con.execute("select distinct from_export_id from main.export_changes").fetchall()
+    cells = {(p["subject"], p["field"]) for p in manifest["problems"]
+             if p["kind"] in ("out_of_range", "missing_required", "unknown_code")}
+    assert cells and cells <= {(s, f) for s, _, f, _, _ in changed}
+    assert all(old != new for *_, old, new in changed)
+    duplicates = sum(1 for p in manifest["problems"] if p["kind"] == "duplicate_record")
+    assert added <= duplicates
+    assert not {f for _, _, f, _, _ in changed} & {"initials", "dob"}  # identifiers stay in the raw zone
+    assert len(previous) == 1 and previous[0][0] is not None
