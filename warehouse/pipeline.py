@@ -24,6 +24,7 @@ from warehouse.models import (
     discover_models,
     execution_order,
     prepare_schemas,
+    quote_literal,
     run_model,
 )
 from warehouse.publish import (
@@ -430,11 +431,11 @@ def describe_sources(con: duckdb.DuckDBPyConnection, meta: dict[str, pl.DataFram
     con.execute("begin transaction")
     for table in sorted({t for t, _ in columns}):
         text = SOURCE_TABLES.get(table) or f"eCRF form {forms.get(table) or table} ({table}), typed by staging"
-        con.execute(f"comment on table src.{table} is {quote(text)}")
+        con.execute(f"comment on table src.{table} is {quote_literal(text)}")
     for table, column in columns:
         text = SOURCE_COLUMNS.get(column) or item_description(column, items) or BUILD_TABLE_COLUMNS.get(column)
         if text:
-            con.execute(f'comment on column src.{table}."{column}" is {quote(text)}')
+            con.execute(f'comment on column src.{table}."{column}" is {quote_literal(text)}')
     con.execute("commit")
 
 
@@ -456,9 +457,6 @@ def item_description(column: str, items: dict[str, dict]) -> str | None:
             return f"{label(column.removesuffix(suffix))}: {what}"
     return label(column)
 
-
-def quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # -- transform ------------------------------------------------------------------------------------------------
@@ -669,7 +667,7 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
             present = {r[0] for r in con.execute(f"describe main.{table}").fetchall()}
             for column, text in VALIDATION_COLUMNS.items():
                 if column in present:
-                    con.execute(f'comment on column main.{table}."{column}" is {quote(text)}')
+                    con.execute(f'comment on column main.{table}."{column}" is {quote_literal(text)}')
         con.execute("checkpoint")
     return history
 
