@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from warehouse.models import (
+    KEY_DESCRIPTIONS,
     Model,
     ModelRun,
     RunResult,
@@ -187,18 +188,20 @@ def read_meta(data_dir: Path, export_id: str) -> dict[str, pl.DataFrame]:
     return {name: read_raw_meta(data_dir, export_id, name) for name in META_TABLES}
 
 
-def scan_raw(data_dir: Path, export_id: str) -> dict[str, pl.LazyFrame]:
+def scan_raw(data_dir: Path, export_id: str, forms: pl.DataFrame | None = None) -> dict[str, pl.LazyFrame]:
     """The raw forms of one snapshot as lazy scans: nothing is read until a stage needs it."""
-    return {form: pl.scan_parquet(path) for form, path in raw_form_files(data_dir, export_id).items()}
+    return {form: pl.scan_parquet(path) for form, path in raw_form_files(data_dir, export_id, forms).items()}
 
 
-def raw_form_files(data_dir: Path, export_id: str) -> dict[str, Path]:
-    """The Parquet file of each raw form of one snapshot (forms of the metadata that have one)."""
+def raw_form_files(data_dir: Path, export_id: str, forms: pl.DataFrame | None = None) -> dict[str, Path]:
+    """The Parquet file of each raw form of one snapshot (forms of the metadata that have one); `forms`: the
+    snapshot's forms metadata when the caller has read it already."""
     from warehouse.extract.rawzone import snapshot_dir, table_name
 
-    forms = read_meta(data_dir, export_id)["forms"].get_column("form").to_list()
+    if forms is None:
+        forms = read_meta(data_dir, export_id)["forms"]
     raw_dir = snapshot_dir(data_dir, export_id)
-    paths = {form: raw_dir / f"{table_name(form)}.parquet" for form in forms}
+    paths = {form: raw_dir / f"{table_name(form)}.parquet" for form in forms.get_column("form").to_list()}
     return {form: path for form, path in paths.items() if path.exists()}
 
 
@@ -375,7 +378,7 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
     from warehouse.stage import stage_lazy
 
     meta = read_meta(request.data_dir, export_id)
-    staged, failures = stage_lazy(scan_raw(request.data_dir, export_id), meta["items"], meta["choices"],
+    staged, failures = stage_lazy(scan_raw(request.data_dir, export_id, meta["forms"]), meta["items"], meta["choices"],
                                   request.study)
     build_id = build_file.name.split(".duckdb")[0]
     counts = write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
@@ -392,10 +395,7 @@ SOURCE_TABLES = {
     "typing_failures": "Values that did not type in staging: form, subject, item, raw text, expected type, record",
 }
 SOURCE_COLUMNS = {
-    "subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",
-    "site_id": "Site: REDCap data access group / ODM site (LocationOID)",
-    "event": "eCRF event: REDCap unique event name / ODM StudyEventOID",
-    "repeat_instance": "Repeat instance of a repeating form (null when the form does not repeat)",
+    **KEY_DESCRIPTIONS,
     "_export_id": "Provenance: the export (snapshot) the row was landed from",
     "_source_file": "Provenance: the export file the row comes from",
     "_source_row": "Provenance: record number in the CSV (1-based), null for XML",
@@ -537,7 +537,7 @@ def validate_raw(data_dir: Path, export_id: str):
     from warehouse.stage import identifier_items
 
     meta = read_meta(data_dir, export_id)
-    files = raw_form_files(data_dir, export_id)
+    files = raw_form_files(data_dir, export_id, meta["forms"])
     rows = {form: pl.scan_parquet(path).select(pl.len()).collect().item() for form, path in files.items()}
     if max(rows.values(), default=0) <= PUSHDOWN_ROW_THRESHOLD:
         validation = validate_stage("raw", {f: pl.read_parquet(path) for f, path in files.items()}, metadata=meta)
@@ -553,19 +553,20 @@ IDENTIFIER_WITHHELD = "(identifier: value withheld)"
 def withhold_identifier_values(validation, identifiers: set[str]):
     """Findings on an identifier item (a malformed date of birth...) name the subject and field, never the value:
     identifiers do not leave the raw zone, and findings go into the warehouse, the reports and the artifacts."""
+    from warehouse.stage import is_identifier
+
     if not identifiers:
         return validation
     findings = validation.findings
     if findings.height and "field" in findings.columns:
-        is_identifier = pl.col("field").is_in(sorted(identifiers)) | pl.col("field").str.replace(
-            r"___.*$", "").is_in(sorted(identifiers))
+        fields = [f for f in findings.get_column("field").drop_nulls().unique().to_list() if is_identifier(f, identifiers)]
         validation.findings = findings.with_columns(
-            pl.when(is_identifier & pl.col("value").is_not_null()).then(pl.lit(IDENTIFIER_WITHHELD))
+            pl.when(pl.col("field").is_in(fields) & pl.col("value").is_not_null()).then(pl.lit(IDENTIFIER_WITHHELD))
             .otherwise(pl.col("value")).alias("value"))
     for _, suite_result in validation.gx_results:  # what the Data Docs pages show
         for result in getattr(suite_result, "results", []):
             column = (result.expectation_config.kwargs or {}).get("column") if result.expectation_config else None
-            if column in identifiers and isinstance(result.result, dict):
+            if isinstance(column, str) and is_identifier(column, identifiers) and isinstance(result.result, dict):
                 for key in ("partial_unexpected_list", "partial_unexpected_counts", "unexpected_list"):
                     result.result.pop(key, None)
     return validation
@@ -676,15 +677,15 @@ def record_changes(build_file: Path, data_dir: Path, export_id: str) -> int:
     """The change report against the previously landed export, as `main.export_changes` (what a data manager
     reviews after each transfer). Items flagged as identifiers are left out: they never leave the raw zone."""
     from warehouse.extract.changes import TABLE, write_changes_table
-    from warehouse.stage import identifier_items
+    from warehouse.stage import identifier_items, is_identifier
 
-    identifiers = sorted(identifier_items(read_meta(data_dir, export_id)["items"]))
+    identifiers = identifier_items(read_meta(data_dir, export_id)["items"])
     with connect_build(build_file) as con:
         rows = write_changes_table(con, data_dir, export_id)
-        if identifiers and rows:
-            placeholders = ", ".join("?" for _ in identifiers)
-            con.execute(f"delete from {TABLE} where field in ({placeholders}) or "
-                        f"regexp_replace(field, '___.*$', '') in ({placeholders})", identifiers + identifiers)
+        fields = [f for (f,) in con.execute(f"select distinct field from {TABLE} where field is not null").fetchall()
+                  if is_identifier(f, identifiers)] if rows else []
+        if fields:
+            con.execute(f"delete from {TABLE} where field in ({', '.join('?' for _ in fields)})", fields)
         return con.execute(f"select count(*) from {TABLE}").fetchall()[0][0]
 
 
