@@ -338,51 +338,85 @@ def build_facts(request: BuildRequest, build_id: str, export_id: str,
     return {"build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
 
 
-def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pl.LazyFrame, spill: Path) -> int:
-    """Write one staged table into `src`; a lazy frame streams through Parquet so it never sits in memory."""
-    if isinstance(frame, pl.LazyFrame):
-        path = spill / f"{name}.parquet"
-        frame.sink_parquet(path, compression="zstd", compression_level=1)
-        con.execute(f"create or replace table src.{name} as select * from read_parquet(?)", [str(path)])
-        path.unlink()
+LOAD_CHUNK_ROWS = 100_000  # rows of a staged form handed to DuckDB at a time (Arrow batches, never the table)
+
+
+def arrow_batches(frame: pl.LazyFrame):
+    """A lazy frame evaluated by Polars' streaming engine as an Arrow stream of batches, in row order."""
+    import pyarrow as pa
+
+    schema = pl.DataFrame(schema=frame.collect_schema()).to_arrow().schema
+
+    def batches():
+        for chunk in frame.collect_batches(chunk_size=LOAD_CHUNK_ROWS):
+            table = chunk.to_arrow()
+            if table.schema != schema:
+                table = table.cast(schema)
+            yield from table.to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pl.LazyFrame | str) -> int:
+    """Write one staged table into `src`: a lazy frame streams into DuckDB batch by batch, so it never sits in
+    memory (nor on disk twice); a string is a DuckDB query over tables loaded before it."""
+    if isinstance(frame, str):
+        con.execute(f"create or replace table src.{name} as {frame}")
     else:
-        con.register("_frame", frame.to_arrow())
-        con.execute(f"create or replace table src.{name} as select * from _frame")
-        con.unregister("_frame")
+        data = arrow_batches(frame) if isinstance(frame, pl.LazyFrame) else frame.to_arrow()
+        con.register("_frame", data)
+        try:
+            con.execute(f"create or replace table src.{name} as select * from _frame")
+        finally:
+            con.unregister("_frame")
     crash_point("stage")
     return con.execute(f"select count(*) from src.{name}").fetchall()[0][0]
 
 
+def typing_failures_query(checks: dict[str, list]) -> str:
+    """`src.typing_failures` read from the loaded forms' `_untyped` columns: form by form (sorted), item by item,
+    in row order (the rows of `stage.failures_from_untyped`), without typing any value again."""
+    from warehouse.stage import TYPING_FAILURE_SCHEMA, typing_failures_sql
+
+    types = {pl.Utf8: "varchar", pl.Int32: "integer", pl.Int64: "bigint"}
+    empty = "select " + ", ".join(f"null::{types[t]} as {c}" for c, t in TYPING_FAILURE_SCHEMA.items()) + " limit 0"
+    parts = [(k, q) for k, q in enumerate(typing_failures_sql(f"src.{form}", form, specs)
+                                          for form, specs in sorted(checks.items())) if q]
+    if not parts:
+        return empty
+    return ("select * exclude (__part, __pos, __row) from ("
+            + " union all ".join(f"select {k} as __part, * from ({q})" for k, q in parts)
+            + ") order by __part, __pos, __row")
+
+
 def write_sources(
     build_file: Path,
-    staged: dict[str, pl.DataFrame | pl.LazyFrame],
+    staged: dict[str, pl.DataFrame | pl.LazyFrame | str],
     request: BuildRequest,
     build_id: str,
     export_id: str,
     randomisation: Path | None,
 ) -> dict[str, int]:
-    """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms."""
+    """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms.
+    A table given as a string is a query over the tables before it (`typing_failures`)."""
     tables = {**staged, **build_facts(request, build_id, export_id, randomisation)}
-    spill = build_file.parent / f".{build_file.name}.staging"
-    spill.mkdir(parents=True, exist_ok=True)
-    try:
-        with connect_build(build_file) as con:
-            prepare_schemas(con)
-            return {name: load_frame(con, name, frame, spill) for name, frame in tables.items()}
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    with connect_build(build_file) as con:
+        prepare_schemas(con)
+        return {name: load_frame(con, name, frame) for name, frame in tables.items()}
 
 
 def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
-    """Raw snapshot -> typed `src` tables in the build file, one form at a time, streamed."""
-    from warehouse.stage import stage_lazy
+    """Raw snapshot -> typed `src` tables in the build file, one form at a time, streamed; the typing failures
+    are then read from the loaded forms' `_untyped` columns in DuckDB."""
+    from warehouse.stage import form_checks, stage_lazy
 
     meta = read_meta(request.data_dir, export_id)
-    staged, failures = stage_lazy(scan_raw(request.data_dir, export_id, meta["forms"]), meta["items"], meta["choices"],
-                                  request.study)
+    raw = scan_raw(request.data_dir, export_id, meta["forms"])
+    staged, _ = stage_lazy(raw, meta["items"], meta["choices"], request.study)
+    checks = {form: form_checks(frame, form, meta["items"], meta["choices"]) for form, frame in raw.items()}
     build_id = build_file.name.split(".duckdb")[0]
-    counts = write_sources(build_file, {**staged, "typing_failures": failures}, request, build_id, export_id,
-                           randomisation)
+    counts = write_sources(build_file, {**staged, "typing_failures": typing_failures_query(checks)}, request,
+                           build_id, export_id, randomisation)
     with connect_build(build_file) as con:
         describe_sources(con, meta)
     return counts

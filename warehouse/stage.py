@@ -18,6 +18,7 @@ ItemKind = Literal["integer", "number", "date", "datetime", "boolean", "coded", 
 
 KEY_COLUMNS = ["subject_id", "site_id", "event", "repeat_instance"]
 PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path"]
+UNTYPED_DTYPE = pl.List(pl.Struct({"item": pl.Utf8, "raw": pl.Utf8}))
 TYPING_FAILURE_SCHEMA = {
     "form": pl.Utf8,
     "subject_id": pl.Utf8,
@@ -73,6 +74,26 @@ def item_kind(field_type: str | None, validation: str | None, has_choices: bool)
     return "text", order
 
 
+def _parse_first_format(values: pl.Series, dtype: pl.DataType, formats: list[str]) -> pl.Series:
+    """Each value parsed with the first of ``formats`` that parses it (null when none does). A format is
+    tried only on the values the earlier ones left unparsed: the same result as coalescing every format over
+    every value, without parsing each value with every format."""
+    out = values.str.strptime(dtype, formats[0], strict=False, exact=True, cache=False)
+    for fmt in formats[1:]:
+        left = out.is_null() & values.is_not_null()
+        if not left.any():
+            break
+        retry = pl.select(pl.when(left).then(values)).to_series()
+        out = out.fill_null(retry.str.strptime(dtype, fmt, strict=False, exact=True, cache=False))
+    return out.rename(values.name)
+
+
+def first_format(raw: pl.Expr, dtype: pl.DataType, formats: list[str]) -> pl.Expr:
+    """``raw`` parsed with the first format of ``formats`` that parses it, else null (never an error)."""
+    return raw.map_batches(lambda s: _parse_first_format(s, dtype, formats), return_dtype=dtype,
+                           is_elementwise=True)
+
+
 def typed_expression(column: str, spec: ItemSpec) -> pl.Expr:
     """A Polars expression typing one raw text column; values that do not type become null (never an error)."""
     raw = pl.col(column).str.strip_chars()
@@ -86,16 +107,9 @@ def typed_expression(column: str, spec: ItemSpec) -> pl.Expr:
         ok = normalised.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
         return pl.when(ok).then(normalised).otherwise(None).cast(pl.Float64, strict=False)
     if spec.kind == "date":
-        return pl.coalesce(
-            [raw.str.strptime(pl.Date, fmt, strict=False, exact=True) for fmt in _DATE_FORMATS[spec.order]]
-        )
+        return first_format(raw, pl.Date, _DATE_FORMATS[spec.order])
     if spec.kind == "datetime":
-        return pl.coalesce(
-            [
-                raw.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True)
-                for fmt in _DATETIME_FORMATS[spec.order]
-            ]
-        )
+        return first_format(raw, pl.Datetime("us"), _DATETIME_FORMATS[spec.order])
     if spec.kind in {"boolean", "checkbox"}:
         lowered = raw.str.to_lowercase()
         return (
@@ -141,29 +155,14 @@ def is_identifier(column: str, identifiers: set[str]) -> bool:
     return column in identifiers or column.split("___")[0] in identifiers
 
 
-def decode_choices(frame: pl.DataFrame, column: str, choices: pl.DataFrame) -> pl.DataFrame:
-    """Add `<column>_decod`, the label of each code; an unknown code keeps its code and gets no label."""
-    labels = choices.filter(pl.col("item") == column).select(
-        pl.col("code").alias(column), pl.col("label").alias(f"{column}_decod")
-    )
-    if column.endswith("_complete") and labels.height == 0:
-        labels = pl.DataFrame(
-            {column: ["0", "1", "2"], f"{column}_decod": ["Incomplete", "Unverified", "Complete"]}
-        )
-    return frame.join(labels.unique(column), on=column, how="left")
-
-
 def stage_form(
     raw: pl.DataFrame | pl.LazyFrame, form: str, items: pl.DataFrame, choices: pl.DataFrame
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Type one raw form: the typed frame and its typing failures, both lazy so a large form streams."""
     raw = raw.lazy()
     columns = raw.collect_schema().names()
-    identifiers = identifier_items(items)
-    keys = [c for c in KEY_COLUMNS if c in columns]
     provenance = [c for c in PROVENANCE_COLUMNS if c in columns]
-    values = [c for c in columns if c not in keys and c not in provenance and not c.startswith("_")]
-    values = [c for c in values if not is_identifier(c, identifiers)]
+    values = value_columns(columns, items)
     specs = item_specs(items, choices, form, values)
 
     typed_columns = [
@@ -174,20 +173,45 @@ def stage_form(
         .cast(pl.Int32, strict=False)
         .alias("repeat_instance"),
     ]
+    checked = checked_specs(specs, values)
+    # each checked value is typed once, beside its raw text: the typed column and `_untyped` both read it
+    typed_name = {spec.item: f"__typed:{spec.item}" for spec in checked}
+    raw = raw.with_columns([typed_expression(spec.item, spec).alias(typed_name[spec.item]) for spec in checked])
     for column in values:
         spec = specs.get(column, ItemSpec(column, "text"))
-        typed_columns.append(typed_expression(column, spec).alias(column))
-    checked = [specs[c] for c in values if c in specs and specs[c].kind not in {"text", "coded"}]
-    typed_columns.append(untyped_values(checked))
+        typed_columns.append(
+            (pl.col(typed_name[column]) if column in typed_name else typed_expression(column, spec)).alias(column))
+    typed_columns.append(untyped_values(checked, typed_name))
     typed_columns += [
         pl.col(c).cast(pl.Int64, strict=False) if c == "_source_row" else pl.col(c) for c in provenance
     ]
     typed = raw.select(typed_columns)
+    failures = failures_from_untyped(typed, form, checked)
     for column in values:
         if specs.get(column) and specs[column].kind == "coded":
             typed = decode_choices(typed, column, choices)
-    failures = typing_failures(raw, columns, form, [specs[c] for c in values if c in specs])
     return typed, failures
+
+
+def value_columns(columns: list[str], items: pl.DataFrame) -> list[str]:
+    """The item columns of a raw form that staging keeps (keys, provenance and identifiers left out)."""
+    identifiers = identifier_items(items)
+    keys = [c for c in KEY_COLUMNS if c in columns]
+    provenance = [c for c in PROVENANCE_COLUMNS if c in columns]
+    values = [c for c in columns if c not in keys and c not in provenance and not c.startswith("_")]
+    return [c for c in values if not is_identifier(c, identifiers)]
+
+
+def form_checks(raw: pl.DataFrame | pl.LazyFrame, form: str, items: pl.DataFrame,
+                choices: pl.DataFrame) -> list[ItemSpec]:
+    """The items of one raw form whose values can fail to type, in column order (the `_untyped` items)."""
+    values = value_columns(raw.lazy().collect_schema().names(), items)
+    return checked_specs(item_specs(items, choices, form, values), values)
+
+
+def checked_specs(specs: dict[str, ItemSpec], values: list[str]) -> list[ItemSpec]:
+    """The items whose raw text can fail to type (not text, not codes), in column order."""
+    return [specs[c] for c in values if c in specs and specs[c].kind not in {"text", "coded"}]
 
 
 def decode_choices(frame: pl.LazyFrame, column: str, choices: pl.DataFrame) -> pl.LazyFrame:
@@ -202,47 +226,76 @@ def decode_choices(frame: pl.LazyFrame, column: str, choices: pl.DataFrame) -> p
     return frame.join(labels.unique(column).lazy(), on=column, how="left", maintain_order="left")
 
 
-def untyped_values(specs: list[ItemSpec]) -> pl.Expr:
+def untyped_values(specs: list[ItemSpec], typed: dict[str, str] | None = None) -> pl.Expr:
     """`_untyped`: beside a row's typed values, the raw text of each value that did not type (null when all did).
 
     A list of {item, raw} so that a failed value stays in its row, readable, while its column holds null.
+    ``typed``: item -> the column already holding its typed value (else the value is typed here).
     """
     if not specs:
-        return pl.lit(None, dtype=pl.List(pl.Struct({"item": pl.Utf8, "raw": pl.Utf8}))).alias("_untyped")
+        return pl.lit(None, dtype=UNTYPED_DTYPE).alias("_untyped")
+    typed = typed or {}
     failed = []
     for spec in specs:
         text = pl.col(spec.item).str.strip_chars()
+        value = pl.col(typed[spec.item]) if spec.item in typed else typed_expression(spec.item, spec)
         failed.append(
-            pl.when(text.is_not_null() & (text != "") & typed_expression(spec.item, spec).is_null())
+            pl.when(text.is_not_null() & (text != "") & value.is_null())
             .then(pl.struct(pl.lit(spec.item).alias("item"), pl.col(spec.item).cast(pl.Utf8).alias("raw")))
         )
     listed = pl.concat_list(failed).list.drop_nulls()
     return pl.when(listed.list.len() > 0).then(listed).alias("_untyped")
 
 
-def typing_failures(raw: pl.LazyFrame, columns: list[str], form: str, specs: list[ItemSpec]) -> pl.LazyFrame:
-    """Rows whose raw text is present but did not type: kept so that no value disappears unexplained."""
-    parts = []
-    for spec in (s for s in specs if s.kind not in {"text", "coded"}):
-        text = pl.col(spec.item).str.strip_chars()
-        parts.append(
-            raw.filter(text.is_not_null() & (text != "") & typed_expression(spec.item, spec).is_null()).select(
-                pl.lit(form).alias("form"),
-                pl.col("subject_id").cast(pl.Utf8),
-                (pl.col("site_id") if "site_id" in columns else pl.lit(None)).cast(pl.Utf8).alias("site_id"),
-                (pl.col("event") if "event" in columns else pl.lit(None)).cast(pl.Utf8).alias("event"),
-                (pl.col("repeat_instance") if "repeat_instance" in columns else pl.lit(None))
-                .cast(pl.Int32, strict=False).alias("repeat_instance"),
-                pl.lit(spec.item).alias("item"),
-                pl.col(spec.item).cast(pl.Utf8).alias("raw_value"),
-                pl.lit(spec.kind).alias("expected_type"),
-                (pl.col("_source_row") if "_source_row" in columns else pl.lit(None))
-                .cast(pl.Int64, strict=False).alias("_source_row"),
-            )
-        )
-    if not parts:
+def failures_from_untyped(typed: pl.LazyFrame, form: str, specs: list[ItemSpec]) -> pl.LazyFrame:
+    """Typing failures of one staged form, read from its `_untyped` column: rows whose raw text is present but
+    did not type, kept so that no value disappears unexplained. Item by item (in column order), then in row
+    order. `typing_failures_sql` is the same over the form loaded in DuckDB."""
+    if not specs:
         return pl.LazyFrame(schema=TYPING_FAILURE_SCHEMA)
-    return pl.concat(parts, how="vertical_relaxed")
+    position = {spec.item: k for k, spec in enumerate(specs)}
+    kinds = {spec.item: spec.kind for spec in specs}
+    source_row = pl.col("_source_row") if "_source_row" in typed.collect_schema().names() else pl.lit(None)
+    return (
+        typed.filter(pl.col("_untyped").is_not_null())
+        .select("subject_id", "site_id", "event", "repeat_instance", "_untyped", source_row.alias("_source_row"))
+        .explode("_untyped")
+        .select(
+            pl.lit(form).alias("form"),
+            "subject_id", "site_id", "event", "repeat_instance",
+            pl.col("_untyped").struct.field("item").alias("item"),
+            pl.col("_untyped").struct.field("raw").alias("raw_value"),
+            pl.col("_untyped").struct.field("item").replace_strict(kinds, return_dtype=pl.Utf8).alias("expected_type"),
+            pl.col("_source_row").cast(pl.Int64, strict=False),
+            pl.col("_untyped").struct.field("item").replace_strict(position, return_dtype=pl.Int64).alias("__pos"),
+        )
+        .sort("__pos", maintain_order=True)
+        .drop("__pos")
+        .cast(TYPING_FAILURE_SCHEMA)
+    )
+
+
+def typing_failures_sql(table: str, form: str, specs: list[ItemSpec], has_source_row: bool = True) -> str | None:
+    """A DuckDB query of the typing failures of one staged form already loaded as ``table``: the rows of
+    `failures_from_untyped` (same columns and types) read from the table's `_untyped` column, plus `__pos` (the
+    item's place among ``specs``) and `__row` (the table's row): ``order by __pos, __row`` is that order."""
+    if not specs:
+        return None
+
+    def lit(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    kind = " ".join(f"when {lit(s.item)} then {lit(s.kind)}" for s in specs)
+    position = " ".join(f"when {lit(s.item)} then {k}" for k, s in enumerate(specs))
+    return (
+        f"select {lit(form)}::varchar as form, subject_id::varchar as subject_id, site_id::varchar as site_id, "
+        "event::varchar as event, repeat_instance::integer as repeat_instance, u.item::varchar as item, "
+        f"u.raw::varchar as raw_value, (case u.item {kind} end)::varchar as expected_type, "
+        f"_source_row::bigint as _source_row, (case u.item {position} end) as __pos, __row "
+        f"from (select rowid as __row, subject_id, site_id, event, repeat_instance, "
+        f"{'_source_row' if has_source_row else 'null'} as _source_row, unnest(_untyped) as u "
+        f"from {table} where _untyped is not null)"
+    )
 
 
 def randomisation_times(anchor: pl.LazyFrame | pl.DataFrame | None, study: StudyConfig) -> pl.DataFrame:
