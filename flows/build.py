@@ -342,6 +342,7 @@ def build_warehouse(
             write_artifacts(study_id, summary_markdown(study_id, result, extract_cached), None)
             return result
         build_id, build_file = pipeline.start_build(request, export_id, fingerprint)
+        pipeline.preload_validation()
         try:
             say("stage", f"build {build_id}: typing forms into {build_file.name}")
             stage(request, export_id, build_file, randomisation_path)

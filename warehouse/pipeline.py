@@ -561,6 +561,14 @@ def tables_of_schema(build_file: Path, schema: str) -> dict[str, pl.DataFrame]:
         return {name: con.sql(f"select * from {schema}.{name}").pl() for name in names}
 
 
+def preload_validation() -> None:
+    """Start importing Great Expectations in the background (see validate.core.preload_gx): a build that goes on to
+    validate does not wait ~8 s for the import after its transform."""
+    from warehouse.validate.core import preload_gx
+
+    preload_gx()
+
+
 def validate_raw(data_dir: Path, export_id: str):
     """The raw stage's suites. Small exports: Great Expectations on the forms in memory; once a form has more
     than PUSHDOWN_ROW_THRESHOLD rows, every expectation runs as SQL in DuckDB over the Parquet files (same
@@ -868,6 +876,7 @@ def run_build(request: BuildRequest) -> BuildResult:
         if current is not None:
             return up_to_date_result(request.paths, current)
         build_id, build_file = start_build(request, export_id, fingerprint)
+        preload_validation()
         timed("stage", stage, request, export_id, build_file, randomisation)
         runs = timed("transform", transform, build_file)
         validations = [

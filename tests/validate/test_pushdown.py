@@ -107,6 +107,25 @@ def test_sql_semantics_equal_gx_on_edge_cases(gx_loaded, tmp_path):
     assert between.result["unexpected_count"] == 2 and between.result["partial_unexpected_list"] == [11.0, 60.0]
 
 
+def test_counting_by_value_equals_gx_on_edge_cases(gx_loaded, tmp_path, monkeypatch):
+    """Every expectation that reads one column with no row condition counted over the column's distinct values (what
+    a low-cardinality column of a large table gets) gives what GX gives."""
+    from warehouse.validate.pushdown import DuckDBEngine
+
+    monkeypatch.setattr(DuckDBEngine, "GROUP_SAMPLE_ROWS", 8)
+    monkeypatch.setattr(DuckDBEngine, "GROUP_MAX_DISTINCT", 1.0)
+    frame = edge_frame()
+    gx = validate_stage("marts", {"t": frame}, suites_dir=tmp_path, extra_suites=[EDGE_SUITE])
+    con = duckdb.connect()
+    con.register("t_frame", frame.to_arrow())
+    con.execute("create table t as select * from t_frame")
+    engine = DuckDBEngine(con, ["t"])
+    compiled = [compile_expectation(e["type"], e["kwargs"]) for e in EDGE_SUITE["expectations"]
+                if e["kwargs"].get("column") != "zz"]
+    assert engine._grouped_columns("t", compiled) == {'"a"', '"b"', '"c"', '"flag"'}
+    assert_same(gx, validate_stage_duckdb("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE]))
+
+
 def test_pair_with_one_value_missing_crashes_gx_on_arrow_pandas(gx_loaded, tmp_path):
     """GX 1.24 on Arrow-backed pandas cannot compare a pair where one value is missing unless ignore_row_if is
     either_value_is_missing ("boolean value of NA is ambiguous"): the pandas path reports the check as an error
@@ -190,6 +209,11 @@ def test_a_rule_failing_on_a_million_rows_is_counted_in_full_and_capped(gx_loade
     con.execute("create table big as select 'S' || (i % 500000) as subject_id, 'site_0' || (i % 5) as site_id, "
                 "'e1' as event, i::integer as repeat_instance, 1000 + i % 7 as hr from range(1000000) t(i)")
     assert use_pushdown(con, ["big"]) and not use_pushdown(con, ["big"], threshold=2_000_000)
+    from warehouse.validate.pushdown import DuckDBEngine
+
+    # hr and site_id have few values: counted by value; the counts below come from that path
+    compiled = [compile_expectation(e["type"], e["kwargs"]) for e in suite["expectations"]]
+    assert DuckDBEngine(con, ["big"])._grouped_columns("big", compiled) == {'"hr"', '"site_id"'}
     v = validate_stage_duckdb("staging", con, ["big"], suites_dir=tmp_path, extra_suites=[suite],
                               max_findings_per_expectation=100)
     counts = dict(zip(v.results["rule"].to_list(), v.results["unexpected_count"].to_list()))
@@ -210,3 +234,32 @@ def test_the_threshold_rule_picks_the_engine(gx_loaded, tmp_path):
     engines = {json.dumps(r.meta.get("engine")) for _, r in big.gx_results}
     assert engines == {json.dumps("duckdb (warehouse.validate.pushdown)")}
     assert all("engine" not in (r.meta or {}) for _, r in small.gx_results)
+
+
+def test_hourly_hemodynamics_in_sql_equal_polars_ties_included():
+    """chk_hemo_hourly computed in DuckDB (the pushdown path: the readings stay in DuckDB) equals the Polars builder,
+    on hand-made readings with both kinds of tie."""
+    from warehouse.validate.derived import chk_hemo_hourly
+    from warehouse.validate.pushdown import DuckDBEngine
+
+    keys = {"subject_id": pl.Utf8, "site_id": pl.Utf8, "event": pl.Utf8, "repeat_instance": pl.Int32,
+            "hd_dt_hrs": pl.Float64}
+    readings = pl.DataFrame(
+        [  # 01-001: H0 at -0.2 (before H0), H1 midway between 0.5 and 1.5 (the later wins), H2 two readings at 2.0
+           # (the last in table order wins), H3 nearest is 3.4 (not 2.0), and no H4: the last reading is at 3.4
+            ("01-001", "site_01", "e1", 1, -0.2), ("01-001", "site_01", "e2", 2, 0.5), ("01-001", "site_01", "e3", 3, 1.5),
+            ("01-001", "site_01", "e4", 4, 2.0), ("01-001", "site_01", "e5", 5, 2.0), ("01-001", "site_01", "e6", 6, 3.4),
+            ("01-002", "site_01", "e1", 1, None), ("01-002", "site_01", "e2", 2, 0.9),  # no study time: not placed
+            (None, "site_01", "e1", 9, 1.0)],  # no subject: not placed
+        schema=keys, orient="row")
+    with duckdb.connect() as con:
+        engine = DuckDBEngine(con, {})
+        engine.add_table("hemodynamics", readings)
+        in_sql = engine.derived("chk_hemo_hourly", {"last_hour": 24})
+        engine.close()
+    expected = [("01-001", "e1", "1", 0, -0.2, -0.2), ("01-001", "e3", "3", 1, 1.5, 0.5),
+                ("01-001", "e5", "5", 2, 2.0, 0.0), ("01-001", "e6", "6", 3, 3.4, 0.4),
+                ("01-002", "e2", "2", 0, 0.9, 0.9)]
+    got = [(s, e, r, h, t, round(o, 6)) for s, _, e, r, h, t, o in in_sql.rows()]
+    assert got == expected
+    assert in_sql.equals(chk_hemo_hourly({"hemodynamics": readings}, {"last_hour": 24}))
