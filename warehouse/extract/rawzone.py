@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 KEY_COLUMNS = ["subject_id", "event", "repeat_instance", "site_id"]
@@ -91,6 +92,16 @@ class TableSink:
         self._open().write_table(df.to_arrow().cast(self.schema))
         self.rows += df.height
         self.subjects.update(df.get_column("subject_id").unique().drop_nulls().to_list())
+
+    def write_arrow(self, arrays: list[pa.Array]) -> None:
+        """Append Arrow string arrays, one per column of this table, in its column order."""
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
+        if table.num_rows == 0:
+            return
+        self.flush()
+        self._open().write_table(table)
+        self.rows += table.num_rows
+        self.subjects.update(pc.unique(table.column("subject_id")).drop_null().to_pylist())
 
     def append(self, row: dict[str, str | None]) -> None:
         """Append one row (ODM): unknown keys are a programming error, missing ones are null."""

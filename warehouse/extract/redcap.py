@@ -20,8 +20,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import ExportError
@@ -469,11 +471,8 @@ class RedcapReader:
         nn = {f: f"__nn:{f}" for f in self.forms}
         source_keys = [c for c in dict.fromkeys([rid, "redcap_event_name", "redcap_repeat_instrument",
                                                  "redcap_repeat_instance", "redcap_data_access_group"]) if c in has]
-        base = [subject.alias("subject_id"), event.alias("event"), instance.alias("repeat_instance"),
-                site.alias("site_id")]
-        prov = [pl.lit(self.export_id).alias("_export_id"), pl.lit(rk.name).alias("_source_file"),
-                pl.col("__rec").cast(pl.String).alias("_source_row"), pl.lit(None, dtype=pl.String).alias("_source_path"),
-                pl.lit(sha).alias("_file_sha256")]
+        column_index = {c: i for i, c in enumerate(header)}
+        key_sources = [rid, "redcap_event_name", "redcap_repeat_instance", "redcap_data_access_group"]  # KEY_COLUMNS
 
         def form_mask(form: str) -> pl.Expr:
             """Rows of a form: its repeating-instrument rows, and the other rows where it has a value or
@@ -494,16 +493,28 @@ class RedcapReader:
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
-                df = pl.from_arrow(batch)
+                # the values stay in Arrow: Polars gets the key columns and, per value column, whether it is
+                # non-empty; each form's rows are then taken from the batch itself (one copy of its columns)
+                n = batch.num_rows
+                rec = np.arange(done + 1, done + n + 1, dtype=np.int64)
+                df = pl.from_arrow(batch.select(source_keys))
                 assert isinstance(df, pl.DataFrame)
+                present = pl.DataFrame({c: pc.is_valid(batch.column(column_index[c])) for c in all_value_cols}) \
+                    if all_value_cols else pl.DataFrame()
                 # per form, how many of its value columns are non-empty on each row: one pass over the
                 # columns serves both the row checks and the split (a form gets a row where it has a value)
                 df = df.with_columns(
-                    pl.int_range(done + 1, done + df.height + 1, dtype=pl.Int64).alias("__rec"),
-                    *[(pl.sum_horizontal([pl.col(c).is_not_null() for c in value_cols[f]]) if value_cols[f]
+                    pl.Series("__rec", rec),
+                    *[(pl.sum_horizontal([present.get_column(c) for c in value_cols[f]]) if value_cols[f]
                        else pl.lit(0, dtype=pl.UInt32)).cast(pl.UInt32).alias(nn[f]) for f in self.forms])
-                done += df.height
-                self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at, nn)
+                del present
+                first = done + 1
+                done += n
+
+                def values_of(record: int, batch=batch, first=first) -> dict[str, str | None]:
+                    return batch.slice(record - first, 1).to_pylist()[0]
+
+                self._check_batch(df, has, rid, ev_known, form_cols, all_value_cols, fail_at, nn, values_of)
                 # the record keys of every row, for the duplicate check: hashed from the text, kept as
                 # categoricals (4 bytes a key part) so that memory grows slowly with the export's rows
                 keys.append(df.select(subject.alias("s"), event.alias("e"), instrument.alias("i"),
@@ -522,27 +533,39 @@ class RedcapReader:
                 if "redcap_repeat_instrument" in has:
                     observed_repeating.update(df.get_column("redcap_repeat_instrument").drop_nulls().unique().to_list())
                 todo = [c for c in numeric if c not in decimal_comma]
+                # a regex only where there is a comma at all (found by Arrow); the regex itself in Polars
+                todo = [c for c in todo if pc.any(pc.match_substring(batch.column(column_index[c]), ",")).as_py()]
                 if todo:
-                    hit = df.select([pl.col(c).str.contains(",", literal=True).any() for c in todo]).row(0)
-                    todo = [c for c, h in zip(todo, hit) if h]  # a regex only where there is a comma at all
-                    if todo:
-                        hit = df.select([pl.col(c).str.contains(DECIMAL_COMMA).any() for c in todo]).row(0)
-                        decimal_comma.update(c for c, h in zip(todo, hit) if h)
+                    hit = pl.from_arrow(batch.select(todo)).select(
+                        [pl.col(c).str.contains(DECIMAL_COMMA).any() for c in todo]).row(0)
+                    decimal_comma.update(c for c, h in zip(todo, hit) if h)
                 todo = [c for c in numeric if c not in decimal_dot] if self.decimal_comma else []
                 if todo:  # declared decimal comma: numeric values written with a dot are noted
-                    hit = df.select([pl.col(c).str.contains(DECIMAL_DOT).any() for c in todo]).row(0)
+                    hit = pl.from_arrow(batch.select(todo)).select(
+                        [pl.col(c).str.contains(DECIMAL_DOT).any() for c in todo]).row(0)
                     decimal_dot.update(c for c, h in zip(todo, hit) if h)
                 masks = df.select([form_mask(f).alias(f) for f in self.forms])
                 for form in self.forms:
                     mask = masks.get_column(form)
                     if not mask.any():
                         continue
-                    # project first (zero-copy), then filter: only this form's columns are copied
-                    out = (df.select(list(dict.fromkeys(source_keys + form_cols[form] + ["__rec"]))).filter(mask)
-                           .select(base + [pl.col(c) for c in form_cols[form]] + prov))
-                    sinks[form].write_frame(out)
+                    taken = pa.array(np.flatnonzero(mask.to_numpy()))
+                    rows = len(taken)
+                    part = batch.select([column_index[c] for c in key_sources if c in has]
+                                        + [column_index[c] for c in form_cols[form]]).take(taken)
+                    keys_out = [part.column(k) for k in range(len([c for c in key_sources if c in has]))]
+                    it = iter(keys_out)
+                    key_arrays = [next(it) if c in has else pa.nulls(rows, pa.string()) for c in key_sources]
+                    value_arrays = part.columns[len(keys_out):]
+                    prov_arrays = [pa.repeat(pa.scalar(self.export_id, pa.string()), rows),
+                                   pa.repeat(pa.scalar(rk.name, pa.string()), rows),
+                                   pc.cast(pa.array(rec).take(taken), pa.string()),
+                                   pa.nulls(rows, pa.string()),
+                                   pa.repeat(pa.scalar(sha, pa.string()), rows)]
+                    sinks[form].write_arrow(key_arrays + list(value_arrays) + prov_arrays)
                     if "redcap_event_name" in has:
-                        observed_events[form].update(out.get_column("event").drop_nulls().unique().to_list())
+                        observed_events[form].update(df.get_column("redcap_event_name").filter(mask).drop_nulls()
+                                                     .unique().to_list())
         except ExportError:
             raise
         except (pa.ArrowInvalid, pa.ArrowException) as exc:
@@ -564,9 +587,10 @@ class RedcapReader:
 
     def _check_batch(self, df: pl.DataFrame, has: set[str], rid: str, ev_known: set[str],
                      form_cols: dict[str, list[str]], all_value_cols: list[str], fail_at,
-                     nn: dict[str, str]) -> None:
+                     nn: dict[str, str], values_of=None) -> None:
         """All row checks of a batch in one pass; the offending row is looked up only on a hit.
-        ``nn``: form -> column holding the number of the form's non-empty value columns on each row."""
+        ``nn``: form -> column holding the number of the form's non-empty value columns on each row;
+        ``values_of``: record number -> that row's values, when ``df`` holds the keys only."""
         ri = pl.col("redcap_repeat_instrument") if "redcap_repeat_instrument" in has else None
         checks: dict[str, tuple[pl.Expr, str | None]] = {"rid": (pl.col(rid).is_null(), rid)}
         if "redcap_event_name" in has:
@@ -604,6 +628,8 @@ class RedcapReader:
             if name == "ri_no_instance":
                 raise fail_at(rec, "repeating instrument row without a repeat instance", fld)
             form = row["redcap_repeat_instrument"]
+            if values_of is not None:
+                row = values_of(rec)
             col = next(c for c in all_value_cols if c not in form_cols[form] and row.get(c) is not None)
             raise fail_at(rec, f"a row of repeating instrument {form!r} holds a value ({row[col]!r}) for "
                           "another form's field", col)
