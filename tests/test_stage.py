@@ -227,3 +227,67 @@ def test_dates_and_datetimes_in_every_export_order(kind, order, raws, expected):
     frame = pl.DataFrame({"v": raws})
     out = frame.select(typed_expression("v", ItemSpec("v", kind, order)).alias("v")).get_column("v").to_list()
     assert out == expected
+
+
+def test_typing_failures_read_in_duckdb_are_those_of_polars():
+    """The build loads the forms and reads `typing_failures` from their `_untyped` columns in DuckDB
+    (pipeline.typing_failures_query): the same rows, types and order as staging's own in Polars."""
+    import duckdb
+
+    from warehouse.pipeline import load_frame, typing_failures_query
+    from warehouse.stage import form_checks, stage_lazy
+
+    forms = {
+        "demographics": raw([
+            {"subject_id": "S1", "site_id": "A", "event": "e", "repeat_instance": None, "age": "58.0",
+             "icu_adm_dt": "2-6-2019", "chronic_bb": "maybe", "_source_row": "2"},
+            {"subject_id": "S2", "site_id": "A", "event": "e", "repeat_instance": None, "age": "x",
+             "icu_adm_dt": "02-06-2019 23:15", "chronic_bb": "1", "_source_row": "3"},
+            {"subject_id": "S3", "site_id": None, "event": "e", "repeat_instance": None, "age": "1",
+             "icu_adm_dt": "yesterday", "chronic_bb": "Y", "_source_row": "4"},
+        ]),
+        "vasopressors": raw([
+            {"subject_id": "S1", "site_id": "A", "event": "icu", "repeat_instance": "1", "vp_rate": "abc",
+             "vp_dt": "2019-06-03T09:30", "vp_drug": "1", "vp_salt": "1", "_source_row": "5"},
+            {"subject_id": "S1", "site_id": "A", "event": "icu", "repeat_instance": "2", "vp_rate": "1,5",
+             "vp_dt": "2019-06-03 9:30:00x", "vp_drug": "1", "vp_salt": "1", "_source_row": "6"},
+        ]),
+        "randomisation": raw([{"subject_id": "S1", "site_id": "A", "event": "h0", "repeat_instance": None,
+                               "rand_dt": "2019-06-03 10:00", "kit_no": "K1", "_source_row": "1"}]),
+    }
+    expected = stage_forms(forms, ITEMS, CHOICES, load_study())["typing_failures"]
+    assert expected.select("form", "subject_id", "item", "raw_value", "expected_type").rows() == [
+        ("demographics", "S1", "age", "58.0", "integer"),
+        ("demographics", "S2", "age", "x", "integer"),
+        ("demographics", "S1", "icu_adm_dt", "2-6-2019", "datetime"),
+        ("demographics", "S3", "icu_adm_dt", "yesterday", "datetime"),
+        ("demographics", "S1", "chronic_bb", "maybe", "boolean"),
+        ("vasopressors", "S1", "vp_rate", "abc", "number"),
+        ("vasopressors", "S1", "vp_dt", "2019-06-03 9:30:00x", "datetime"),
+    ]
+    staged, _ = stage_lazy(forms, ITEMS, CHOICES, load_study())
+    con = duckdb.connect()
+    con.execute("create schema src")
+    for name, frame in staged.items():
+        load_frame(con, name, frame)
+    checks = {form: form_checks(frame, form, ITEMS, CHOICES) for form, frame in forms.items()}
+    load_frame(con, "typing_failures", typing_failures_query(checks))
+    got = pl.from_arrow(con.sql("select * from src.typing_failures").to_arrow_table())
+    assert got.schema == expected.schema
+    assert got.rows() == expected.rows()
+
+
+@pytest.mark.parametrize("values", [
+    ["2019-06-03 10:00", "2019-06-03 10:00:05", "2019-06-03T10:00:05", "2019-06-03T10:00", " 2019-06-03 10:00 ",
+     "2019-06-03", "10:00", "2019-02-30 10:00", "", None, "x"],
+])
+def test_datetime_formats_are_those_of_coalescing_every_format(values):
+    from warehouse.stage import _DATETIME_FORMATS, ItemSpec, typed_expression
+
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.Utf8})
+    for order, formats in _DATETIME_FORMATS.items():
+        text = pl.col("v").str.strip_chars()
+        text = pl.when(text == "").then(None).otherwise(text)
+        every = pl.coalesce([text.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in formats])
+        got = frame.select(typed_expression("v", ItemSpec("v", "datetime", order)).alias("v")).get_column("v")
+        assert got.to_list() == frame.select(every.alias("v")).get_column("v").to_list()

@@ -42,6 +42,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def copy_hashed(source: Path, target: Path) -> str:
+    """Copy a file, returning the SHA-256 of the bytes written: one read of the source serves the copy and the
+    check that the landing copy holds the bytes that were hashed."""
+    h = hashlib.sha256()
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(8 << 20):
+            h.update(chunk)
+            dst.write(chunk)
+    return h.hexdigest()
+
+
 def export_id_of(hashes: dict[str, str]) -> str:
     """First 16 hex of SHA-256 over the sorted file-content hashes (file names do not count)."""
     return hashlib.sha256("\n".join(sorted(hashes.values())).encode()).hexdigest()[:16]
@@ -146,10 +157,8 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, de
         tmp_dirs = [landing_tmp, raw_tmp]
         landing_tmp.mkdir(parents=True)
         (raw_tmp / "_meta").mkdir(parents=True)
-        for f in files:
-            shutil.copyfile(f, landing_tmp / f.name)
-        for f in files:  # the landing copy is what we read: check it is the bytes we hashed
-            if file_sha256(landing_tmp / f.name) != hashes[f.name]:
+        for f in files:  # the landing copy is what we read: check it holds the bytes we hashed
+            if copy_hashed(f, landing_tmp / f.name) != hashes[f.name]:
                 raise ExportError(f.name, "the file changed while it was being copied; land it again")
         names = [f.name for f in files]
         fmt, kinds, _ = _detect(landing_tmp, names, export.is_file(), encoding, delimiter,

@@ -549,17 +549,17 @@ class RedcapReader:
                     mask = masks.get_column(form)
                     if not mask.any():
                         continue
-                    taken = pa.array(np.flatnonzero(mask.to_numpy()))
-                    rows = len(taken)
+                    taken = mask.to_arrow()
+                    rows = int(mask.sum())
                     part = batch.select([column_index[c] for c in key_sources if c in has]
-                                        + [column_index[c] for c in form_cols[form]]).take(taken)
+                                        + [column_index[c] for c in form_cols[form]]).filter(taken)
                     keys_out = [part.column(k) for k in range(len([c for c in key_sources if c in has]))]
                     it = iter(keys_out)
                     key_arrays = [next(it) if c in has else pa.nulls(rows, pa.string()) for c in key_sources]
                     value_arrays = part.columns[len(keys_out):]
                     prov_arrays = [pa.repeat(pa.scalar(self.export_id, pa.string()), rows),
                                    pa.repeat(pa.scalar(rk.name, pa.string()), rows),
-                                   pc.cast(pa.array(rec).take(taken), pa.string()),
+                                   pc.cast(pa.array(rec).filter(taken), pa.string()),
                                    pa.nulls(rows, pa.string()),
                                    pa.repeat(pa.scalar(sha, pa.string()), rows)]
                     sinks[form].write_arrow(key_arrays + list(value_arrays) + prov_arrays)
