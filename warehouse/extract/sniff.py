@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ExportError
 
 CHUNK = 16 << 20
 HEAD = 1 << 16
-_CONTROL_BYTES = set(range(0x00, 0x09)) | {0x0B, 0x0C} | set(range(0x0E, 0x20))
-_CONTROL_TABLE = bytes(0 if b in _CONTROL_BYTES else 1 for b in range(256))  # control bytes -> NUL
 _MAGIC = {
     b"\x89PNG": "a PNG image",
     b"%PDF": "a PDF document",
@@ -169,6 +169,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
             decoder = codecs.getincrementaldecoder(codec)("strict")
         except LookupError as exc:
             raise ExportError(name, f"unknown encoding {enc!r}") from exc
+        ascii_codec = codecs.lookup(codec).name in ("utf-8", "cp1252")
         lines = 0
         read = 0
         quotes = 0
@@ -180,12 +181,22 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                 chunk = fh.read(CHUNK)
                 if not chunk:
                     break
-                pos = chunk.translate(_CONTROL_TABLE).find(0)
-                if pos >= 0:
+                # control bytes (other than TAB, LF, CR) and line breaks, in one vectorised pass
+                data = np.frombuffer(chunk, dtype=np.uint8)
+                low = np.flatnonzero(data < 0x20)
+                kind = data[low]
+                control = low[(kind != 0x09) & (kind != 0x0A) & (kind != 0x0D)]
+                if control.size:
+                    pos = int(control[0])
                     raise ExportError(name, f"control byte 0x{chunk[pos]:02x} in a text export "
                                       "(binary or corrupt file)", location=_line_at(chunk, pos, lines))
+                newlines = int(np.count_nonzero(kind == 0x0A))
+                del data, low, kind, control
                 try:
-                    decoder.decode(chunk, final=False)
+                    # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
+                    # decoder holds the start of a character from the chunk before
+                    if not (ascii_codec and chunk.isascii() and not decoder.getstate()[0]):
+                        decoder.decode(chunk, final=False)
                 except UnicodeDecodeError as exc:
                     line = _line_at(chunk, max(exc.start, 0), lines)
                     seen_multibyte = not ascii_so_far or not chunk[: max(exc.start, 0)].isascii()
@@ -201,7 +212,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                     ok = False
                     break
                 ascii_so_far = ascii_so_far and chunk.isascii()
-                lines += chunk.count(b"\n")
+                lines += newlines
                 quotes += chunk.count(b'"')
                 read += len(chunk)
                 last = chunk[-1:]
