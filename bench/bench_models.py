@@ -5,18 +5,23 @@
 On the demo study build (32 subjects; built under DIR first when DIR has no build), measures
 
 - direct: each model's `create or replace table <relation> as <sql>` on one open connection, nothing else;
-- parse: discovering the files, reading headers and parsing every model with sqlglot (cold: no parse cache);
-- compile: qualifying every model against the src schema and inferring its output types (cold: no cache);
+- parse: discovering the files, reading headers and parsing every model with sqlglot; cold: no cache at all
+  (in memory or on disk), as the first build after a change of the models; warm: a new process (nothing in
+  memory) with the parse cache in DIR/cache from an earlier build of the same models (what `warehouse build`
+  does when only the export changed);
+- compile: qualifying every model against the src schema and inferring its output types; cold and warm as for
+  parse (warm: the compile cache in DIR/cache, same models and src schema);
 - graph: resolving dependencies and ordering them;
 - dispatch: running each model as the build does (`pipeline.transform_model` inside `pipeline.run_models`: one
   connection held open around the loop; the comments, the row count) minus its direct execution time; also
   without the held connection (each close checkpoints the file), for comparison;
 - with --prefect: each model as a Prefect task inside a flow, as `warehouse build` runs them (a temporary Prefect
-  server is started first and not counted), minus its direct execution time.
+  server is started first and not counted; one warm-up flow run, then --repeat flow runs, median per model),
+  minus its direct execution time.
 
 Overhead per model = (parse + compile + graph + dispatch) / number of models; target <= 50 ms per model and
-<= 1 s in total. Medians over --repeat runs. --write puts the table into BENCHMARKS.md under
-"## SQL model runner overhead" (only that section is replaced).
+<= 1 s in total, reported for the cold and the warm parse and compile separately. Medians over --repeat runs.
+--write puts the table into BENCHMARKS.md under "## SQL model runner overhead" (only that section is replaced).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def cold_caches() -> None:
     import warehouse.models as models_module
 
     models_module._AST_CACHE.clear()
+    models_module._TABLE_SOURCES.clear()
     compile_module._LAST.clear()
 
 
@@ -78,6 +84,18 @@ def one_round(build: Path, work: Path) -> dict:
     started = time.perf_counter()
     compile_model_set(models, sources)
     compile_s = time.perf_counter() - started - graph  # compile_model_set orders again; count it once
+
+    cache_dir = work / "cache"
+    if not cache_dir.is_dir():  # an earlier build of the same models and src schema left its caches here
+        compile_model_set(discover_models(sql_dir(), cache_dir), sources, cache_dir)
+    cold_caches()  # a new process: nothing in memory
+    started = time.perf_counter()
+    warm_models = discover_models(sql_dir(), cache_dir)
+    parse_warm = time.perf_counter() - started
+    started = time.perf_counter()
+    warm = compile_model_set(warm_models, sources, cache_dir)
+    compile_warm = time.perf_counter() - started - graph
+    assert warm.from_cache and [m.name for m in warm.ordered_models()] == order, "warm compile not from the cache"
 
     direct: dict[str, float] = {}
     with duckdb.connect(str(direct_file)) as con:
@@ -113,14 +131,15 @@ def one_round(build: Path, work: Path) -> dict:
             transform_model(held_file, models[name])
             held[name] = time.perf_counter() - t0
     return {"held": held, "parse": parse, "compile": compile_s, "graph": graph, "direct": direct, "runner": runner,
-            "shared": shared}
+            "shared": shared, "parse_warm": parse_warm, "compile_warm": compile_warm}
 
 
-def prefect_round(build: Path, work: Path, direct: dict[str, float]) -> dict[str, float]:
+def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int = 1) -> dict[str, float]:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from prefect import flow, task
     from prefect.cache_policies import NONE
     from prefect.testing.utilities import prefect_test_harness
+    from prefect.utilities.annotations import quote
 
     from warehouse.pipeline import plan_models, transform_model
 
@@ -129,6 +148,7 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float]) -> dict[str
         return transform_model(build_file, model)
 
     timings: dict[str, float] = {}
+    runs: list[dict[str, float]] = []
 
     @flow(name="bench-models")
     def bench_flow(build_file: Path) -> None:
@@ -136,14 +156,16 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float]) -> dict[str
         with duckdb.connect(str(build_file)):  # held around the loop, as pipeline.run_models does in the build
             for model in models:
                 t0 = time.perf_counter()
-                run_model.with_options(name=model.name)(build_file, model)
+                run_model.with_options(name=model.name)(build_file, quote(model))  # as flows/build.py
                 timings[model.name] = time.perf_counter() - t0
 
     with prefect_test_harness(server_startup_timeout=180):
         bench_flow(_copy(build, work / "p0.duckdb"))  # warm-up
-        timings.clear()
-        bench_flow(_copy(build, work / "p1.duckdb"))
-    return {name: timings[name] - direct.get(name, 0.0) for name in timings}
+        for i in range(max(1, repeat)):  # one flow run per round, on a fresh copy; medians per model
+            timings.clear()
+            bench_flow(_copy(build, work / f"p{i + 1}.duckdb"))
+            runs.append(dict(timings))
+    return {name: statistics.median(r[name] for r in runs) - direct.get(name, 0.0) for name in runs[0]}
 
 
 def _copy(build: Path, target: Path) -> Path:
@@ -164,12 +186,15 @@ def machine() -> str:
             f"{platform.python_version()}, DuckDB {duckdb.__version__}, sqlglot {sqlglot.__version__}")
 
 
-def report(rounds: list[dict], prefect: dict[str, float] | None, command: str) -> str:
+def report(rounds: list[dict], prefect: dict[str, float] | None, command: str,
+           load: tuple[float, float] | None = None) -> str:
     med = statistics.median
     names = list(rounds[0]["direct"])
     n = len(names)
     parse = med(r["parse"] for r in rounds)
     compile_s = med(r["compile"] for r in rounds)
+    parse_warm = med(r["parse_warm"] for r in rounds)
+    compile_warm = med(r["compile_warm"] for r in rounds)
     graph = med(r["graph"] for r in rounds)
     direct = {m: med(r["direct"][m] for r in rounds) for m in names}
     runner = {m: med(r["runner"][m] for r in rounds) for m in names}
@@ -178,54 +203,78 @@ def report(rounds: list[dict], prefect: dict[str, float] | None, command: str) -
     dispatch_shared = {m: shared[m] - direct[m] for m in names}
     held = {m: med(r["held"][m] for r in rounds) for m in names}
     dispatch_held = {m: held[m] - direct[m] for m in names}
-    fixed = parse + compile_s + graph
-    total_shared = fixed + sum(dispatch_shared.values())
-    total_overhead = fixed + sum(dispatch.values())
-    total_held = fixed + sum(dispatch_held.values())
+    fixed = {"cold": parse + compile_s + graph, "warm": parse_warm + compile_warm + graph}
+
+    def ms(seconds: float, digits: int = 1) -> str:
+        return f"{seconds * 1e3:.{digits}f}"
+
+    def row(label: str, total: float, bold: bool = False, digits: int = 1) -> str:
+        cells = (ms(total, digits), ms(total / n, digits if digits > 1 else 1))
+        if bold:
+            return f"| **{label}** | **{cells[0]}** | **{cells[1]}** |"
+        return f"| {label} | {cells[0]} | {cells[1]} |"
+
+    totals: dict[tuple[str, str], float] = {}
+    for kind in ("cold", "warm"):
+        totals[("one connection", kind)] = fixed[kind] + sum(dispatch_shared.values())
+        totals[("build, no Prefect", kind)] = fixed[kind] + sum(dispatch_held.values())
+        totals[("no held connection", kind)] = fixed[kind] + sum(dispatch.values())
+        if prefect:
+            totals[("Prefect", kind)] = fixed[kind] + sum(prefect.values())
     lines = [
         SECTION,
         "",
         f"Command: `{command}` (medians of {len(rounds)} rounds; demo study build, 32 subjects, {n} models).",
-        f"Machine: {machine()}.",
+        f"Machine: {machine()}."
+        + (f" Load average (1 min) at the start and the end of the run: {load[0]:.1f} and {load[1]:.1f} on "
+           f"{os.cpu_count()} CPU(s): the machine is shared, and the direct row shows how slow it was at the time."
+           if load else ""),
+        "",
+        "Cold: nothing cached, in memory or on disk (the first build after the models, the `src` schema or the "
+        "library versions changed). Warm: a new process with the parse and compile caches that an earlier build "
+        "of the same models and `src` schema left in DIR/cache (a build of a new export with unchanged code).",
         "",
         "| step | total (ms) | per model (ms) |",
         "|---|---:|---:|",
-        f"| direct: the models' SQL executed in DuckDB on one connection | {sum(direct.values()) * 1e3:.1f} | "
-        f"{sum(direct.values()) / n * 1e3:.1f} |",
-        f"| parse: discover files, headers, sqlglot parse (cold) | {parse * 1e3:.1f} | {parse / n * 1e3:.1f} |",
-        f"| compile: sqlglot qualify + DuckDB type inference over empty inputs (cold) | {compile_s * 1e3:.1f} | "
-        f"{compile_s / n * 1e3:.1f} |",
-        f"| graph: resolve dependencies, topological order | {graph * 1e3:.2f} | {graph / n * 1e3:.2f} |",
-        f"| dispatch, one connection (`run_model`: transaction, comments, row count) minus direct | "
-        f"{sum(dispatch_shared.values()) * 1e3:.1f} | {sum(dispatch_shared.values()) / n * 1e3:.1f} |",
-        f"| **runner overhead, one connection (parse + compile + graph + dispatch)** | **{total_shared * 1e3:.0f}** | "
-        f"**{total_shared / n * 1e3:.1f}** |",
-        f"| dispatch as the build calls it (`pipeline.run_models`: `transform_model` with one connection held "
-        f"open around the loop) minus direct | {sum(dispatch_held.values()) * 1e3:.1f} | "
-        f"{sum(dispatch_held.values()) / n * 1e3:.1f} |",
-        f"| **runner overhead as the build calls it, without Prefect (parse + compile + graph + that dispatch)** | "
-        f"**{total_held * 1e3:.0f}** | **{total_held / n * 1e3:.1f}** |",
-        f"| for comparison: `transform_model` with no connection held (each close checkpoints the file) minus direct"
-        f" | {sum(dispatch.values()) * 1e3:.1f} | {sum(dispatch.values()) / n * 1e3:.1f} |",
+        row("direct: the models' SQL executed in DuckDB on one connection", sum(direct.values())),
+        row("parse, cold: discover files, headers, sqlglot parse", parse),
+        row("parse, warm: discover files, headers, tables read from the parse cache", parse_warm),
+        row("compile, cold: sqlglot qualify + DuckDB type inference over empty inputs", compile_s),
+        row("compile, warm: read from the compile cache", compile_warm),
+        row("graph: resolve dependencies, topological order", graph, digits=2),
+        row("dispatch, one connection (`run_model`: transaction, comments, row count) minus direct",
+            sum(dispatch_shared.values())),
+        row("dispatch as the build calls it (`pipeline.run_models`: `transform_model` with one connection held "
+            "open around the loop) minus direct", sum(dispatch_held.values())),
+        row("for comparison: `transform_model` with no connection held (each close checkpoints the file) minus "
+            "direct", sum(dispatch.values())),
     ]
-    total_prefect = None
     if prefect:
-        total_prefect = fixed + sum(prefect.values())
-        lines.append(f"| with Prefect, as `warehouse build` runs them: a task per model (connection held) minus direct "
-                     f"(server start not counted) | {sum(prefect.values()) * 1e3:.0f} | "
-                     f"{sum(prefect.values()) / len(prefect) * 1e3:.1f} |")
-        lines.append(f"| **runner overhead with Prefect tasks (parse + compile + graph + task dispatch)** | "
-                     f"**{total_prefect * 1e3:.0f}** | **{total_prefect / n * 1e3:.1f}** |")
+        lines.append(row("with Prefect, as `warehouse build` runs them: a task per model (connection held) minus "
+                         "direct (server start not counted)", sum(prefect.values())))
+    for kind in ("cold", "warm"):
+        lines.append(row(f"runner overhead, one connection, {kind} (parse + compile + graph + dispatch)",
+                         totals[("one connection", kind)], bold=True, digits=0))
+        lines.append(row(f"runner overhead as the build calls it, without Prefect, {kind}",
+                         totals[("build, no Prefect", kind)], bold=True, digits=0))
+        if prefect:
+            lines.append(row(f"runner overhead with Prefect tasks, {kind} (parse + compile + graph + task dispatch)",
+                             totals[("Prefect", kind)], bold=True, digits=0))
+
     def verdict(total: float) -> str:
         return "met" if total <= 1.0 and total / n <= 0.05 else "NOT met"
 
+    lines += ["", "Target (<= 50 ms per model, <= 1 s in total):", ""]
+    for kind in ("cold", "warm"):
+        parts = [f"without Prefect {verdict(totals[('build, no Prefect', kind)])} "
+                 f"({ms(totals[('build, no Prefect', kind)], 0)} ms)"]
+        if prefect:
+            parts.append(f"with a Prefect task per model {verdict(totals[('Prefect', kind)])} "
+                         f"({ms(totals[('Prefect', kind)], 0)} ms)")
+        parts.append(f"without the held connection it would be {verdict(totals[('no held connection', kind)])} "
+                     f"({ms(totals[('no held connection', kind)], 0)} ms)")
+        lines.append(f"- {kind}: " + "; ".join(parts) + ".")
     lines += [
-        "",
-        f"Target (<= 50 ms per model, <= 1 s in total): {verdict(total_held)} as the build calls the models without "
-        f"Prefect ({total_held * 1e3:.0f} ms)"
-        + (f"; {verdict(total_prefect)} with a Prefect task per model ({total_prefect * 1e3:.0f} ms)"
-           if total_prefect is not None else "")
-        + f"; without the held connection it would be {verdict(total_overhead)} ({total_overhead * 1e3:.0f} ms).",
         "",
         "Slowest models, direct vs through the runner (ms):",
         "",
@@ -260,6 +309,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
         build = ensure_build(data_dir)
@@ -270,9 +320,9 @@ def main() -> None:
         prefect = None
         if args.prefect:
             direct = {m: statistics.median(r["direct"][m] for r in rounds) for m in rounds[0]["direct"]}
-            prefect = prefect_round(build, work, direct)
+            prefect = prefect_round(build, work, direct, args.repeat)
     command = "python bench/bench_models.py" + (" --prefect" if args.prefect else "") + f" --repeat {args.repeat}"
-    text = report(rounds, prefect, command)
+    text = report(rounds, prefect, command, (load_start, os.getloadavg()[0]))
     print(text)
     if args.write:
         write_section(root / "BENCHMARKS.md", text)

@@ -22,6 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote  # a Model is passed as is: Prefect does not walk its fields
 
 from flows.progress import report as progress
 from warehouse import pipeline
@@ -349,7 +350,7 @@ def build_warehouse(
             say("stage", f"done in {lap('stage'):.1f} s")
             models = pipeline.plan_models(build_file)
             transformed = pipeline.run_models(
-                build_file, models, lambda path, model: run_model.with_options(name=model.name)(path, model),
+                build_file, models, lambda path, model: run_model.with_options(name=model.name)(path, quote(model)),
                 after=lambda i, model: progress("transform", f"{i}/{len(models)} {model.name}"))
             transformed.raise_for_failures()
             runs = transformed.runs

@@ -241,7 +241,7 @@ def lineage_cache_key(compiled: Compiled) -> str:
     import sqlglot
 
     digest = hashlib.sha256(f"lineage-v1 sqlglot {sqlglot.__version__}\n".encode())
-    for name in compiled.order:
+    for name in sorted(compiled.order):  # not the run order: keys must not depend on how ties were broken
         digest.update(f"{name}\n{compiled.models[name].sql}\n".encode())
     digest.update(json.dumps(compiled.sources, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:32]

@@ -132,10 +132,14 @@ def split_list(text: object) -> list[str]:
 
 
 _AST_CACHE: dict[str, exp.Expr] = {}
+_TABLE_SOURCES: dict[str, tuple[exp.Query, list[exp.Table]]] = {}  # by SQL text: (tree, its table sources)
+_CACHE_LIMIT = 256  # models' texts; a long-lived process (tests, `warehouse serve`) does not grow without bound
 
 
-def parse_model_sql(sql: str, path: Path) -> exp.Query:
-    """The model's SELECT as a sqlglot tree (DuckDB dialect), cached by text; callers get their own copy."""
+def parse_model_sql(sql: str, path: Path, copy: bool = True) -> exp.Query:
+    """The model's SELECT as a sqlglot tree (DuckDB dialect), cached by text; callers get their own copy.
+
+    `copy=False` returns the cached tree itself, for a caller that only reads it."""
     ast = _AST_CACHE.get(sql)
     if ast is None:
         try:
@@ -147,8 +151,26 @@ def parse_model_sql(sql: str, path: Path) -> exp.Query:
             raise ModelError(f"{path}{where}: cannot parse the SQL: {message}") from err
         if not isinstance(ast, exp.Query):
             raise ModelError(f"{path}: a model is one SELECT statement, found {ast.key.upper()}")
+        while len(_AST_CACHE) >= _CACHE_LIMIT:
+            oldest = next(iter(_AST_CACHE))
+            _AST_CACHE.pop(oldest)
+            _TABLE_SOURCES.pop(oldest, None)
         _AST_CACHE[sql] = ast
-    return ast.copy()
+    return ast.copy() if copy else ast
+
+
+def take_model_ast(sql: str, path: Path) -> tuple[exp.Query, list[exp.Table] | None]:
+    """The parsed tree for a caller that changes it (the compile qualifies it in place): the cached tree itself,
+    removed from the cache so that nobody else sees it changed (parsed again when it is not cached). Saves the
+    deep copy (about a third of the parse's cost) in the build, which parses each model once and compiles it
+    once. Also the tables it reads (scope sources, CTE names excluded) when load_model found them in this
+    very tree, else None."""
+    ast = _AST_CACHE.pop(sql, None)
+    if ast is None:
+        ast = parse_model_sql(sql, path, copy=False)
+        _AST_CACHE.pop(sql, None)
+    found = _TABLE_SOURCES.pop(sql, None)
+    return ast, (found[1] if found is not None and found[0] is ast else None)
 
 
 def position(node: exp.Expr) -> tuple[int, int]:
@@ -164,13 +186,22 @@ def position(node: exp.Expr) -> tuple[int, int]:
 
 def table_references(ast: exp.Query) -> dict[str, exp.Table]:
     """The tables a query reads, CTE names excluded, by reference (`name` or `schema.name`), first occurrence."""
+    return references_of(table_sources(ast))
+
+
+def references_of(sources: list[exp.Table]) -> dict[str, exp.Table]:
     tables: dict[str, exp.Table] = {}
-    for scope in traverse_scope(ast):
-        for source in scope.sources.values():
-            if isinstance(source, exp.Table) and source.name:
-                name = source.name.lower()
-                tables.setdefault(f"{source.db.lower()}.{name}" if source.db else name, source)
+    for source in sources:
+        if source.name:
+            name = source.name.lower()
+            tables.setdefault(f"{source.db.lower()}.{name}" if source.db else name, source)
     return tables
+
+
+def table_sources(ast: exp.Query) -> list[exp.Table]:
+    """Every table node the query reads from (scope sources: CTE references excluded)."""
+    return [source for scope in traverse_scope(ast) for source in scope.sources.values()
+            if isinstance(source, exp.Table)]
 
 
 def referenced_tables(sql: str, path: Path) -> set[str]:
@@ -178,13 +209,24 @@ def referenced_tables(sql: str, path: Path) -> set[str]:
 
     A qualifier is kept because a mart may share its name with a staged form (`main.x` vs `src.x`).
     """
-    return set(table_references(parse_model_sql(sql, path)))
+    return set(table_references(parse_model_sql(sql, path, copy=False)))
 
 
-def load_model(path: Path, layer: str) -> Model:
+def load_model(path: Path, layer: str, known: dict | None = None) -> Model:
+    """One model file: its header, and the tables it reads (parsed by sqlglot, unless `known` already holds
+    them: `{"depends_on": [...], "positions": {reference: [line, col]}}`, from the parse cache)."""
     sql = path.read_text(encoding="utf-8").rstrip().rstrip(";").rstrip()
     header = parse_header(sql, path)
-    references = table_references(parse_model_sql(sql, path))
+    if known is None:
+        ast = parse_model_sql(sql, path, copy=False)
+        sources = table_sources(ast)
+        _TABLE_SOURCES[sql] = (ast, sources)  # for the compile: it need not traverse the scopes again
+        references = references_of(sources)
+        depends_on = set(references)
+        positions = {ref: position(table) for ref, table in references.items()}
+    else:
+        depends_on = set(known["depends_on"])
+        positions = {ref: (int(at[0]), int(at[1])) for ref, at in known["positions"].items()}
     return Model(
         name=path.stem.lower(),
         path=path,
@@ -195,21 +237,78 @@ def load_model(path: Path, layer: str) -> Model:
         grain=str(header.get("grain", "")),
         tags=split_list(header.get("tags")),
         columns=dict(header["columns"]),  # type: ignore[arg-type]
-        depends_on=set(references),
+        depends_on=depends_on,
         header_lines=dict(header["_lines"]),  # type: ignore[arg-type]
-        reference_positions={ref: position(table) for ref, table in references.items()},
+        reference_positions=positions,
     )
 
 
-def discover_models(sql_root: Path) -> dict[str, Model]:
-    """Every model under `sql_root/<layer>/*.sql`; two files naming one table is an error."""
+PARSE_CACHE_VERSION = "models-v1"
+
+
+def _model_files(sql_root: Path) -> list[tuple[str, Path]]:
+    return [(layer, path) for layer in LAYER_ORDER for path in sorted((sql_root / layer).glob("*.sql"))]
+
+
+def parse_cache_path(cache_dir: Path, files: list[tuple[str, Path, bytes]]) -> Path:
+    """DIR/cache/models-<key>.json: key over the sqlglot version and every model file's layer, name and bytes."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{PARSE_CACHE_VERSION} sqlglot {sqlglot.__version__}\n".encode())
+    digest.update(Path(__file__).read_bytes())  # this module's code: how the tables are read
+    for layer, path, data in files:
+        digest.update(f"{layer}/{path.name}\n{len(data)}\n".encode())
+        digest.update(data)
+    return Path(cache_dir) / f"{PARSE_CACHE_VERSION}-{digest.hexdigest()[:32]}.json"
+
+
+def read_json_cache(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):  # a damaged entry is recomputed
+        path.unlink(missing_ok=True)
+        return None
+
+
+def write_json_cache(path: Path, value: dict) -> None:
+    """Write atomically (temporary file, then rename): a crashed or concurrent build never leaves half a file."""
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(value)}.tmp")
+    tmp.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def discover_models(sql_root: Path, cache_dir: Path | None = None) -> dict[str, Model]:
+    """Every model under `sql_root/<layer>/*.sql`; two files naming one table is an error.
+
+    `cache_dir`: keep what sqlglot read from the files (the tables each model reads, and where) in
+    `cache_dir/models-<key>.json`, keyed by every file's bytes and the sqlglot version, so that a build whose
+    models did not change does not parse them (the compile cache then spares the compile too)."""
+    files = _model_files(sql_root)
+    known: dict | None = None
+    cache_path = None
+    if cache_dir is not None:
+        contents = [(layer, path, path.read_bytes()) for layer, path in files]
+        cache_path = parse_cache_path(cache_dir, contents)
+        known = read_json_cache(cache_path)
     models: dict[str, Model] = {}
-    for layer in LAYER_ORDER:
-        for path in sorted((sql_root / layer).glob("*.sql")):
-            model = load_model(path, layer)
-            if model.name in models:
-                raise ModelError(f"{path}: model '{model.name}' is also defined in {models[model.name].path}")
-            models[model.name] = model
+    for layer, path in files:
+        entry = known.get(f"{layer}/{path.name}") if known is not None else None
+        model = load_model(path, layer, entry)
+        if model.name in models:
+            raise ModelError(f"{path}: model '{model.name}' is also defined in {models[model.name].path}")
+        models[model.name] = model
+    if cache_path is not None and known is None:
+        write_json_cache(cache_path, {
+            f"{m.layer}/{m.path.name}": {"depends_on": sorted(m.depends_on),
+                                          "positions": {r: list(at) for r, at in m.reference_positions.items()}}
+            for m in models.values()
+        })
     return models
 
 
@@ -254,7 +353,8 @@ def execution_order(models: dict[str, Model], sources: set[str]) -> list[str]:
     """Models in dependency order; an unknown table or a cycle is an error naming the files involved."""
     graph = model_graph(models, sources)
     try:
-        return list(graphlib.TopologicalSorter(graph).static_order())
+        # sorted predecessors: the same order in every process (a set's order depends on the string hash seed)
+        return list(graphlib.TopologicalSorter({n: sorted(up) for n, up in graph.items()}).static_order())
     except graphlib.CycleError as err:
         cycle = err.args[1]
         files = " -> ".join(str(models[name].path) for name in cycle)
@@ -270,8 +370,13 @@ class ModelRun:
 
 
 def prepare_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """The layers' schemas (created when missing) and the search path. One look-up rather than a CREATE SCHEMA
+    IF NOT EXISTS per schema: each of those is a transaction of its own, and the build calls this per model."""
+    present = {r[0] for r in con.execute(
+        "select schema_name from duckdb_schemas() where database_name = current_database()").fetchall()}
     for schema in ("src", "staging", "intermediate"):
-        con.execute(f"create schema if not exists {schema}")
+        if schema not in present:
+            con.execute(f"create schema if not exists {schema}")
     con.execute(f"set search_path = '{SEARCH_PATH}'")
 
 

@@ -119,3 +119,89 @@ def test_find_source_database(tmp_path: Path):
     duckdb.connect(str(tmp_path / "builds" / "a.duckdb")).close()
     (tmp_path / "builds" / "b.duckdb.building").write_text("")
     assert find_source_database(tmp_path).name == "a.duckdb"
+
+
+def forget_in_memory_caches() -> None:
+    """What a new process starts with: nothing parsed or compiled in memory."""
+    import warehouse.compile as compile_module
+    import warehouse.models as models_module
+
+    models_module._AST_CACHE.clear()
+    models_module._TABLE_SOURCES.clear()
+    compile_module._LAST.clear()
+
+
+def test_the_compile_cache_gives_what_the_compile_gives_lineage_included(tmp_path: Path):
+    from warehouse.lineage import Lineage
+
+    root, cache = small_project(tmp_path / "sql"), tmp_path / "cache"
+    forget_in_memory_caches()
+    cold = compile_sql(SRC, root, cache)
+    assert not cold.from_cache and len(list(cache.glob("compile-v1-*.json"))) == 1
+    cold_lineage = Lineage(cold).mart_lineage()
+    forget_in_memory_caches()
+    warm = compile_sql(SRC, root, cache)
+    assert warm.from_cache
+    assert models_module_ast_cache() == {}  # the parse cache answered: nothing was parsed
+    assert warm.order == cold.order and warm.warnings == cold.warnings
+    assert {n: u.columns for n, u in warm.compiled.items()} == {n: u.columns for n, u in cold.compiled.items()}
+    assert list(warm.compiled["vitals_mart"].columns) == ["USUBJID", "MAPMEAN", "HRMAX"]  # column order kept
+    assert {m: (warm.models[m].depends_on, warm.models[m].reference_positions) for m in warm.order} == {
+        m: (cold.models[m].depends_on, cold.models[m].reference_positions) for m in cold.order}
+    # the qualified SELECT is made again on demand, and gives the same lineage
+    warm_lineage = Lineage(warm).mart_lineage()
+    assert warm_lineage.sort(warm_lineage.columns).equals(cold_lineage.sort(cold_lineage.columns))
+    assert ("vitals_mart", "MAPMEAN", "intermediate.int_map_mean", "map_mean") in {
+        (r["table_name"], r["column_name"], r["upstream_table"], r["upstream_column"])
+        for r in warm_lineage.to_dicts()}
+
+
+def models_module_ast_cache() -> dict:
+    import warehouse.models as models_module
+
+    return dict(models_module._AST_CACHE)
+
+
+def test_a_failing_compile_is_never_cached_and_a_changed_model_is_compiled_again(tmp_path: Path):
+    root, cache = small_project(tmp_path / "sql"), tmp_path / "cache"
+    forget_in_memory_caches()
+    compile_sql(SRC, root, cache)
+    assert len(list(cache.glob("compile-v1-*.json"))) == 1
+    # the same files with one column misspelt: a new key, compiled, and the error names file, line and column
+    path = write(root, "intermediate", "int_map_mean",
+                 "select subject_id,\n  avg(map_mmhgg) as map_mean from stg_vitals group by subject_id")
+    for _ in range(2):  # also from a new process with the caches of the good and the failed attempt on disk
+        forget_in_memory_caches()
+        with pytest.raises(CompileError) as err:
+            compile_sql(SRC, root, cache)
+        assert [(p.path, p.line, p.col) for p in err.value.problems][:1] == [(path, 2, 7)]
+        assert "unknown column 'map_mmhgg'" in str(err.value)
+    assert len(list(cache.glob("compile-v1-*.json"))) == 1  # the failed compile wrote nothing
+    # an unchanged model but a changed src schema: compiled again, and the missing column is reported
+    forget_in_memory_caches()
+    small_project(root)
+    src = {**SRC, "vitals": {k: v for k, v in SRC["vitals"].items() if k != "mapv"}}
+    with pytest.raises(CompileError, match=r"stg_vitals.sql:\d+:\d+: unknown column 'mapv'"):
+        compile_sql(src, root, cache)
+
+
+def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path):
+    root, cache = small_project(tmp_path / "sql"), tmp_path / "cache"
+    forget_in_memory_caches()
+    cold = compile_sql(SRC, root, cache)
+    for entry in cache.glob("*.json"):
+        entry.write_text("{not json", encoding="utf-8")
+    forget_in_memory_caches()
+    again = compile_sql(SRC, root, cache)
+    assert not again.from_cache
+    assert {n: u.columns for n, u in again.compiled.items()} == {n: u.columns for n, u in cold.compiled.items()}
+    forget_in_memory_caches()
+    assert compile_sql(SRC, root, cache).from_cache  # rewritten by the recompute
+
+
+def test_a_build_file_uses_the_caches_in_its_data_dir(tmp_path: Path):
+    from warehouse.compile import build_cache_dir
+
+    assert build_cache_dir(tmp_path / "builds" / "x.duckdb") == tmp_path / "cache"
+    assert build_cache_dir(tmp_path / "unblinded" / "builds" / "x.duckdb") == tmp_path / "unblinded" / "cache"
+    assert build_cache_dir(tmp_path / "warehouse.duckdb") is None
