@@ -163,58 +163,72 @@ def chk_hemo_hourly_sql(relations: Mapping[str, str], columns: Callable[[str], l
     subjects) never leave DuckDB. ``relations``: table name -> a relation with the row position ``__pos``.
 
     Same rule and result as the Polars builder, ties included: the nearest reading is the last one at or before the
-    hour or the first one at or after it (ASOF joins), the later one when both are as near, and among readings at
-    the same time the last in table order (what Polars' ``join_asof(strategy="nearest")`` keeps)."""
+    hour or the first one at or after it, the later one when both are as near, and among readings at the same time
+    the last in table order (what Polars' ``join_asof(strategy="nearest")`` keeps)."""
     name = params.get("table", "hemodynamics")
     col = params.get("hours_column", "hd_dt_hrs")
     if name not in relations or col not in columns(name) or "subject_id" not in columns(name):
         return None
     first, last = int(params.get("first_hour", 0)), int(params.get("last_hour", 24))
     have = set(columns(name))
-    keys = ", ".join(
-        (f'cast("{k}" as varchar)' if k in have else "cast(null as varchar)") + f' as "{k}"' for k in _KEYS
-    )
+    keys = ", ".join(f'"{k}"' if k in have else f'cast(null as varchar) as "{k}"' for k in _KEYS)
     hrs = '"' + col.replace('"', '""') + '"'
+    # Readings are first reduced to one row per subject and clock hour bucket (floor of the time) with its first and
+    # last reading (ties: the last in table order). The last reading at or before hour h is the last of the latest
+    # bucket below h, or a reading exactly at h (then the first of bucket h); the first at or after h is the first of
+    # the earliest bucket from h on. The ASOF joins then run on ~25 buckets per subject, not on every reading, and
+    # only the readings at a bucket's ends carry their keys through a join (two scans, no sort of the readings).
     return f"""
-        with readings as (
-            select {keys}, cast({hrs} as double) as t, __pos
+        with readings as not materialized (
+            select {keys}, cast({hrs} as double) as t, cast(floor({hrs}) as bigint) as b, __pos
             from {relations[name]}
             where subject_id is not null and {hrs} is not null
         ),
+        bounds as (
+            select subject_id, b, min(t) as t_first, max(t) as t_last from readings group by subject_id, b
+        ),
+        ends as (
+            select r.subject_id, r.b, r.t,
+                   arg_max(struct_pack(site_id := r.site_id, event := r.event, repeat_instance := r.repeat_instance),
+                           r.__pos) as k
+            from readings as r
+            join bounds as x on r.subject_id = x.subject_id and r.b = x.b and (r.t = x.t_first or r.t = x.t_last)
+            group by r.subject_id, r.b, r.t
+        ),
+        buckets as (
+            select x.subject_id, x.b, x.t_first, f.k as k_first, x.t_last, l.k as k_last
+            from bounds as x
+            join ends as f on f.subject_id = x.subject_id and f.b = x.b and f.t = x.t_first
+            join ends as l on l.subject_id = x.subject_id and l.b = x.b and l.t = x.t_last
+        ),
         monitored as (
-            select subject_id, max(t) as last_t from readings group by subject_id
+            select subject_id, max(t_last) as last_t from buckets group by subject_id
         ),
         grid as (
-            select m.subject_id, h.range as nominal_hour, cast(h.range as double) as h
+            select m.subject_id, h.range as nominal_hour
             from monitored as m cross join range({first}, {last + 1}) as h
             where h.range <= m.last_t
         ),
         before as (
-            select g.subject_id, g.nominal_hour, g.h, r.t as t_before
-            from grid as g asof left join readings as r on g.subject_id = r.subject_id and g.h >= r.t
+            select g.subject_id, g.nominal_hour, k.t_last as t_before, k.k_last as k_before
+            from grid as g asof left join buckets as k on g.subject_id = k.subject_id and g.nominal_hour - 1 >= k.b
         ),
         after as (
-            select g.subject_id, g.nominal_hour, r.t as t_after
-            from grid as g asof left join readings as r on g.subject_id = r.subject_id and g.h <= r.t
+            select g.subject_id, g.nominal_hour, k.t_first as t_after, k.k_first as k_after
+            from grid as g asof left join buckets as k on g.subject_id = k.subject_id and g.nominal_hour <= k.b
         ),
         nearest as (
-            select b.subject_id, b.nominal_hour, b.h,
-                   case when t_before is null then t_after
-                        when t_after is null then t_before
-                        when t_after - b.h <= b.h - t_before then t_after
-                        else t_before end as t
+            select b.subject_id, b.nominal_hour,
+                   t_after is not null
+                   and (t_before is null or t_after - b.nominal_hour <= b.nominal_hour - t_before) as take_after,
+                   case when take_after then t_after else t_before end as t,
+                   case when take_after then k_after else k_before end as k
             from before as b join after as a using (subject_id, nominal_hour)
-        ),
-        chosen as (
-            select n.subject_id, n.nominal_hour, n.t,
-                   arg_max(struct_pack(site_id := r.site_id, event := r.event, repeat_instance := r.repeat_instance),
-                           r.__pos) as k
-            from nearest as n join readings as r on r.subject_id = n.subject_id and r.t = n.t
-            group by n.subject_id, n.nominal_hour, n.t
         )
-        select subject_id, k.site_id as site_id, k.event as event, k.repeat_instance as repeat_instance,
+        select cast(subject_id as varchar) as subject_id, cast(k.site_id as varchar) as site_id,
+               cast(k.event as varchar) as event, cast(k.repeat_instance as varchar) as repeat_instance,
                nominal_hour, t as {hrs}, t - cast(nominal_hour as double) as offset_hrs
-        from chosen
+        from nearest
         order by subject_id, nominal_hour
     """
 
