@@ -472,7 +472,10 @@ class RedcapReader:
         source_keys = [c for c in dict.fromkeys([rid, "redcap_event_name", "redcap_repeat_instrument",
                                                  "redcap_repeat_instance", "redcap_data_access_group"]) if c in has]
         column_index = {c: i for i, c in enumerate(header)}
-        key_sources = [rid, "redcap_event_name", "redcap_repeat_instance", "redcap_data_access_group"]  # KEY_COLUMNS
+        # the source of each key column (KEY_COLUMNS: subject_id, event, repeat_instance, site_id); None: null
+        key_sources = [c if c in has else None for c in
+                       (rid, "redcap_event_name", "redcap_repeat_instance", "redcap_data_access_group")]
+        key_index = [column_index[c] for c in key_sources if c is not None]
 
         def form_mask(form: str) -> pl.Expr:
             """Rows of a form: its repeating-instrument rows, and the other rows where it has a value or
@@ -551,12 +554,11 @@ class RedcapReader:
                         continue
                     taken = mask.to_arrow()
                     rows = int(mask.sum())
-                    part = batch.select([column_index[c] for c in key_sources if c in has]
-                                        + [column_index[c] for c in form_cols[form]]).filter(taken)
-                    keys_out = [part.column(k) for k in range(len([c for c in key_sources if c in has]))]
-                    it = iter(keys_out)
-                    key_arrays = [next(it) if c in has else pa.nulls(rows, pa.string()) for c in key_sources]
-                    value_arrays = part.columns[len(keys_out):]
+                    part = batch.select(key_index + [column_index[c] for c in form_cols[form]]).filter(taken)
+                    taken_keys = iter(part.columns[:len(key_index)])
+                    key_arrays = [next(taken_keys) if c is not None else pa.nulls(rows, pa.string())
+                                  for c in key_sources]
+                    value_arrays = part.columns[len(key_index):]
                     prov_arrays = [pa.repeat(pa.scalar(self.export_id, pa.string()), rows),
                                    pa.repeat(pa.scalar(rk.name, pa.string()), rows),
                                    pc.cast(pa.array(rec).filter(taken), pa.string()),
