@@ -476,6 +476,15 @@ class RedcapReader:
         key_sources = [c if c in has else None for c in
                        (rid, "redcap_event_name", "redcap_repeat_instance", "redcap_data_access_group")]
         key_index = [column_index[c] for c in key_sources if c is not None]
+        constants: dict[str, pa.Array] = {}  # the provenance columns that are the same on every row
+
+        def constant(value: str | None, rows: int) -> pa.Array:
+            """``rows`` copies of a value: a slice (no copy) of one array built for the longest batch so far."""
+            have = constants.get(value)
+            if have is None or len(have) < rows:
+                have = constants[value] = (pa.nulls(rows, pa.string()) if value is None
+                                           else pa.repeat(pa.scalar(value, pa.string()), rows))
+            return have.slice(0, rows)
 
         def form_mask(form: str) -> pl.Expr:
             """Rows of a form: its repeating-instrument rows, and the other rows where it has a value or
@@ -556,14 +565,12 @@ class RedcapReader:
                     rows = int(mask.sum())
                     part = batch.select(key_index + [column_index[c] for c in form_cols[form]]).filter(taken)
                     taken_keys = iter(part.columns[:len(key_index)])
-                    key_arrays = [next(taken_keys) if c is not None else pa.nulls(rows, pa.string())
+                    key_arrays = [next(taken_keys) if c is not None else constant(None, rows)
                                   for c in key_sources]
                     value_arrays = part.columns[len(key_index):]
-                    prov_arrays = [pa.repeat(pa.scalar(self.export_id, pa.string()), rows),
-                                   pa.repeat(pa.scalar(rk.name, pa.string()), rows),
-                                   pc.cast(pa.array(rec).filter(taken), pa.string()),
-                                   pa.nulls(rows, pa.string()),
-                                   pa.repeat(pa.scalar(sha, pa.string()), rows)]
+                    prov_arrays = [constant(self.export_id, rows), constant(rk.name, rows),
+                                   pc.cast(pa.array(rec).filter(taken), pa.string()), constant(None, rows),
+                                   constant(sha, rows)]
                     sinks[form].write_arrow(key_arrays + list(value_arrays) + prov_arrays)
                     if "redcap_event_name" in has:
                         observed_events[form].update(df.get_column("redcap_event_name").filter(mask).drop_nulls()
