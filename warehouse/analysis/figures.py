@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
@@ -82,8 +83,12 @@ def ne_trajectories_figure(hemo: pl.DataFrame, arms: list[str]) -> str:
     fig, axes = plt.subplots(1, len(arms), figsize=(4 * len(arms), 3), sharey=True, squeeze=False)
     for ax, arm in zip(axes[0], arms):
         group = hemo.filter(pl.col("TRT01P") == arm).sort("USUBJID", "HOUR")
-        for (_,), subject in group.group_by(["USUBJID"], maintain_order=True):
-            ax.plot(subject.get_column("HOUR"), subject.get_column("NE_BASE"), color=colours[arm], alpha=0.5, lw=1)
+        # one collection of lines, not an artist per subject: 10,000 subjects draw in a second, not in twenty
+        lines = [np.column_stack([subject.get_column("HOUR").cast(pl.Float64).to_numpy(),
+                                  subject.get_column("NE_BASE").cast(pl.Float64).fill_null(np.nan).to_numpy()])
+                 for (_,), subject in group.group_by(["USUBJID"], maintain_order=True)]
+        ax.add_collection(LineCollection(lines, colors=colours[arm], alpha=0.5, linewidths=1))
+        ax.autoscale_view()
         ax.set_title(arm)
         ax.set_xlabel("Hours from randomisation")
     axes[0][0].set_ylabel("NE as base (µg/kg/min)")
