@@ -229,7 +229,7 @@ def test_dates_and_datetimes_in_every_export_order(kind, order, raws, expected):
     assert out == expected
 
 
-def test_typing_failures_read_in_duckdb_are_those_of_polars():
+def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
     """The build loads the forms and reads `typing_failures` from their `_untyped` columns in DuckDB
     (pipeline.typing_failures_query): the same rows, types and order as staging's own in Polars."""
     import duckdb
@@ -269,9 +269,9 @@ def test_typing_failures_read_in_duckdb_are_those_of_polars():
     con = duckdb.connect()
     con.execute("create schema src")
     for name, frame in staged.items():
-        load_frame(con, name, frame)
+        load_frame(con, name, frame, tmp_path)
     checks = {form: form_checks(frame, form, ITEMS, CHOICES) for form, frame in forms.items()}
-    load_frame(con, "typing_failures", typing_failures_query(checks))
+    load_frame(con, "typing_failures", typing_failures_query(checks), tmp_path)
     got = pl.from_arrow(con.sql("select * from src.typing_failures").to_arrow_table())
     assert got.schema == expected.schema
     assert got.rows() == expected.rows()

@@ -175,6 +175,11 @@ def land(export: Path, data_dir: Path, study: StudyConfig | None = None) -> str:
     check_export_path(export)
     options = study.export_options() if study is not None else {}
     export_id = land_export(export, data_dir, **options).export_id
+    # the CSV reader's buffers go back to the system: Arrow's allocator keeps freed pages (~0.8 GB after landing
+    # 10,000 subjects), and staging allocates through Polars' and DuckDB's own allocators, not through Arrow's
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
     crash_point("extract")
     return export_id
 
@@ -338,33 +343,22 @@ def build_facts(request: BuildRequest, build_id: str, export_id: str,
     return {"build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
 
 
-LOAD_CHUNK_ROWS = 100_000  # rows of a staged form handed to DuckDB at a time (Arrow batches, never the table)
+def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pl.LazyFrame | str,
+               spill: Path) -> int:
+    """Write one staged table into `src`: a lazy frame streams through a Parquet file in `spill` so it never sits
+    in memory; a string is a DuckDB query over tables loaded before it.
 
-
-def arrow_batches(frame: pl.LazyFrame):
-    """A lazy frame evaluated by Polars' streaming engine as an Arrow stream of batches, in row order."""
-    import pyarrow as pa
-
-    schema = pl.DataFrame(schema=frame.collect_schema()).to_arrow().schema
-
-    def batches():
-        for chunk in frame.collect_batches(chunk_size=LOAD_CHUNK_ROWS):
-            table = chunk.to_arrow()
-            if table.schema != schema:
-                table = table.cast(schema)
-            yield from table.to_batches()
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | pl.LazyFrame | str) -> int:
-    """Write one staged table into `src`: a lazy frame streams into DuckDB batch by batch, so it never sits in
-    memory (nor on disk twice); a string is a DuckDB query over tables loaded before it."""
+    Why not an Arrow stream straight into DuckDB: measured at 10,000 subjects, Polars' `collect_batches` feeding
+    DuckDB peaked at 2.1 GB for staging against 1.1 GB through the file, for 4 s (10%) less time."""
     if isinstance(frame, str):
         con.execute(f"create or replace table src.{name} as {frame}")
+    elif isinstance(frame, pl.LazyFrame):
+        path = spill / f"{name}.parquet"
+        frame.sink_parquet(path, compression="zstd", compression_level=1)
+        con.execute(f"create or replace table src.{name} as select * from read_parquet(?)", [str(path)])
+        path.unlink()
     else:
-        data = arrow_batches(frame) if isinstance(frame, pl.LazyFrame) else frame.to_arrow()
-        con.register("_frame", data)
+        con.register("_frame", frame.to_arrow())
         try:
             con.execute(f"create or replace table src.{name} as select * from _frame")
         finally:
@@ -400,9 +394,14 @@ def write_sources(
     """Load the staged forms into the build's `src` schema, with build facts and (unblinded only) the arms.
     A table given as a string is a query over the tables before it (`typing_failures`)."""
     tables = {**staged, **build_facts(request, build_id, export_id, randomisation)}
-    with connect_build(build_file) as con:
-        prepare_schemas(con)
-        return {name: load_frame(con, name, frame) for name, frame in tables.items()}
+    spill = build_file.parent / f".{build_file.name}.staging"
+    spill.mkdir(parents=True, exist_ok=True)
+    try:
+        with connect_build(build_file) as con:
+            prepare_schemas(con)
+            return {name: load_frame(con, name, frame, spill) for name, frame in tables.items()}
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
