@@ -285,6 +285,24 @@ def _by_value(comp: Compiled, columns: set[str]) -> bool:
     return _value_only(comp) and comp.column in columns
 
 
+class _Relations(Mapping):
+    """Table name -> its relation with ``__pos`` (``DuckDBEngine.base``), built only for the tables asked for."""
+
+    def __init__(self, engine: DuckDBEngine):
+        self.engine = engine
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self.engine.rel:
+            raise KeyError(name)
+        return self.engine.base(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.engine.rel)
+
+    def __len__(self) -> int:
+        return len(self.engine.rel)
+
+
 class DuckDBEngine:
     """Tables of a DuckDB connection (tables, views, registered frames), validated by compiled SQL."""
 
@@ -321,8 +339,7 @@ class DuckDBEngine:
         """A derived check table: in SQL where the check has a SQL version (its input never leaves DuckDB), else
         its Polars builder over the tables it reads."""
         if name in DERIVED_CHECKS_SQL:
-            bases = {table: self.base(table) for table in self.rel}
-            sql = DERIVED_CHECKS_SQL[name](bases, self.columns, params)
+            sql = DERIVED_CHECKS_SQL[name](_Relations(self), self.columns, params)
             if sql is None:
                 return None
             return self.con.sql(sql).pl()
