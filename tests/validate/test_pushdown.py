@@ -126,6 +126,36 @@ def test_counting_by_value_equals_gx_on_edge_cases(gx_loaded, tmp_path, monkeypa
     assert_same(gx, validate_stage_duckdb("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE]))
 
 
+def test_duplicates_counted_in_full_and_the_first_shown(gx_loaded, tmp_path):
+    """Uniqueness: every row of a duplicated value is counted (nulls left out where GX leaves them out), and the
+    failing rows shown are the first ones in table order, capped."""
+    # 30 rows: b repeats on rows 3, 7, 20 (value "d") and 11, 12 (value "e"); null b never counts
+    b = [f"v{i}" for i in range(30)]
+    for i in (7, 20):
+        b[i] = b[3]
+    b[12] = b[11]
+    b[25] = b[26] = None
+    frame = pl.DataFrame({"subject_id": [f"01-{i:03d}" for i in range(30)], "b": b, "c": [i % 2 for i in range(30)]})
+    suite = {"name": "dups", "meta": {"table": "t"}, "expectations": [
+        expectation("expect_column_values_to_be_unique", "b unique", column="b"),
+        expectation("expect_compound_columns_to_be_unique", "b, c unique", column_list=["b", "c"]),
+        expectation("expect_column_values_to_be_between", "c <= 0", column="c", max_value=0),
+    ]}
+    gx = validate_stage("marts", {"t": frame}, suites_dir=tmp_path, extra_suites=[suite], max_findings_per_expectation=2)
+    con = duckdb.connect()
+    con.register("t_frame", frame.to_arrow())
+    con.execute("create table t as select * from t_frame")
+    db = validate_stage_duckdb("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[suite],
+                               max_findings_per_expectation=2)
+    assert_same(gx, db)
+    counts = dict(zip(db.results["rule"].to_list(), db.results["unexpected_count"].to_list()))
+    # b: rows 3, 7, 20, 11, 12; (b, c): 3 (c=1), 7 (1) duplicate, 20 (c=0) not; 11 (1) and 12 (0) not
+    assert counts == {"b unique": 5, "b, c unique": 2, "c <= 0": 15}
+    shown = db.findings.filter(pl.col("rule") == "b unique")["subject_id"].to_list()
+    assert sorted(shown) == ["01-003", "01-007"]
+    assert sorted(db.findings.filter(pl.col("rule") == "c <= 0")["subject_id"].to_list()) == ["01-001", "01-003"]
+
+
 def test_pair_with_one_value_missing_crashes_gx_on_arrow_pandas(gx_loaded, tmp_path):
     """GX 1.24 on Arrow-backed pandas cannot compare a pair where one value is missing unless ignore_row_if is
     either_value_is_missing ("boolean value of NA is ambiguous"): the pandas path reports the check as an error

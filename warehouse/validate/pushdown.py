@@ -5,9 +5,11 @@ The suite files stay the single source of truth, and the output is the same as `
 findings, suites; per expectation a GX ``ExpectationValidationResult``): planning, skipped expectations,
 parameters, severities and findings are the same code (``core.run_stage``); only the evaluation differs. Per table
 one aggregate query counts, for every row-wise expectation at once, the rows in its domain, the missing and the
-failing ones, over the full table; uniqueness needs a window query of its own. Only for an expectation that failed
-is a second query run, fetching at most ``max_findings_per_expectation`` failing rows with their keys (in table
-order, as GX lists them). A rule failing on a million rows therefore costs two scans and N rows of Python.
+failing ones, over the full table; uniqueness needs a probe of its own (sorted hashes). Only when expectations
+failed do two more queries run per table, whatever the number of failed rules: one scan finds the positions of the
+first ``max_findings_per_expectation`` failing rows of each (in table order, as GX lists them), reading only the
+columns the rules read, and one query fetches those rows whole. A rule failing on a million rows therefore costs
+three scans and N rows of Python, and ten failed rules on a table cost the same three scans.
 
 Why our own SQL and not GX's SQL datasource: GX 1.x on DuckDB (via duckdb-engine) returns empty results as shipped
 (see ../shared/GUIDE.md), it is one more dependency, and it builds one query per metric (dozens of scans per
@@ -102,6 +104,11 @@ def literal(v: Any) -> str:
     if isinstance(v, date):
         return f"DATE '{v.isoformat()}'"
     return "'" + str(v).replace("'", "''") + "'"
+
+
+def literal_list(values: list[int]) -> str:
+    """Integers (row positions) as a SQL list literal."""
+    return "[" + ", ".join(str(int(v)) for v in values) + "]::BIGINT[]"
 
 
 def condition_sql(node: Any) -> str:
@@ -455,22 +462,41 @@ class DuckDBEngine:
             out[col] = [(element, missing, int(u)) for u in row[2:]]
         return out
 
-    def _duplicated_rows(self, base: str, part: str, considered: str) -> int:
-        """Rows whose ``part`` values occur more than once among the considered rows.
+    def _duplicates(self, base: str, partition: list[str], considered: str, limit: int) -> tuple[int, list[int]]:
+        """Rows whose ``partition`` values occur more than once among the considered rows: their number, and the
+        positions of the first ``limit`` of them, in one query.
 
-        First a probe on the 64-bit hash of the values, sorted (equal values have equal hashes, so no equal
-        neighbour means no duplicate): a sort of one integer column costs half of partitioning 14 million rows by
-        three text columns. Only when the probe finds equal hashes are the duplicates counted exactly (a hash
-        collision alone then counts nothing)."""
-        probe = self.con.sql(
-            f"select count(*) from (select __h, lag(__h) over (order by __h) as __p, lead(__h) over (order by __h) "
-            f"as __n from (select hash({part}) as __h from {base} where {considered})) where __h = __p or __h = __n"
-        ).fetchall()[0][0]
-        if not probe:
-            return 0
-        return int(self.con.sql(
-            f"select count(*) from (select count(*) over (partition by {part}) as {_DUP} from {base} "
-            f"where {considered}) where {_DUP} > 1").fetchall()[0][0])
+        The duplicated values are grouped (nulls equal, as GX's pandas ``duplicated`` and a window partition have
+        them), and the first rows carrying them found by a semi join on those few groups. Measured on 14 million
+        monitor readings with 2% duplicated keys: 2.6 s, against 5.6 s for a sorted-hash probe followed by an exact
+        window count, and 2.0 s against 1.7 s when nothing is duplicated."""
+        part = ", ".join(partition)
+        same = " and ".join(f"b.{c} is not distinct from g.{c}" for c in partition)
+        count, shown = self.con.sql(
+            f"with g as (select {part}, count(*) as {_DUP} from {base} where {considered} group by all "
+            f"having count(*) > 1) "
+            f"select coalesce(sum({_DUP}), 0), (select min(b.{POS}, {int(limit)}) from (select * from {base} "
+            f"where {considered}) as b semi join g on {same}) from g").fetchall()[0]
+        return int(count), sorted(shown or [])
+
+    def _first_failing(self, base: str, failed: list[Compiled], limit: int) -> list[list[int]]:
+        """Per failed map expectation, the positions of its first ``limit`` failing rows: one scan for all of
+        them, reading only the columns their rules read (a top-``limit`` aggregate per rule)."""
+        if not failed:
+            return []
+        aggs = [f"min({POS}, {int(limit)}) filter (where {comp.unexpected})" for comp in failed]
+        row = self.con.sql(f"select {', '.join(aggs)} from {base}").fetchall()[0]
+        return [sorted(p or []) for p in row]
+
+    def _rows_at(self, base: str, positions: set[int]) -> dict[int, dict]:
+        """The rows at some positions, every column: one query for all failing rows shown of a table (GX hands
+        the findings whole rows; a message template may read any column)."""
+        if not positions:
+            return {}
+        frame = self.con.sql(f"select * from {base} where {POS} in (select unnest({literal_list(sorted(positions))})) "
+                             f"order by {POS}").pl()
+        at = frame.get_column(POS).to_list()
+        return dict(zip(at, frame.drop(POS).to_dicts()))
 
     def run(self, suite_name: str, table: str, runnable: list, params: dict[str, Any], cap: int):
         from great_expectations.core.expectation_validation_result import (
@@ -508,36 +534,44 @@ class DuckDBEngine:
         n_rows = int(counts.pop(0))
         grouped = self._count_by_value(base, by_value, [comp for _, _, comp in compiled])
 
-        for c, kw, comp in compiled:
+        limit = int(max(cap, _PARTIAL))
+        tallies: list[tuple[int, int, int]] = []  # per map or unique expectation: element, missing, unexpected
+        positions: dict[int, list[int]] = {}  # per failed expectation (index into compiled): first failing rows
+        failed_map: list[int] = []
+        for k, (c, kw, comp) in enumerate(compiled):
+            if comp.kind == "map":
+                tally = (grouped[comp.column].pop(0) if _by_value(comp, by_value)
+                         else tuple(int(counts.pop(0)) for _ in range(3)))
+                if tally[2]:
+                    failed_map.append(k)
+            elif comp.kind == "unique":
+                element, missing = int(counts.pop(0)), int(counts.pop(0))
+                unexpected, positions[k] = self._duplicates(base, comp.partition, comp.considered, limit)
+                tally = (element, missing, unexpected)
+            else:
+                tally = (0, 0, 0)
+            tallies.append(tally)
+        # the failing rows shown: their positions in one scan, then the rows themselves in one query
+        for k, found in zip(failed_map, self._first_failing(base, [compiled[k][2] for k in failed_map], limit)):
+            positions[k] = found
+        rows_at = self._rows_at(base, {p for found in positions.values() for p in found})
+
+        for k, (c, kw, comp) in enumerate(compiled):
             i = int(c.meta["_i"])
             if comp.kind == "table":
                 ok = bool(comp.check(n_rows))
                 outcomes[i] = (ExpectationValidationResult(success=ok, expectation_config=c,
                                                            result={"observed_value": n_rows}), [])
                 continue
-            if comp.kind == "map":
-                element, missing, unexpected = (
-                    grouped[comp.column].pop(0) if _by_value(comp, by_value) else (int(counts.pop(0)) for _ in range(3)))
-                failing = f"select * from {base} where {comp.unexpected}"
-            else:  # unique: rows of a duplicated value among the considered rows
-                part = ", ".join(comp.partition)
-                dup = (f"select * from (select *, count(*) over (partition by {part}) as {_DUP} from {base} "
-                       f"where {comp.considered}) where {_DUP} > 1")
-                element, missing = int(counts.pop(0)), int(counts.pop(0))
-                unexpected = self._duplicated_rows(base, part, comp.considered)
-                failing = dup
+            element, missing, unexpected = tallies[k]
             nonmissing = element - missing
             mostly = kw.get("mostly")
             if mostly is None or mostly >= 1:
                 ok = unexpected == 0
             else:
                 ok = nonmissing == 0 or (nonmissing - unexpected) / nonmissing >= mostly
-            rows: list[dict] = []
-            if unexpected:
-                frame = self.con.sql(f"select * from ({failing}) order by {POS} limit {int(max(cap, _PARTIAL))}").pl()
-                positions = frame.get_column(POS).to_list()
-                frame = frame.drop([c for c in (POS, _DUP) if c in frame.columns])
-                rows = frame.to_dicts()
+            shown = positions.get(k, []) if unexpected else []
+            rows = [rows_at[p] for p in shown]
             values = [(r.get(kw["column"]) if isinstance(kw.get("column"), str) else None) for r in rows]
             pct = lambda k, n: (100.0 * k / n) if n else 0.0  # noqa: E731
             result = {
@@ -545,8 +579,8 @@ class DuckDBEngine:
                 "unexpected_count": unexpected,
                 "unexpected_percent": pct(unexpected, nonmissing if comp.column else element),
                 "partial_unexpected_list": values[:_PARTIAL],
-                "unexpected_index_list": positions[:cap] if unexpected else [],
-                "partial_unexpected_index_list": positions[:_PARTIAL] if unexpected else [],
+                "unexpected_index_list": shown[:cap],
+                "partial_unexpected_index_list": shown[:_PARTIAL],
             }
             if comp.column and c.type != "expect_column_values_to_not_be_null":
                 result.update(missing_count=missing, missing_percent=pct(missing, element),
