@@ -12,12 +12,13 @@ On the demo study build (32 subjects; built under DIR first when DIR has no buil
 - compile: qualifying every model against the src schema and inferring its output types; cold and warm as for
   parse (warm: the compile cache in DIR/cache, same models and src schema);
 - graph: resolving dependencies and ordering them;
-- dispatch: running each model as the build does (`pipeline.transform_model` inside `pipeline.run_models`: one
-  connection held open around the loop; the comments, the row count) minus its direct execution time; also
-  without the held connection (each close checkpoints the file), for comparison;
-- with --prefect: each model as a Prefect task inside a flow, as `warehouse build` runs them (a temporary Prefect
-  server is started first and not counted; one warm-up flow run, then --repeat flow runs, median per model),
-  minus its direct execution time.
+- dispatch: running each model as the build does (`pipeline.run_models` with `pipeline.transform_model`: one
+  connection held open around the loop, which transform_model runs on; the comments, the row count) minus its
+  direct execution time; also on one connection with `ModelSession.run` (as `warehouse run`), and with no
+  connection held (transform_model connects per model; each close checkpoints the file), for comparison;
+- with --prefect: each model as the build's Prefect task (flows/build.py) inside a flow, dispatched by
+  `pipeline.run_models` as `warehouse build` does (a temporary Prefect server is started first and not counted;
+  one warm-up flow run, then --repeat flow runs, median per model), minus its direct execution time.
 
 Overhead per model = (parse + compile + graph + dispatch) / number of models; target <= 50 ms per model and
 <= 1 s in total, reported for the cold and the warm parse and compile separately. Medians over --repeat runs.
@@ -65,8 +66,8 @@ def cold_caches() -> None:
 
 def one_round(build: Path, work: Path) -> dict:
     from warehouse.compile import compile_model_set, source_schema_of
-    from warehouse.models import discover_models, execution_order, prepare_schemas, run_model
-    from warehouse.pipeline import transform_model
+    from warehouse.models import ModelSession, discover_models, execution_order, prepare_schemas
+    from warehouse.pipeline import run_models, transform_model
     from warehouse.resources import sql_dir
 
     direct_file, runner_file = work / "direct.duckdb", work / "runner.duckdb"
@@ -111,10 +112,10 @@ def one_round(build: Path, work: Path) -> dict:
     shutil.copyfile(build, shared_file)
     shared: dict[str, float] = {}
     with duckdb.connect(str(shared_file)) as con:
-        prepare_schemas(con)
+        session = ModelSession.open(con)  # as models.run_project: schemas and descriptions read once
         for name in order:
             t0 = time.perf_counter()
-            run_model(con, models[name])
+            session.run(models[name])
             shared[name] = time.perf_counter() - t0
 
     runner: dict[str, float] = {}
@@ -125,27 +126,33 @@ def one_round(build: Path, work: Path) -> dict:
     held_file = work / "held.duckdb"
     shutil.copyfile(build, held_file)
     held: dict[str, float] = {}
-    with duckdb.connect(str(held_file)):  # one connection held open: transform_model's connects share it
-        for name in order:
-            t0 = time.perf_counter()
-            transform_model(held_file, models[name])
-            held[name] = time.perf_counter() - t0
+    # as the build: pipeline.run_models holds one connection open and transform_model runs on it
+    run_models(held_file, [models[name] for name in order], timed(transform_model, held)).raise_for_failures()
     return {"held": held, "parse": parse, "compile": compile_s, "graph": graph, "direct": direct, "runner": runner,
             "shared": shared, "parse_warm": parse_warm, "compile_warm": compile_warm}
 
 
+def timed(run_one, timings: dict[str, float]):
+    """`run_one` (path, model) -> ModelRun, recording each model's wall time in `timings`."""
+    def run(path: Path, model):
+        t0 = time.perf_counter()
+        result = run_one(path, model)
+        timings[model.name] = time.perf_counter() - t0
+        return result
+    return run
+
+
 def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int = 1) -> dict[str, float]:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect import flow, task
-    from prefect.cache_policies import NONE
+    from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
     from prefect.utilities.annotations import quote
 
-    from warehouse.pipeline import plan_models, transform_model
+    import flows.build as build_flow
+    from warehouse.pipeline import plan_models, run_models
 
-    @task(cache_policy=NONE)
-    def run_model(build_file: Path, model):
-        return transform_model(build_file, model)
+    def run_model_task(path: Path, model):  # what flows/build.py passes to pipeline.run_models
+        return build_flow.run_model.with_options(name=model.name)(path, quote(model))
 
     timings: dict[str, float] = {}
     runs: list[dict[str, float]] = []
@@ -153,11 +160,7 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int
     @flow(name="bench-models")
     def bench_flow(build_file: Path) -> None:
         models = plan_models(build_file)
-        with duckdb.connect(str(build_file)):  # held around the loop, as pipeline.run_models does in the build
-            for model in models:
-                t0 = time.perf_counter()
-                run_model.with_options(name=model.name)(build_file, quote(model))  # as flows/build.py
-                timings[model.name] = time.perf_counter() - t0
+        run_models(build_file, models, timed(run_model_task, timings)).raise_for_failures()  # as the build
 
     with prefect_test_harness(server_startup_timeout=180):
         bench_flow(_copy(build, work / "p0.duckdb"))  # warm-up
@@ -242,7 +245,7 @@ def report(rounds: list[dict], prefect: dict[str, float] | None, command: str,
         row("compile, cold: sqlglot qualify + DuckDB type inference over empty inputs", compile_s),
         row("compile, warm: read from the compile cache", compile_warm),
         row("graph: resolve dependencies, topological order", graph, digits=2),
-        row("dispatch, one connection (`run_model`: transaction, comments, row count) minus direct",
+        row("dispatch, one connection (`ModelSession.run`: transaction, comments, row count) minus direct",
             sum(dispatch_shared.values())),
         row("dispatch as the build calls it (`pipeline.run_models`: `transform_model` with one connection held "
             "open around the loop) minus direct", sum(dispatch_held.values())),

@@ -116,3 +116,128 @@ def test_a_mart_may_share_its_name_with_a_staged_form(tmp_path):
     write(tmp_path, "staging", "stg_vitals", "select * from src.vitals")
     write(tmp_path, "marts", "vitals", "select * from stg_vitals")
     assert execution_order(discover_models(tmp_path), sources={"vitals"}) == ["stg_vitals", "vitals"]
+
+
+# -- documenting a model: the same comments whichever way the runner is driven ------------------------------------
+
+
+@pytest.fixture()
+def described(tmp_path: Path) -> tuple[Path, Path]:
+    """Models whose undescribed columns inherit from a staged form and from each other, and a staged file."""
+    root = tmp_path / "sql"
+    write(root, "staging", "stg_vitals",
+          "-- description: Vitals.\n-- columns:\n--   hr: HR (bpm)\n--   temp:\n"
+          "select subject_id, mapv, hr, temp, site_id from src.vitals")
+    # reads the model and the staged form: the model's description of hr wins over the form's label
+    write(root, "intermediate", "int_both",
+          "select s.subject_id, s.hr, v.mapv, s.temp, v.spo2 as SpO2 from stg_vitals s join src.vitals v using (subject_id)")
+    # a mart named like the staged form it is built from (main.vitals vs src.vitals)
+    write(root, "marts", "vitals",
+          "-- description: One row per reading.\n-- columns:\n--   MAPV: Mean MAP\n"
+          "select v.subject_id, v.mapv, i.hr, v.temp, v.spo2, 1 as undescribed from src.vitals v "
+          "join int_both i using (subject_id)")
+    database = tmp_path / "build.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("create schema src")
+        con.execute("create table src.vitals as select * from (values ('a', 60, 80, 37.0, 97, 'S1'), "
+                    "('b', 70, 90, 36.5, 99, 'S1')) t(subject_id, mapv, hr, temp, spo2, site_id)")
+        for column, text in {"subject_id": "Record id", "mapv": "Mean arterial pressure (mmHg)", "hr": "Heart rate",
+                             "temp": "Temperature", "spo2": "SpO2 (%)"}.items():
+            con.execute(f"comment on column src.vitals.{column} is '{text}'")
+    return root, database
+
+
+def comments_of(database: Path) -> dict[str, str | None]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        rows = con.execute("select schema_name || '.' || table_name || '.' || column_name, comment from duckdb_columns() "
+                           "where schema_name in ('staging', 'intermediate', 'main') and not internal").fetchall()
+        rows += con.execute("select schema_name || '.' || table_name, comment from duckdb_tables() "
+                            "where schema_name in ('staging', 'intermediate', 'main')").fetchall()
+    return dict(rows)
+
+
+def test_column_descriptions_are_inherited_from_what_a_model_reads(described, tmp_path):
+    import shutil
+
+    from warehouse.compile import compile_model_set, source_schema_of
+    from warehouse.pipeline import run_models as run_in_build, transform_model
+
+    root, database = described
+    copies = {way: tmp_path / f"{way}.duckdb" for way in ("held", "own", "compiled", "direct")}
+    for copy in copies.values():
+        shutil.copyfile(database, copy)
+    models = discover_models(root)
+    order = [models[name] for name in execution_order(models, {"vitals"})]
+    # as the build runs them: one held connection, the descriptions kept by the session
+    run_in_build(copies["held"], order, transform_model).raise_for_failures()
+    # each model on a connection of its own: the catalog read for every model
+    for model in order:
+        transform_model(copies["own"], model)
+    # with the compile's output columns instead of a DESCRIBE
+    compiled = compile_model_set(discover_models(root), source_schema_of(database)).ordered_models()
+    assert compiled[-1].output_columns == ["subject_id", "mapv", "hr", "temp", "spo2", "undescribed"]
+    run_in_build(copies["compiled"], compiled, transform_model).raise_for_failures()
+    # the direct runner (`warehouse run`)
+    with duckdb.connect(str(copies["direct"])) as con:
+        run_models(con, root)
+
+    expected = {
+        "staging.stg_vitals": "Vitals.",
+        "staging.stg_vitals.subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",  # key first
+        "staging.stg_vitals.mapv": "Mean arterial pressure (mmHg)",  # the staged item's label
+        "staging.stg_vitals.hr": "HR (bpm)",  # the header's
+        "staging.stg_vitals.temp": "",  # described empty by the header: not inherited
+        "staging.stg_vitals.site_id": "Site: REDCap data access group / ODM site (LocationOID)",
+        "intermediate.int_both": None,
+        "intermediate.int_both.subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",
+        "intermediate.int_both.hr": "HR (bpm)",  # a model's description before the staged form's label
+        "intermediate.int_both.mapv": "Mean arterial pressure (mmHg)",
+        "intermediate.int_both.temp": "Temperature",  # an empty description upstream is no description
+        "intermediate.int_both.SpO2": "SpO2 (%)",  # matched whatever the case
+        "main.vitals": "One row per reading.",
+        "main.vitals.subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",
+        "main.vitals.mapv": "Mean MAP",  # header key matched whatever the case
+        "main.vitals.hr": "HR (bpm)",
+        "main.vitals.temp": "Temperature",
+        "main.vitals.spo2": "SpO2 (%)",
+        "main.vitals.undescribed": None,
+    }
+    for way, copy in copies.items():
+        assert comments_of(copy) == expected, way
+    # run again on the same files (`warehouse run` on a dev copy): both ways still agree. (Upstream tables are
+    # matched by bare name, so on a rerun main.vitals, described by then, lends stg_vitals its `mapv` text.)
+    run_in_build(copies["held"], order, transform_model).raise_for_failures()
+    for model in order:
+        transform_model(copies["own"], model)
+    assert comments_of(copies["held"]) == comments_of(copies["own"])
+
+
+def test_a_failed_model_rolls_back_and_the_held_connection_runs_the_next(described, monkeypatch):
+    import warehouse.models as models_module
+    from warehouse.models import ModelError
+    from warehouse.pipeline import run_models as run_in_build, transform_model
+
+    root, database = described
+    write(root, "marts", "broken", "-- description: Fails at run time.\nselect cast(hr as varchar) || 'x' as n, "
+                                   "cast('not a number' as integer) as bad from stg_vitals")
+    models = discover_models(root)
+    order = [models[name] for name in execution_order(models, {"vitals"})]
+    failing = {"int_both"}
+    real = models_module.document_model
+
+    def interrupted(con, model, known=None):  # a failure that is not DuckDB's, after the table was created
+        if model.name in failing:
+            raise RuntimeError("interrupted while documenting")
+        return real(con, model, known)
+
+    monkeypatch.setattr(models_module, "document_model", interrupted)
+    result = run_in_build(database, order, transform_model)
+    assert result.failed["int_both"] == "interrupted while documenting"
+    assert result.failed["broken"].startswith(f"{root / 'marts' / 'broken.sql'}: Conversion Error")
+    assert result.skipped == {"vitals": "int_both"}
+    assert [run.name for run in result.runs] == ["stg_vitals"]
+    with duckdb.connect(str(database), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables()").fetchall()}
+    assert "int_both" not in tables and "broken" not in tables and "stg_vitals" in tables
+    with pytest.raises(ModelError, match="broken.sql: Conversion Error"):
+        transform_model(database, models["broken"])  # on a connection of its own, as well

@@ -482,6 +482,8 @@ def compile_model_set(models: dict[str, Model] | list[Model], sources: SourceSch
             "columns": {name: list(unit.columns.items()) for name, unit in cached.compiled.items()},
             "warnings": cached.warnings,
         })
+    for name, unit in cached.compiled.items():  # the runner documents each table from these (no DESCRIBE)
+        models[name].output_columns = list(unit.columns)
     cached.seconds["graph"] = ordered - started
     return cached
 

@@ -20,6 +20,8 @@ import difflib
 import graphlib
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,9 @@ class Model:
     upstream: set[str] = field(default_factory=set)
     header_lines: dict[str, int] = field(default_factory=dict, repr=False)
     reference_positions: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    # filled by the compile: the output columns as DuckDB names them, in order (empty: not compiled, the runner
+    # asks DuckDB); spares a DESCRIBE per model when the build documents its tables
+    output_columns: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def grain_columns(self) -> list[str]:
@@ -393,62 +398,198 @@ KEY_DESCRIPTIONS = {
 }
 
 
-def inherited_descriptions(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]:
-    """Descriptions for columns the header leaves out: a column passed through under its own name keeps the
-    description it has in a table the model reads (a staged eCRF item keeps its item label), keys get theirs."""
-    tables = [(ref.split(".")[0], ref.split(".")[1]) if "." in ref else (None, ref) for ref in model.depends_on]
-    names = sorted({t for _, t in tables})
-    found: dict[str, str] = dict(KEY_DESCRIPTIONS)
-    if names:
+class Descriptions:
+    """The column descriptions (DuckDB comments) of a database's tables, as the runner needs them to document a
+    model: (schema, table) -> {column: text}, empty texts left out.
+
+    Read from the catalog once (`read`) and then kept up to date by the runner itself (`record`, after each model
+    it documented), so that a run of many models on one connection does not scan duckdb_columns() per model (~3 ms
+    each, the catalog holding every staged form's columns). The runner is the only writer during a run (one build
+    per data directory at a time), so what is kept equals what the catalog would say."""
+
+    def __init__(self, tables: dict[tuple[str, str], dict[str, str]] | None = None):
+        self.tables: dict[tuple[str, str], dict[str, str]] = tables if tables is not None else {}
+
+    @classmethod
+    def read(cls, con: duckdb.DuckDBPyConnection, names: list[str] | None = None) -> Descriptions:
+        """Every described column of the current database, or only those of tables with one of `names`."""
+        where = ""
+        if names is not None:
+            if not names:
+                return cls()
+            where = f" and table_name in ({', '.join('?' for _ in names)})"
         rows = con.execute(
-            "select column_name, comment from duckdb_columns() where database_name = current_database() and "
-            f"table_name in ({', '.join('?' for _ in names)}) and comment is not null and comment <> '' "
-            "order by schema_name = 'src', table_name", names).fetchall()
-        for column, comment in rows:
-            found.setdefault(column.lower(), comment)
-    return found
+            "select schema_name, table_name, column_name, comment from duckdb_columns() "
+            f"where database_name = current_database() and comment is not null and comment <> ''{where}",
+            names or []).fetchall()
+        tables: dict[tuple[str, str], dict[str, str]] = {}
+        for schema, table, column, comment in rows:
+            tables.setdefault((schema, table), {})[column] = comment
+        return cls(tables)
+
+    def record(self, model: Model, comments: dict[str, str]) -> None:
+        """The model's table now holds exactly these column comments (`create or replace` dropped any older)."""
+        described = {column: text for column, text in comments.items() if text}
+        if described:
+            self.tables[(model.schema, model.name)] = described
+        else:
+            self.tables.pop((model.schema, model.name), None)
+
+    def inherited(self, model: Model) -> dict[str, str]:
+        """Descriptions for columns the header leaves out (see inherited_descriptions): the key columns' own, then
+        the first description of the column in a table named like one the model reads (by bare name, in any
+        schema): tables outside `src` first (a model's description before the eCRF item's label), then by name."""
+        names = {ref.rpartition(".")[2] for ref in model.depends_on}
+        found: dict[str, str] = dict(KEY_DESCRIPTIONS)
+        own = (model.schema, model.name)
+        candidates = sorted((key for key in self.tables if key[1] in names and key != own),
+                            key=lambda key: (key[0] == "src", key[1], key[0]))
+        for key in candidates:
+            for column, text in self.tables[key].items():
+                found.setdefault(column.lower(), text)
+        return found
 
 
-def document_model(con: duckdb.DuckDBPyConnection, model: Model) -> None:
-    """Store the model's descriptions as DuckDB comments, so any client shows them beside the table: the header's,
-    else the description the same column has upstream (see inherited_descriptions)."""
+def inherited_descriptions(con: duckdb.DuckDBPyConnection, model: Model,
+                           known: Descriptions | None = None) -> dict[str, str]:
+    """Descriptions for columns the header leaves out: a column passed through under its own name keeps the
+    description it has in a table the model reads (a staged eCRF item keeps its item label), keys get theirs.
+    `known`: the descriptions a run keeps (see Descriptions); without it, the catalog is read for this model."""
+    if known is None:
+        known = Descriptions.read(con, sorted({ref.rpartition(".")[2] for ref in model.depends_on}))
+    return known.inherited(model)
+
+
+def output_columns(con: duckdb.DuckDBPyConnection, model: Model) -> list[str]:
+    """The model's columns as DuckDB names them: what the compile inferred (the same SELECT over inputs of the same
+    types), else DuckDB's DESCRIBE of the relation just created."""
+    if model.output_columns:
+        return list(model.output_columns)
+    return [row[0] for row in con.execute(f"describe {model.relation}").fetchall()]
+
+
+def comment_statements(con: duckdb.DuckDBPyConnection, model: Model,
+                       known: Descriptions | None = None) -> tuple[list[str], dict[str, str]]:
+    """The COMMENT ON statements that document the model, and the column comments they write: the header's
+    description and columns (those the model outputs), else the description the same column has upstream."""
     kind = "view" if model.materialized == "view" else "table"
+    statements = []
     if model.description:
-        con.execute(f"comment on {kind} {model.relation} is {quote_literal(model.description)}")
-    existing = [r[0] for r in con.execute(f"describe {model.relation}").fetchall()]
-    described = {c.lower() for c in model.columns}
+        statements.append(f"comment on {kind} {model.relation} is {quote_literal(model.description)}")
+    existing = output_columns(con, model)
+    by_lower = {column.lower(): column for column in existing}
+    written: dict[str, str] = {}
     for column, text in model.columns.items():
-        if column.lower() in {c.lower() for c in existing}:
-            con.execute(f"comment on column {model.relation}.{column} is {quote_literal(text)}")
+        if column.lower() in by_lower:
+            statements.append(f"comment on column {model.relation}.{column} is {quote_literal(text)}")
+            written[by_lower[column.lower()]] = text
+    described = {c.lower() for c in model.columns}
     missing = [c for c in existing if c.lower() not in described]
-    if missing:
-        upstream = inherited_descriptions(con, model)
-        for column in missing:
-            text = upstream.get(column.lower())
-            if text:
-                con.execute(f'comment on column {model.relation}."{column}" is {quote_literal(text)}')
+    if missing and any(c.lower() not in KEY_DESCRIPTIONS for c in missing):
+        upstream = inherited_descriptions(con, model, known)
+    else:
+        upstream = KEY_DESCRIPTIONS  # keys only: no table needs to be read
+    for column in missing:
+        text = upstream.get(column.lower())
+        if text:
+            statements.append(f'comment on column {model.relation}."{column}" is {quote_literal(text)}')
+            written[column] = text
+    return statements, written
 
 
-def run_model(con: duckdb.DuckDBPyConnection, model: Model) -> ModelRun:
+def document_model(con: duckdb.DuckDBPyConnection, model: Model, known: Descriptions | None = None) -> dict[str, str]:
+    """Store the model's descriptions as DuckDB comments, so any client shows them beside the table: the header's,
+    else the description the same column has upstream (see inherited_descriptions). Every COMMENT ON of the model
+    goes to DuckDB in one call. Returns the column comments written (`known`, if given, is only read)."""
+    statements, written = comment_statements(con, model, known)
+    if statements:
+        con.execute(";\n".join(statements))
+    return written
+
+
+def run_model(con: duckdb.DuckDBPyConnection, model: Model, known: Descriptions | None = None) -> ModelRun:
     """Build one model's table (or view) in its layer's schema, with its comments, in one transaction.
 
     One transaction, not one per statement: each COMMENT ON would otherwise be a commit of its own (most of the
-    runner's overhead before). A table's row count is what CREATE TABLE AS returns."""
+    runner's overhead before). A table's row count is what CREATE TABLE AS returns. `known`: the descriptions a
+    run of several models keeps (see Descriptions), updated only when the model's transaction committed. Anything
+    that interrupts the model rolls its transaction back, so the connection can run the next one."""
     started = time.perf_counter()
     kind = "view" if model.materialized == "view" else "table"
+    written: dict[str, str] = {}
     con.execute("begin transaction")
     try:
         created = con.execute(f"create or replace {kind} {model.relation} as\n{model.sql}").fetchall()
-        document_model(con, model)
+        written = document_model(con, model, known)
         con.execute("commit")
     except duckdb.Error as err:
-        con.execute("rollback")
+        rollback(con)
         raise ModelError(f"{model.path}: {str(err).splitlines()[0]}") from err
+    except BaseException:
+        rollback(con)
+        raise
+    if known is not None:
+        known.record(model, written)
     if kind == "table" and created and isinstance(created[0][0], int):
         rows = created[0][0]
     else:
         rows = con.execute(f"select count(*) from {model.relation}").fetchall()[0][0]
     return ModelRun(model.name, model.relation, rows, time.perf_counter() - started)
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; a failed COMMIT has already ended it (nothing left to roll back)."""
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass
+
+
+@dataclass
+class ModelSession:
+    """One connection that runs models one after the other: the schemas and search path prepared once, and the
+    descriptions of its tables kept from one catalog read (see Descriptions) instead of one read per model."""
+
+    con: duckdb.DuckDBPyConnection
+    descriptions: Descriptions
+
+    @classmethod
+    def open(cls, con: duckdb.DuckDBPyConnection) -> ModelSession:
+        prepare_schemas(con)
+        return cls(con, Descriptions.read(con))
+
+    def run(self, model: Model) -> ModelRun:
+        return run_model(self.con, model, self.descriptions)
+
+
+_HELD: dict[str, ModelSession] = {}  # database file -> the session holding it open (see hold_session)
+
+
+def _database_key(database: Path | str) -> str:
+    return str(Path(database).resolve())
+
+
+@contextmanager
+def hold_session(database: Path | str, con: duckdb.DuckDBPyConnection) -> Iterator[ModelSession]:
+    """Make `con` (open on `database`) the session that `held_session(database)` returns while the block runs: a
+    caller that is only given the file (the build's per-model Prefect task) then runs on this connection instead
+    of connecting, preparing the schemas and reading the catalog again for every model."""
+    key = _database_key(database)
+    session = ModelSession.open(con)
+    previous = _HELD.get(key)
+    _HELD[key] = session
+    try:
+        yield session
+    finally:
+        if previous is None:
+            _HELD.pop(key, None)
+        else:
+            _HELD[key] = previous
+
+
+def held_session(database: Path | str) -> ModelSession | None:
+    """The session holding `database` open in this process (see hold_session), or None."""
+    return _HELD.get(_database_key(database)) if _HELD else None
 
 
 def source_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -638,7 +779,7 @@ def run_project(
 ) -> RunResult:
     """Run the selected models in `order`; a failed model stops its descendants, independent models still run."""
     chosen = select_models(models, select)
-    prepare_schemas(con)
+    session = ModelSession.open(con)
     tracker = RunTracker([models[n] for n in order if n in chosen], [n for n in order if n not in chosen])
     for name in order:
         if name not in chosen:
@@ -647,7 +788,7 @@ def run_project(
         if not tracker.should_run(model):
             continue
         try:
-            tracker.record(run_model(con, model))
+            tracker.record(session.run(model))
         except ModelError as err:
             tracker.fail(model, err)
     return tracker.result()

@@ -524,9 +524,12 @@ def run_models(build_file: Path, models: list[Model], run_one: Callable[[Path, M
                after: Callable[[int, Model], None] | None = None) -> RunResult:
     """Run the models in order with `run_one` (the flow passes its per-model task): a failed model stops its
     descendants only, and the result names both. One connection is held open around the loop, because each
-    close of the last connection checkpoints the whole build file (~50 ms a model)."""
+    close of the last connection checkpoints the whole build file (~50 ms a model); it is also the session
+    `transform_model` runs on (schemas prepared and the catalog's descriptions read once, not per model)."""
+    from warehouse.models import hold_session
+
     tracker = RunTracker(models)
-    with connect_build(build_file):
+    with connect_build(build_file) as con, hold_session(build_file, con):
         for i, model in enumerate(models, 1):
             if tracker.should_run(model):
                 try:
@@ -539,9 +542,17 @@ def run_models(build_file: Path, models: list[Model], run_one: Callable[[Path, M
 
 
 def transform_model(build_file: Path, model: Model) -> ModelRun:
-    with connect_build(build_file) as con:
-        prepare_schemas(con)
-        run = run_model(con, model)
+    """Run one model into the build file: on the connection `run_models` holds open (see models.hold_session),
+    else on a connection of its own."""
+    from warehouse.models import held_session
+
+    session = held_session(build_file)
+    if session is not None:
+        run = session.run(model)
+    else:
+        with connect_build(build_file) as con:
+            prepare_schemas(con)
+            run = run_model(con, model)
     crash_point("transform", model.name)
     return run
 
