@@ -146,13 +146,9 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
-    from prefect.utilities.annotations import quote
 
     import flows.build as build_flow
     from warehouse.pipeline import plan_models, run_models
-
-    def run_model_task(path: Path, model):  # what flows/build.py passes to pipeline.run_models
-        return build_flow.run_model.with_options(name=model.name)(path, quote(model))
 
     timings: dict[str, float] = {}
     runs: list[dict[str, float]] = []
@@ -160,12 +156,13 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int
     @flow(name="bench-models")
     def bench_flow(build_file: Path) -> None:
         models = plan_models(build_file)
-        run_models(build_file, models, timed(run_model_task, timings)).raise_for_failures()  # as the build
+        run_models(build_file, models, timed(build_flow.run_model_task, timings)).raise_for_failures()  # as the build
 
     with prefect_test_harness(server_startup_timeout=180):
         bench_flow(_copy(build, work / "p0.duckdb"))  # warm-up
         for i in range(max(1, repeat)):  # one flow run per round, on a fresh copy; medians per model
             timings.clear()
+            build_flow._MODEL_TASKS.clear()  # as in a `warehouse build` process: each model's task made in the run
             bench_flow(_copy(build, work / f"p{i + 1}.duckdb"))
             runs.append(dict(timings))
     return {name: statistics.median(r[name] for r in runs) - direct.get(name, 0.0) for name in runs[0]}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote  # a Model is passed as is: Prefect does not walk its fields
@@ -149,6 +149,25 @@ def validate_marts(build_file: Path):
 @task(cache_policy=NONE)
 def run_model(build_file: Path, model: Model) -> ModelRun:
     return pipeline.transform_model(build_file, model)
+
+
+_MODEL_TASKS: dict[str, Task] = {}  # model name -> its task (see model_task)
+
+
+def model_task(name: str) -> Task:
+    """The task that runs the model `name`, named after it (so the Prefect UI lists each model as its own task):
+    made once per model name and kept, instead of a `with_options` copy (a new Task: the function's source read
+    and hashed again) at every call; a long-lived process (`warehouse serve`) reuses it for every build."""
+    made = _MODEL_TASKS.get(name)
+    if made is None:
+        made = _MODEL_TASKS[name] = run_model.with_options(name=name)
+    return made
+
+
+def run_model_task(build_file: Path, model: Model) -> ModelRun:
+    """One model as its own task run: what the flow passes to pipeline.run_models. The Model goes in as is
+    (`quote`: Prefect does not walk its fields looking for futures)."""
+    return model_task(model.name)(build_file, quote(model))
 
 
 @task(name="document", cache_policy=NONE)
@@ -350,7 +369,7 @@ def build_warehouse(
             say("stage", f"done in {lap('stage'):.1f} s")
             models = pipeline.plan_models(build_file)
             transformed = pipeline.run_models(
-                build_file, models, lambda path, model: run_model.with_options(name=model.name)(path, quote(model)),
+                build_file, models, run_model_task,
                 after=lambda i, model: progress("transform", f"{i}/{len(models)} {model.name}"))
             transformed.raise_for_failures()
             runs = transformed.runs
