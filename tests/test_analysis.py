@@ -212,3 +212,29 @@ def test_blinded_build_results_pool_the_arms_and_test_nothing(blinded_build):
     for code in arms:
         assert not re.search(rf"\b{code}\b", page), code
     assert "Blinded" in page
+
+
+def test_subject_lines_split_by_subject_in_time_order():
+    from warehouse.analysis.figures import subject_lines
+
+    frame = pl.DataFrame({"USUBJID": ["B", "A", "B", "A", "C"], "HOUR": [2, 1, 0, 0, 5],
+                          "NE_BASE": [0.2, None, 0.4, 0.1, 0.3]})
+    lines = subject_lines(frame, "HOUR", "NE_BASE")
+    assert lines[0][0].tolist() == [0.0, 0.1] and lines[0][1][0] == 1.0
+    assert np.isnan(lines[0][1][1])  # a missing dose stays a gap in the line
+    assert [line.tolist() for line in lines[1:]] == [[[0.0, 0.4], [2.0, 0.2]], [[5.0, 0.3]]]
+    assert subject_lines(frame.head(0), "HOUR", "NE_BASE") == []
+
+
+def test_many_subject_lines_are_drawn_as_an_image_few_as_paths():
+    from warehouse.analysis.figures import RASTER_ABOVE, ne_trajectories_figure
+
+    def hemo(subjects: int) -> pl.DataFrame:
+        return pl.DataFrame({"USUBJID": [f"S{i}" for i in range(subjects) for _ in range(3)],
+                             "TRT01P": ["A"] * (3 * subjects), "HOUR": [0, 1, 2] * subjects,
+                             "NE_BASE": [0.1, 0.2, 0.3] * subjects})
+
+    small, large = ne_trajectories_figure(hemo(10), ["A"]), ne_trajectories_figure(hemo(RASTER_ABOVE + 1), ["A"])
+    assert "<image" not in small and "<image" in large
+    assert "data:image/png;base64," in large  # inside the SVG: nothing to fetch
+    assert len(large) < 1_000_000

@@ -354,7 +354,7 @@ def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | 
         con.execute(f"create or replace table src.{name} as {frame}")
     elif isinstance(frame, pl.LazyFrame):
         path = spill / f"{name}.parquet"
-        frame.sink_parquet(path, compression="zstd", compression_level=1)
+        frame.sink_parquet(path, compression="lz4")  # a spill read once: lz4 writes ~20% faster than zstd
         con.execute(f"create or replace table src.{name} as select * from read_parquet(?)", [str(path)])
         path.unlink()
     else:

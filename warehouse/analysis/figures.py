@@ -15,11 +15,15 @@ import polars as pl  # noqa: E402
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                      "svg.hashsalt": "trial-warehouse"})
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+# Above this many marks (points, subject lines) in one artist it is drawn as an image inside the SVG: 10,000
+# subjects as vector paths cost seconds to write and megabytes to load, and nobody reads them one by one.
+RASTER_ABOVE = 2_000
+RASTER_DPI = 150
 
 
 def to_svg(fig) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None}, dpi=RASTER_DPI)
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
@@ -42,7 +46,7 @@ def pe_response_figure(adeff: pl.DataFrame, arms: list[str]) -> str:
                                    & (pl.col("TRT01P") == arm)).get_column("AVAL").drop_nulls().to_numpy())
             x = j + (i - (len(arms) - 1) / 2) * width
             ax.scatter(x + rng.uniform(-width / 5, width / 5, values.size), values, s=10, alpha=0.55,
-                       color=colours[arm], label=arm if j == 0 else None)
+                       color=colours[arm], label=arm if j == 0 else None, rasterized=values.size > RASTER_ABOVE)
             if values.size > 1:
                 ax.errorbar(x, values.mean(), yerr=values.std(ddof=1), fmt="o", color="black", capsize=3, ms=4)
     ax.set_xticks(range(len(visits)), visits)
@@ -77,17 +81,28 @@ def hemodynamics_figure(hemo: pl.DataFrame, arms: list[str]) -> str:
     return to_svg(fig)
 
 
+def subject_lines(frame: pl.DataFrame, x: str, y: str) -> list[np.ndarray]:
+    """Each subject's (x, y) points in x order, as the arrays a LineCollection takes: one sort and one split of
+    two columns, not a frame per subject (10,000 subjects: 2.4 s that way)."""
+    frame = frame.select("USUBJID", pl.col(x).cast(pl.Float64), pl.col(y).cast(pl.Float64).fill_null(np.nan)) \
+        .sort("USUBJID", x)
+    if frame.height == 0:
+        return []
+    subjects = frame.get_column("USUBJID").to_numpy()
+    starts = np.flatnonzero(subjects[1:] != subjects[:-1]) + 1
+    points = np.column_stack([frame.get_column(x).to_numpy(), frame.get_column(y).to_numpy()])
+    return np.split(points, starts)
+
+
 def ne_trajectories_figure(hemo: pl.DataFrame, arms: list[str]) -> str:
     """Every subject's NE dose over 24 h, one panel per arm (figure 4 of the paper)."""
     colours = arm_colours(arms)
     fig, axes = plt.subplots(1, len(arms), figsize=(4 * len(arms), 3), sharey=True, squeeze=False)
     for ax, arm in zip(axes[0], arms):
-        group = hemo.filter(pl.col("TRT01P") == arm).sort("USUBJID", "HOUR")
+        lines = subject_lines(hemo.filter(pl.col("TRT01P") == arm), "HOUR", "NE_BASE")
         # one collection of lines, not an artist per subject: 10,000 subjects draw in a second, not in twenty
-        lines = [np.column_stack([subject.get_column("HOUR").cast(pl.Float64).to_numpy(),
-                                  subject.get_column("NE_BASE").cast(pl.Float64).fill_null(np.nan).to_numpy()])
-                 for (_,), subject in group.group_by(["USUBJID"], maintain_order=True)]
-        ax.add_collection(LineCollection(lines, colors=colours[arm], alpha=0.5, linewidths=1))
+        ax.add_collection(LineCollection(lines, colors=colours[arm], alpha=0.5, linewidths=1,
+                                         rasterized=len(lines) > RASTER_ABOVE))
         ax.autoscale_view()
         ax.set_title(arm)
         ax.set_xlabel("Hours from randomisation")
