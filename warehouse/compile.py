@@ -56,6 +56,7 @@ from warehouse.models import (
     ModelError,
     discover_models,
     execution_order,
+    gc_paused,
     position,
     read_json_cache,
     resolve_dependency,
@@ -272,8 +273,10 @@ def duckdb_problem(model: Model, err: duckdb.Error, line_offset: int) -> Problem
 def infer_output(mem: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]:
     """Run the model over empty inputs (the upstream stand-ins already in `mem`) and read its column types."""
     mem.execute(f"create or replace table {model.relation} as select * from (\n{model.sql}\n) limit 0")
-    # DESCRIBE: the same names and type strings as duckdb_columns(), in column order, a third of the time
-    return {row[0]: row[1] for row in mem.execute(f"describe {model.relation}").fetchall()}
+    # the table's relation: the same names and type strings as DESCRIBE and duckdb_columns(), in column order,
+    # without running another statement (each costs DuckDB ~0.3 ms whatever it does)
+    stand_in = mem.table(model.relation)
+    return {name: str(dtype) for name, dtype in zip(stand_in.columns, stand_in.types)}
 
 
 def header_problems(model: Model, columns: dict[str, str]) -> tuple[list[Problem], list[str]]:
@@ -357,7 +360,7 @@ def compile_project(models: dict[str, Model], order: list[str], sources: SourceS
     problems: list[Problem] = []
     failed: dict[str, str] = {}
     source_names = set(sources)
-    with duckdb.connect() as mem:
+    with duckdb.connect() as mem, gc_paused():  # the qualified trees stay alive until the end (see gc_paused)
         empty_sources(mem, sources)
         for name in order:
             model = models[name]
