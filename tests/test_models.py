@@ -242,37 +242,3 @@ def test_a_failed_model_rolls_back_and_the_held_connection_runs_the_next(describ
     with pytest.raises(ModelError, match="broken.sql: Conversion Error"):
         transform_model(database, models["broken"])  # on a connection of its own, as well
 
-
-def test_the_collector_pause_ends_with_the_last_block_and_keeps_a_collector_that_was_off():
-    import gc
-    import threading
-
-    from warehouse.models import gc_paused
-
-    assert gc.isenabled()
-    entered, leave = threading.Event(), threading.Event()
-
-    def other_build():  # a second compile in another thread, overlapping the first and ending after it
-        with gc_paused():
-            entered.set()
-            leave.wait(5)
-
-    with gc_paused():
-        assert not gc.isenabled()
-        with gc_paused():  # nested (the parse inside a compile)
-            pass
-        assert not gc.isenabled()
-        thread = threading.Thread(target=other_build)
-        thread.start()
-        entered.wait(5)
-    assert not gc.isenabled()  # the other block still holds the pause
-    leave.set()
-    thread.join(5)
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with gc_paused():
-            pass
-        assert not gc.isenabled()  # switched off by someone else: left off
-    finally:
-        gc.enable()

@@ -56,7 +56,6 @@ from warehouse.models import (
     ModelError,
     discover_models,
     execution_order,
-    gc_paused,
     position,
     read_json_cache,
     resolve_dependency,
@@ -360,7 +359,7 @@ def compile_project(models: dict[str, Model], order: list[str], sources: SourceS
     problems: list[Problem] = []
     failed: dict[str, str] = {}
     source_names = set(sources)
-    with duckdb.connect() as mem, gc_paused():  # the qualified trees stay alive until the end (see gc_paused)
+    with duckdb.connect() as mem:
         empty_sources(mem, sources)
         for name in order:
             model = models[name]

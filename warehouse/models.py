@@ -17,10 +17,8 @@ The header, a block of `--` comment lines at the top of the file, carries the mo
 from __future__ import annotations
 
 import difflib
-import gc
 import graphlib
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -250,37 +248,6 @@ def load_model(path: Path, layer: str, known: dict | None = None) -> Model:
     )
 
 
-class _GcPause:
-    """Shared state of gc_paused: how many blocks hold the pause, and whether the collector was on before."""
-
-    lock = threading.Lock()
-    holders = 0
-    was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while the block runs, back on after (if it was on).
-
-    Parsing and compiling the models allocates many small sqlglot nodes that stay alive until the compile ends;
-    the collector, set off by the allocations, walks them again and again and finds next to nothing to free
-    (about a fifth of a cold compile). Reference counting still frees what is not cyclic at once; cyclic garbage
-    waits for the end of the block. Nested blocks and blocks in other threads (two builds in one process) share
-    one pause: the collector comes back when the last one ends."""
-    with _GcPause.lock:
-        if _GcPause.holders == 0:
-            _GcPause.was_enabled = gc.isenabled()
-            gc.disable()
-        _GcPause.holders += 1
-    try:
-        yield
-    finally:
-        with _GcPause.lock:
-            _GcPause.holders -= 1
-            if _GcPause.holders == 0 and _GcPause.was_enabled:
-                gc.enable()
-
-
 PARSE_CACHE_VERSION = "models-v1"
 
 
@@ -335,13 +302,12 @@ def discover_models(sql_root: Path, cache_dir: Path | None = None) -> dict[str, 
         cache_path = parse_cache_path(cache_dir, contents)
         known = read_json_cache(cache_path)
     models: dict[str, Model] = {}
-    with gc_paused():  # a cold parse allocates the trees the compile keeps (see gc_paused)
-        for layer, path in files:
-            entry = known.get(f"{layer}/{path.name}") if known is not None else None
-            model = load_model(path, layer, entry)
-            if model.name in models:
-                raise ModelError(f"{path}: model '{model.name}' is also defined in {models[model.name].path}")
-            models[model.name] = model
+    for layer, path in files:
+        entry = known.get(f"{layer}/{path.name}") if known is not None else None
+        model = load_model(path, layer, entry)
+        if model.name in models:
+            raise ModelError(f"{path}: model '{model.name}' is also defined in {models[model.name].path}")
+        models[model.name] = model
     if cache_path is not None and known is None:
         write_json_cache(cache_path, {
             f"{m.layer}/{m.path.name}": {"depends_on": sorted(m.depends_on),
