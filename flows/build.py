@@ -56,26 +56,16 @@ class NoNewExport:
 
 # -- the export's content hash (cheap: file hashes only, no parsing) --------------------------------------------
 
-_FILE_HASHES: dict[tuple, str] = {}
-
-
 def export_content_id(export: Path) -> str | None:
     """The export id that landing would give this export (SHA-256 over its files' hashes), or None if unreadable.
 
-    File hashes are memoised per (path, inode, size, mtime) within the process: the cache key and the pre-check of
+    File hashes are memoised in the process (``land.file_hash``): the cache key, the pre-check and the landing of
     one run hash each file once.
     """
-    from warehouse.extract.land import export_files, export_id_of, file_sha256
+    from warehouse.extract.land import export_files, export_id_of, file_hash
 
     try:
-        files = export_files(Path(export))
-        hashes = {}
-        for f in files:
-            st = f.stat()
-            key = (str(f.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-            if key not in _FILE_HASHES:
-                _FILE_HASHES[key] = file_sha256(f)
-            hashes[f.name] = _FILE_HASHES[key]
+        hashes = {f.name: file_hash(f) for f in export_files(Path(export))}
     except Exception:  # noqa: BLE001 - extract itself reports (and quarantines) an unreadable export
         return None
     return export_id_of(hashes)

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from warehouse.extract import land_export, list_snapshots, read_raw_form, read_raw_meta
-from warehouse.extract.land import export_id_of, file_sha256
+from warehouse.extract.errors import ExportError
+from warehouse.extract.land import LandingCopy, export_id_of, file_sha256
 
 from extract_samples import write_redcap
 
@@ -72,6 +73,52 @@ def test_same_content_lands_once_even_renamed(redcap_export: Path, tmp_path: Pat
     assert len(list_snapshots(data)) == 1
     hashes = {f.name: file_sha256(f) for f in redcap_export.iterdir()}
     assert first.export_id == export_id_of(hashes)
+
+
+def test_new_content_of_the_same_sizes_lands_as_new(redcap_export: Path, tmp_path: Path) -> None:
+    """Content that differs from a landed snapshot in one byte (same sizes) is new, gets its own id, and its
+    landing copy holds the bytes it was hashed from."""
+    data = tmp_path / "data"
+    first = land_export(redcap_export, data)
+    edited = tmp_path / "edited"
+    shutil.copytree(redcap_export, edited)
+    records = edited / "STUDY_DATA_2024-01-01.csv"
+    text = records.read_bytes()
+    at = text.rindex(b"1")
+    records.write_bytes(text[:at] + b"2" + text[at + 1:])  # same length, one value changed
+    second = land_export(edited, data)
+    hashes = {f.name: file_sha256(f) for f in edited.iterdir()}
+    assert second.new is True and second.export_id == export_id_of(hashes) != first.export_id
+    assert (second.landing_dir / records.name).read_bytes() == records.read_bytes()
+    assert [s["export_id"] for s in list_snapshots(data)] == [first.export_id, second.export_id]
+
+
+def test_a_file_that_changes_while_it_lands_fails_the_landing(tmp_path: Path) -> None:
+    """The landing copy is written while the extract reads the files: a file rewritten meanwhile, or whose bytes
+    are not those hashed before landing began, fails with the file named; an unchanged one passes."""
+    import pytest
+
+    source = tmp_path / "export"
+    source.mkdir()
+    f = source / "records.csv"
+    f.write_bytes(b"record_id,x\n1,2\n")
+    hashes = {f.name: file_sha256(f)}
+    for case in ("unchanged", "rewritten", "hashed other bytes"):
+        target = tmp_path / case
+        target.mkdir()
+        expected = {**hashes, f.name: "0" * 64} if case == "hashed other bytes" else hashes
+        copy = LandingCopy([f], target, expected)
+        if case == "unchanged":
+            with copy:
+                pass
+            assert (target / f.name).read_bytes() == f.read_bytes()
+            continue
+        with pytest.raises(ExportError, match="changed while it was being landed") as err:
+            with copy:
+                if case == "rewritten":
+                    copy.thread.join()
+                    f.write_bytes(b"record_id,x\n1,3,4\n")
+        assert err.value.file == f.name
 
 
 def test_snapshots_stay_readable_oldest_first(tmp_path: Path) -> None:

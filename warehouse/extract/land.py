@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,12 +43,31 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def copy_hashed(source: Path, target: Path) -> str:
+_HASHES: dict[tuple, str] = {}
+
+
+def _file_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def file_hash(path: Path) -> str:
+    """``file_sha256``, memoised per (path, inode, size, mtime) within the process: the flow's cache key and the
+    landing of the same run read a large export once, not twice."""
+    key = _file_key(path)
+    if key not in _HASHES:
+        _HASHES[key] = file_sha256(path)
+    return _HASHES[key]
+
+
+def copy_hashed(source: Path, target: Path, stop: threading.Event | None = None) -> str | None:
     """Copy a file, returning the SHA-256 of the bytes written: one read of the source serves the copy and the
-    check that the landing copy holds the bytes that were hashed."""
+    check that the landing copy holds the bytes that were hashed. None when ``stop`` is set before the end."""
     h = hashlib.sha256()
     with open(source, "rb") as src, open(target, "wb") as dst:
         while chunk := src.read(8 << 20):
+            if stop is not None and stop.is_set():
+                return None
             h.update(chunk)
             dst.write(chunk)
     return h.hexdigest()
@@ -142,36 +162,22 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, de
     tmp_dirs: list[Path] = []
     try:
         files = export_files(export)
-        hashes = {f.name: file_sha256(f) for f in files}
+        hashes = {f.name: file_hash(f) for f in files}
         export_id = export_id_of(hashes)
+        if (data_dir / "raw" / export_id / "_meta" / "export.json").is_file():
+            return _landed(data_dir, export_id)
         raw_final = data_dir / "raw" / export_id
         landing_final = data_dir / "landing" / export_id
-        if (raw_final / "_meta" / "export.json").is_file():
-            info = read_export_json(data_dir, export_id)
-            return LandResult(export_id=export_id, raw_dir=raw_final, new=False, format=info["format"],
-                              forms={k: (v["rows"], v["subjects"]) for k, v in info["records"].items()},
-                              landing_dir=landing_final)
         token = f".tmp-{export_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         landing_tmp = data_dir / "landing" / token
         raw_tmp = data_dir / "raw" / token
         tmp_dirs = [landing_tmp, raw_tmp]
         landing_tmp.mkdir(parents=True)
         (raw_tmp / "_meta").mkdir(parents=True)
-        for f in files:  # the landing copy is what we read: check it holds the bytes we hashed
-            if copy_hashed(f, landing_tmp / f.name) != hashes[f.name]:
-                raise ExportError(f.name, "the file changed while it was being copied; land it again")
-        names = [f.name for f in files]
-        fmt, kinds, _ = _detect(landing_tmp, names, export.is_file(), encoding, delimiter,
-                                display=export.name or str(export))
-        if fmt == "redcap":
-            res = RedcapReader(landing_tmp, kinds, raw_tmp, export_id=export_id, hashes=hashes,
-                               encoding=encoding, delimiter=delimiter, decimal_comma=decimal_comma,
-                               display=export.name or str(export)).run()
-        else:
-            odm = next(k for k in kinds.values() if k.kind == "xml" and k.what.startswith("an ODM"))
-            res = OdmReader(landing_tmp / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name]).run()
-            if overrides:
-                res.notes.append(f"CSV dialect overrides not used (an ODM export is XML): {overrides}")
+        source_dir = export.parent if export.is_file() else export
+        with LandingCopy(files, landing_tmp, hashes):
+            res, fmt, kinds = _extract(source_dir, [f.name for f in files], export, raw_tmp, export_id, hashes,
+                                       encoding, delimiter, decimal_comma, overrides)
         landed_at = _now().isoformat(timespec="microseconds")
         write_meta(raw_tmp / "_meta", res.meta)
         write_json(raw_tmp / "_meta" / "export.json", _export_json(export_id, fmt, landed_at, export, files, hashes,
@@ -200,6 +206,72 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, de
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
         raise
+
+
+class LandingCopy:
+    """The landing copy, written by a thread while the extract reads the same files: the copy is mostly the
+    kernel's and the disk's time (2.6 GB at 10,000 subjects: ~13 s here), the extract is CPU, so the two overlap.
+
+    On exit the copy is checked against the hashes taken before anything was read, and every file's size and
+    modification time against what they were then: a file that changed while it was being landed fails the
+    landing (``ExportError``), so the raw snapshot and the landing copy are both of the hashed bytes."""
+
+    def __init__(self, files: list[Path], target: Path, hashes: dict[str, str]) -> None:
+        self.files, self.target, self.hashes = files, target, hashes
+        self.stats = {f.name: (f.stat().st_size, f.stat().st_mtime_ns) for f in files}
+        self.copied: dict[str, str | None] = {}
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._copy, name="landing-copy", daemon=True)
+
+    def _copy(self) -> None:
+        try:
+            for f in self.files:
+                self.copied[f.name] = copy_hashed(f, self.target / f.name, self.stop)
+        except BaseException as exc:  # noqa: BLE001 - raised in the landing's thread on exit
+            self.error = exc
+
+    def __enter__(self) -> LandingCopy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:  # the extract's own error wins; the copy stops and goes with the temporary dirs
+            self.stop.set()
+            self.thread.join()
+            return
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        for f in self.files:
+            now = f.stat()
+            if (now.st_size, now.st_mtime_ns) != self.stats[f.name] or self.copied.get(f.name) != self.hashes[f.name]:
+                raise ExportError(f.name, "the file changed while it was being landed; land it again")
+
+
+def _extract(source_dir: Path, names: list[str], export: Path, raw_tmp: Path, export_id: str,
+             hashes: dict[str, str], encoding: str | None, delimiter: str | None, decimal_comma: bool | None,
+             overrides: dict) -> tuple[Extracted, str, dict[str, FileKind]]:
+    """Recognise the export's format and read it into the raw snapshot being built in ``raw_tmp``."""
+    fmt, kinds, _ = _detect(source_dir, names, export.is_file(), encoding, delimiter,
+                            display=export.name or str(export))
+    if fmt == "redcap":
+        res = RedcapReader(source_dir, kinds, raw_tmp, export_id=export_id, hashes=hashes, encoding=encoding,
+                           delimiter=delimiter, decimal_comma=decimal_comma, display=export.name or str(export)).run()
+    else:
+        odm = next(k for k in kinds.values() if k.kind == "xml" and k.what.startswith("an ODM"))
+        res = OdmReader(source_dir / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name]).run()
+        if overrides:
+            res.notes.append(f"CSV dialect overrides not used (an ODM export is XML): {overrides}")
+    return res, fmt, kinds
+
+
+def _landed(data_dir: Path, export_id: str) -> LandResult:
+    """The result for content that has landed before (nothing is written)."""
+    info = read_export_json(data_dir, export_id)
+    return LandResult(export_id=export_id, raw_dir=data_dir / "raw" / export_id, new=False, format=info["format"],
+                      forms={k: (v["rows"], v["subjects"]) for k, v in info["records"].items()},
+                      landing_dir=data_dir / "landing" / export_id)
 
 
 def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: list[Path],
@@ -234,4 +306,4 @@ def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: 
     }
 
 
-__all__ = ["LandResult", "land_export", "list_snapshots", "export_id_of", "file_sha256"]
+__all__ = ["LandResult", "land_export", "list_snapshots", "export_id_of", "file_hash", "file_sha256"]
