@@ -18,7 +18,8 @@ On the demo study build (32 subjects; built under DIR first when DIR has no buil
   connection held (transform_model connects per model; each close checkpoints the file), for comparison;
 - with --prefect: each model as the build's Prefect task (flows/build.py) inside a flow, dispatched by
   `pipeline.run_models` as `warehouse build` does (a temporary Prefect server is started first and not counted;
-  one warm-up flow run, then --repeat flow runs, median per model), minus its direct execution time.
+  one warm-up flow run, then --repeat rounds of a direct pass and a flow run, median per model of the task's
+  time minus the direct time of the same round; Prefect logs at INFO to the API as in the build).
 
 Overhead per model = (parse + compile + graph + dispatch) / number of models; target <= 50 ms per model and
 <= 1 s in total, reported for the cold and the warm parse and compile separately. Medians over --repeat runs.
@@ -98,15 +99,7 @@ def one_round(build: Path, work: Path) -> dict:
     compile_warm = time.perf_counter() - started - graph
     assert warm.from_cache and [m.name for m in warm.ordered_models()] == order, "warm compile not from the cache"
 
-    direct: dict[str, float] = {}
-    with duckdb.connect(str(direct_file)) as con:
-        prepare_schemas(con)
-        for name in order:
-            model = models[name]
-            kind = "view" if model.materialized == "view" else "table"
-            t0 = time.perf_counter()
-            con.execute(f"create or replace {kind} {model.relation} as\n{model.sql}")
-            direct[name] = time.perf_counter() - t0
+    direct = direct_pass(direct_file, [models[name] for name in order])
 
     shared_file = work / "shared.duckdb"
     shutil.copyfile(build, shared_file)
@@ -132,6 +125,21 @@ def one_round(build: Path, work: Path) -> dict:
             "shared": shared, "parse_warm": parse_warm, "compile_warm": compile_warm}
 
 
+def direct_pass(build_file: Path, models: list) -> dict[str, float]:
+    """Each model's SQL executed in DuckDB on one connection, nothing around it: the baseline."""
+    from warehouse.models import prepare_schemas
+
+    direct: dict[str, float] = {}
+    with duckdb.connect(str(build_file)) as con:
+        prepare_schemas(con)
+        for model in models:
+            kind = "view" if model.materialized == "view" else "table"
+            t0 = time.perf_counter()
+            con.execute(f"create or replace {kind} {model.relation} as\n{model.sql}")
+            direct[model.name] = time.perf_counter() - t0
+    return direct
+
+
 def timed(run_one, timings: dict[str, float]):
     """`run_one` (path, model) -> ModelRun, recording each model's wall time in `timings`."""
     def run(path: Path, model):
@@ -142,8 +150,11 @@ def timed(run_one, timings: dict[str, float]):
     return run
 
 
-def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int = 1) -> dict[str, float]:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+def prefect_round(build: Path, work: Path, repeat: int = 1) -> dict[str, float]:
+    """Per model, the wall time of its Prefect task as `warehouse build` dispatches it, minus the same SQL run
+    directly in the same round (just before, in the same process: on a shared machine a baseline taken minutes
+    earlier is not one). Prefect logs as in the build: INFO to the API, console quiet (as `warehouse build`)."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from prefect import flow
     from prefect.testing.utilities import prefect_test_harness
 
@@ -151,21 +162,23 @@ def prefect_round(build: Path, work: Path, direct: dict[str, float], repeat: int
     from warehouse.pipeline import plan_models, run_models
 
     timings: dict[str, float] = {}
-    runs: list[dict[str, float]] = []
+    overheads: list[dict[str, float]] = []
 
     @flow(name="bench-models")
     def bench_flow(build_file: Path) -> None:
         models = plan_models(build_file)
         run_models(build_file, models, timed(build_flow.run_model_task, timings)).raise_for_failures()  # as the build
 
+    models = plan_models(_copy(build, work / "plan.duckdb"))
     with prefect_test_harness(server_startup_timeout=180):
         bench_flow(_copy(build, work / "p0.duckdb"))  # warm-up
-        for i in range(max(1, repeat)):  # one flow run per round, on a fresh copy; medians per model
+        for i in range(max(1, repeat)):  # per round: a direct pass, then one flow run, each on a fresh copy
+            direct = direct_pass(_copy(build, work / f"d{i + 1}.duckdb"), models)
             timings.clear()
             build_flow._MODEL_TASKS.clear()  # as in a `warehouse build` process: each model's task made in the run
             bench_flow(_copy(build, work / f"p{i + 1}.duckdb"))
-            runs.append(dict(timings))
-    return {name: statistics.median(r[name] for r in runs) - direct.get(name, 0.0) for name in runs[0]}
+            overheads.append({name: timings[name] - direct[name] for name in timings})
+    return {name: statistics.median(o[name] for o in overheads) for name in overheads[0]}
 
 
 def _copy(build: Path, target: Path) -> Path:
@@ -319,8 +332,7 @@ def main() -> None:
         rounds = [one_round(build, work) for _ in range(args.repeat)]
         prefect = None
         if args.prefect:
-            direct = {m: statistics.median(r["direct"][m] for r in rounds) for m in rounds[0]["direct"]}
-            prefect = prefect_round(build, work, direct, args.repeat)
+            prefect = prefect_round(build, work, args.repeat)
     command = "python bench/bench_models.py" + (" --prefect" if args.prefect else "") + f" --repeat {args.repeat}"
     text = report(rounds, prefect, command, (load_start, os.getloadavg()[0]))
     print(text)
