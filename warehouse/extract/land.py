@@ -208,6 +208,11 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, de
         raise
 
 
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 class LandingCopy:
     """The landing copy, written by a thread while the extract reads the same files: the copy is mostly the
     kernel's and the disk's time (2.6 GB at 10,000 subjects: ~13 s here), the extract is CPU, so the two overlap.
@@ -218,7 +223,7 @@ class LandingCopy:
 
     def __init__(self, files: list[Path], target: Path, hashes: dict[str, str]) -> None:
         self.files, self.target, self.hashes = files, target, hashes
-        self.stats = {f.name: (f.stat().st_size, f.stat().st_mtime_ns) for f in files}
+        self.stats = {f.name: _size_and_mtime(f) for f in files}
         self.copied: dict[str, str | None] = {}
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -244,8 +249,7 @@ class LandingCopy:
         if self.error is not None:
             raise self.error
         for f in self.files:
-            now = f.stat()
-            if (now.st_size, now.st_mtime_ns) != self.stats[f.name] or self.copied.get(f.name) != self.hashes[f.name]:
+            if _size_and_mtime(f) != self.stats[f.name] or self.copied.get(f.name) != self.hashes[f.name]:
                 raise ExportError(f.name, "the file changed while it was being landed; land it again")
 
 

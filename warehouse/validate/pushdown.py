@@ -68,6 +68,10 @@ SQL_EXPECTATIONS = (
 _PARTIAL = 20  # GX's partial_unexpected_list length
 
 
+def _percent(part: int, whole: int) -> float:
+    return (100.0 * part / whole) if whole else 0.0
+
+
 class NotCompiled(Exception):
     """An expectation (or row condition) this module does not compile to SQL."""
 
@@ -573,19 +577,18 @@ class DuckDBEngine:
             shown = positions.get(k, []) if unexpected else []
             rows = [rows_at[p] for p in shown]
             values = [(r.get(kw["column"]) if isinstance(kw.get("column"), str) else None) for r in rows]
-            pct = lambda k, n: (100.0 * k / n) if n else 0.0  # noqa: E731
             result = {
                 "element_count": element,
                 "unexpected_count": unexpected,
-                "unexpected_percent": pct(unexpected, nonmissing if comp.column else element),
+                "unexpected_percent": _percent(unexpected, nonmissing if comp.column else element),
                 "partial_unexpected_list": values[:_PARTIAL],
                 "unexpected_index_list": shown[:cap],
                 "partial_unexpected_index_list": shown[:_PARTIAL],
             }
             if comp.column and c.type != "expect_column_values_to_not_be_null":
-                result.update(missing_count=missing, missing_percent=pct(missing, element),
-                              unexpected_percent_total=pct(unexpected, element),
-                              unexpected_percent_nonmissing=pct(unexpected, nonmissing))
+                result.update(missing_count=missing, missing_percent=_percent(missing, element),
+                              unexpected_percent_total=_percent(unexpected, element),
+                              unexpected_percent_nonmissing=_percent(unexpected, nonmissing))
             outcomes[i] = (ExpectationValidationResult(success=ok, expectation_config=c, result=result), rows[:cap])
 
         if fallback:
