@@ -10,7 +10,7 @@ import polars as pl
 
 from warehouse.extract import land_export, list_snapshots, read_raw_form, read_raw_meta
 from warehouse.extract.errors import ExportError
-from warehouse.extract.land import LandingCopy, export_id_of, file_sha256
+from warehouse.extract.land import _file_key, copy_landing, export_id_of, file_hash, file_sha256
 
 from extract_samples import write_redcap
 
@@ -94,31 +94,37 @@ def test_new_content_of_the_same_sizes_lands_as_new(redcap_export: Path, tmp_pat
 
 
 def test_a_file_that_changes_while_it_lands_fails_the_landing(tmp_path: Path) -> None:
-    """The landing copy is written while the extract reads the files: a file rewritten meanwhile, or whose bytes
-    are not those hashed before landing began, fails with the file named; an unchanged one passes."""
+    """The landing copy is checked against each file's stat taken before it was hashed: a file rewritten after
+    its hash fails with the file named (and lands nothing); an unchanged one is copied byte for byte."""
     import pytest
 
     source = tmp_path / "export"
     source.mkdir()
     f = source / "records.csv"
     f.write_bytes(b"record_id,x\n1,2\n")
-    hashes = {f.name: file_sha256(f)}
-    for case in ("unchanged", "rewritten", "hashed other bytes"):
-        target = tmp_path / case
-        target.mkdir()
-        expected = {**hashes, f.name: "0" * 64} if case == "hashed other bytes" else hashes
-        copy = LandingCopy([f], target, expected)
-        if case == "unchanged":
-            with copy:
-                pass
-            assert (target / f.name).read_bytes() == f.read_bytes()
-            continue
-        with pytest.raises(ExportError, match="changed while it was being landed") as err:
-            with copy:
-                if case == "rewritten":
-                    copy.thread.join()
-                    f.write_bytes(b"record_id,x\n1,3,4\n")
-        assert err.value.file == f.name
+    before = {f.name: _file_key(f)}
+    target = tmp_path / "unchanged"
+    target.mkdir()
+    copy_landing([f], target, before)
+    assert (target / f.name).read_bytes() == f.read_bytes()
+
+    f.write_bytes(b"record_id,x\n1,3,4\n")
+    target = tmp_path / "rewritten"
+    target.mkdir()
+    with pytest.raises(ExportError, match="changed while it was being landed") as err:
+        copy_landing([f], target, before)
+    assert err.value.file == f.name
+
+
+def test_a_memoised_hash_is_not_reused_once_the_file_changed(tmp_path: Path) -> None:
+    """The hash memo is keyed by the file's stat: the same bytes are hashed once; rewritten bytes (a new size or
+    mtime) are hashed again."""
+    f = tmp_path / "records.csv"
+    f.write_bytes(b"record_id,x\n1,2\n")
+    first = file_hash(f)
+    assert first == file_sha256(f) == file_hash(f)
+    f.write_bytes(b"record_id,x\n1,22\n")
+    assert file_hash(f) == file_sha256(f) != first
 
 
 def test_snapshots_stay_readable_oldest_first(tmp_path: Path) -> None:

@@ -64,6 +64,9 @@ class TextInfo:
     bom: bool
     lines: int  # number of physical lines (newline count, +1 if the last line is unterminated)
     quotes_odd: bool  # an odd number of '"' characters: a quoted value is not closed
+    # a line break inside a quoted value (a CSV reader must then track quotes across lines: slower); True when
+    # the encoding is not ASCII-compatible (not looked at)
+    newline_in_quotes: bool = True
 
 
 @dataclass
@@ -173,6 +176,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
         lines = 0
         read = 0
         quotes = 0
+        newline_in_quotes = not ascii_codec
         ascii_so_far = True
         last = b""
         ok = True
@@ -190,8 +194,11 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                     pos = int(control[0])
                     raise ExportError(name, f"control byte 0x{chunk[pos]:02x} in a text export "
                                       "(binary or corrupt file)", location=_line_at(chunk, pos, lines))
-                newlines = int(np.count_nonzero(kind == 0x0A))
-                del data, low, kind, control
+                breaks = low[kind == 0x0A]
+                newlines = int(breaks.size)
+                if not newline_in_quotes:
+                    newline_in_quotes = _break_inside_quotes(data, breaks, quotes % 2 == 1)
+                del data, low, kind, control, breaks
                 try:
                     # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
                     # decoder holds the start of a character from the chunk before
@@ -229,9 +236,20 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
             if last and last != b"\n":
                 lines += 1
             return TextInfo(encoding="utf-8" if codec == "utf-8" else enc, bom=bom and codec == "utf-8",
-                            lines=lines, quotes_odd=bool(quotes % 2))
+                            lines=lines, quotes_odd=bool(quotes % 2), newline_in_quotes=newline_in_quotes)
     assert first_error is not None
     raise first_error
+
+
+def _break_inside_quotes(data: np.ndarray, breaks: np.ndarray, open_before: bool) -> bool:
+    """Whether a line break of this chunk lies inside a quoted value: an odd number of quote characters before
+    it (doubled quotes inside a value count two, so the parity holds). ``open_before``: the chunks before left a
+    quote open."""
+    quotes = np.flatnonzero(data == 0x22)
+    if quotes.size == 0:
+        return bool(open_before and breaks.size)
+    before = np.searchsorted(quotes, breaks) + int(open_before)
+    return bool(np.any(before % 2 == 1))
 
 
 def decode_head(head: bytes, encoding: str) -> str:
