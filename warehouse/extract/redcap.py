@@ -436,7 +436,9 @@ class RedcapReader:
                 raise err
         has = set(header)
         rid = self.record_id
-        sinks = {f: TableSink(self.out_dir / f"{table_name(f)}.parquet", form_cols[f]) for f in self.forms}
+        coded = {c for f in self.fields if f.field_type in CHOICE_TYPES or f.field_type in IMPLICIT_CHOICES
+                 for c in f.columns} | {f"{form}_complete" for form in self.forms}
+        sinks = {f: TableSink(self.out_dir / f"{table_name(f)}.parquet", form_cols[f], coded) for f in self.forms}
         res.tables = sinks
         numeric = [c for f in self.fields if f.field_type == "calc" or (
             f.validation and NUMERIC_VALIDATIONS.match(f.validation)) for c in f.columns if c in has]
