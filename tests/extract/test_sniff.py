@@ -30,17 +30,24 @@ def test_line_breaks_inside_quoted_values_are_found(tmp_path: Path, name: str, d
     assert info.lines == lines
 
 
+def inside(data: bytes, open_before: bool) -> bool:
+    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+    return _break_inside_quotes(data, data.count(b'"'), breaks, open_before)
+
+
 def test_a_quote_left_open_by_the_chunk_before_carries_over() -> None:
     """Chunks are scanned one by one: the parity of the quotes before a chunk decides for its first breaks."""
-    chunk = np.frombuffer(b'rest of value"\n2,3\n', dtype=np.uint8)
-    breaks = np.flatnonzero(chunk == 0x0A)
-    assert _break_inside_quotes(chunk, breaks, open_before=True) is False  # the quote closes the value
-    assert _break_inside_quotes(chunk, breaks, open_before=False) is True  # the quote opens one
-    chunk = np.frombuffer(b'still inside\nclosed"\n', dtype=np.uint8)
-    breaks = np.flatnonzero(chunk == 0x0A)
-    assert _break_inside_quotes(chunk, breaks, open_before=True) is True  # the first break is inside
-    assert _break_inside_quotes(chunk, breaks, open_before=False) is True  # the quote opens: the last one is
-    chunk = np.frombuffer(b'a\n"b,c"\n', dtype=np.uint8)
-    assert _break_inside_quotes(chunk, np.flatnonzero(chunk == 0x0A), open_before=False) is False
-    chunk = np.frombuffer(b"no quotes here\n", dtype=np.uint8)
-    assert _break_inside_quotes(chunk, np.flatnonzero(chunk == 0x0A), open_before=True) is True
+    assert inside(b'rest of value"\n2,3\n', open_before=True) is False  # the quote closes the value
+    assert inside(b'rest of value"\n2,3\n', open_before=False) is True  # the quote opens one
+    assert inside(b'still inside\nclosed"\n', open_before=True) is True  # the first break is inside
+    assert inside(b'still inside\nclosed"\n', open_before=False) is True  # the quote opens: the last one is
+    assert inside(b'a\n"b,c"\n', open_before=False) is False
+    assert inside(b"no quotes here\n", open_before=True) is True
+    assert inside(b"no quotes here\n", open_before=False) is False
+
+
+def test_many_quotes_in_a_chunk_give_the_same_answer_as_few() -> None:
+    """Above 4,096 quotes a chunk's quotes are found by a pass over its bytes: same parity rule."""
+    closed = b'1,"a ""b"" c"\n' * 2000  # 8,000 quotes, every value closed on its line
+    assert inside(closed, open_before=False) is False
+    assert inside(closed + b'2,"x\ny"\n', open_before=False) is True

@@ -196,8 +196,9 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                                       "(binary or corrupt file)", location=_line_at(chunk, pos, lines))
                 breaks = low[kind == 0x0A]
                 newlines = int(breaks.size)
+                in_chunk = chunk.count(b'"')
                 if not newline_in_quotes:
-                    newline_in_quotes = _break_inside_quotes(data, breaks, quotes % 2 == 1)
+                    newline_in_quotes = _break_inside_quotes(chunk, in_chunk, breaks, quotes % 2 == 1)
                 del data, low, kind, control, breaks
                 try:
                     # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
@@ -220,7 +221,7 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
                     break
                 ascii_so_far = ascii_so_far and chunk.isascii()
                 lines += newlines
-                quotes += chunk.count(b'"')
+                quotes += in_chunk
                 read += len(chunk)
                 last = chunk[-1:]
         if ok:
@@ -241,13 +242,21 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
     raise first_error
 
 
-def _break_inside_quotes(data: np.ndarray, breaks: np.ndarray, open_before: bool) -> bool:
+def _break_inside_quotes(chunk: bytes, count: int, breaks: np.ndarray, open_before: bool) -> bool:
     """Whether a line break of this chunk lies inside a quoted value: an odd number of quote characters before
-    it (doubled quotes inside a value count two, so the parity holds). ``open_before``: the chunks before left a
-    quote open."""
-    quotes = np.flatnonzero(data == 0x22)
-    if quotes.size == 0:
+    it (doubled quotes inside a value count two, so the parity holds). ``count``: the chunk's quote characters;
+    ``open_before``: the chunks before left a quote open. Quotes are rare in an export (a few per 16 MB chunk):
+    they are found one by one then, not by another pass over every byte."""
+    if count == 0:
         return bool(open_before and breaks.size)
+    if count <= 4096:
+        found, at = [], chunk.find(b'"')
+        while at >= 0:
+            found.append(at)
+            at = chunk.find(b'"', at + 1)
+        quotes = np.array(found, dtype=np.int64)
+    else:
+        quotes = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 0x22)
     before = np.searchsorted(quotes, breaks) + int(open_before)
     return bool(np.any(before % 2 == 1))
 
