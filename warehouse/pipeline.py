@@ -508,9 +508,10 @@ def plan_models(build_file: Path, sql_root: Path | None = None) -> list[Model]:
 def document(build_file: Path, models: list[Model]) -> None:
     """Column lineage and the catalog (main.lineage, main.catalog), written into the build."""
     from warehouse.catalog import document_build
+    from warehouse.compile import build_cache_dir
 
     with connect_build(build_file) as con:
-        document_build(con, models, cache_dir=build_file.parent.parent / "cache")
+        document_build(con, models, cache_dir=build_cache_dir(build_file))
 
 
 def transform(build_file: Path) -> list[ModelRun]:
