@@ -83,12 +83,18 @@ class Problem:
 
 
 class CompileError(ModelError):
-    """One or more models do not compile; `problems` has each with its file, line and column."""
+    """One or more models do not compile; `problems` has each with its file, line and column.
+
+    The message's first line is the first problem itself (`file:line:column: message`, "(and N more)" when
+    there are others), because a caller that shows one line (the CLI's error line, a build record's reason) must
+    still show something a person can act on; the lines after it list every problem, the first included."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
-        listed = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{len(problems)} compile error(s) in the SQL models:\n{listed}")
+        first = str(problems[0]) if problems else "the SQL models do not compile"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        listed = "".join(f"\n  {p}" for p in problems)
+        super().__init__(f"{first}{more}{listed}")
 
 
 class CompiledModel:
