@@ -6,8 +6,14 @@ any DuckDB client and the HTML page show the same text. The page makes no networ
 filter script and the graph (SVG, laid out here by topological depth) are inline.
 
 `main.catalog` columns: schema_name, table_name, kind (table or view), layer (src, staging, intermediate, marts,
-build), table_description, grain, tags, upstream (comma-separated `schema.table` the model reads), rows,
+analysis, build), table_description, grain, tags, upstream (comma-separated `schema.table` the model reads), rows,
 column_index, column_name, column_type, description.
+
+Every table of the build file is listed, also those the build writes after the models: the analysis results
+(`ar_*`, layer analysis, upstream the marts they are computed from), the findings, their history, the validation
+results and the export's change report (layer build). Their descriptions are the comments written where they are
+written; their grains are `BUILD_TABLE_GRAINS` here. `document_build` runs right after the models, before those
+tables exist, so the build calls `refresh_catalog` once more just before it publishes.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ CATALOG_COLUMNS = {
     "schema_name": "DuckDB schema: src (staged forms), staging, intermediate, main (marts and build tables)",
     "table_name": "Table or view name",
     "kind": "table or view",
-    "layer": "src, staging, intermediate, marts, or build (tables the build writes that are not models)",
+    "layer": "src, staging, intermediate, marts, analysis (ar_* results), or build (other tables the build writes)",
     "table_description": "What one row is and what the table is for (the model header's description)",
     "grain": "The columns that identify a row (the model header's grain)",
     "tags": "The model header's tags",
-    "upstream": "The tables the model reads, schema.table, comma-separated",
+    "upstream": "The tables the model (or the analysis of an ar_* table) reads, schema.table, comma-separated",
     "rows": "Row count when the catalog was written",
     "column_index": "Position of the column in its table, 1-based",
     "column_name": "Column name",
@@ -42,10 +48,40 @@ CATALOG_COLUMNS = {
     "description": "Column description (DuckDB comment, from the model header)",
 }
 SCHEMA_LAYER = {schema: layer for layer, schema in LAYER_SCHEMAS.items()} | {"src": "src"}
+# The grain of each table in `main` the build writes that is not a model (models declare theirs in the header).
+BUILD_TABLE_GRAINS = {
+    "ar_baseline": "characteristic, statistic, arm",
+    "ar_primary": "avisit, arm",
+    "ar_mortality": "landmark, arm",
+    "ar_secondary": "paramcd, avisit, arm",
+    "ar_teae": "category, aebodsys, aedecod, arm",
+    "ar_km": "arm, time",
+    "findings": "finding_id",
+    "findings_history": "finding_id",
+    "validation_results": "stage, suite, table, rule",
+    "export_changes": "form, change, subject_id, event, repeat_instance, field",
+    "catalog": "schema_name, table_name, column_index",
+    "lineage": "table_name, column_name, model, model_column, upstream_table, upstream_column",
+}
 
 
-def catalog_frame(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
-    """The catalog of the open database, models' config joined to DuckDB's own column list and comments."""
+def build_table_config(schema: str, table: str) -> dict | None:
+    """Layer, grain and upstream of a table in `main` the build writes that is not a model; None for others."""
+    from warehouse.lineage import ANALYSIS_READS
+
+    if schema != "main" or table not in BUILD_TABLE_GRAINS:
+        return None
+    reads = ANALYSIS_READS.get(table)
+    return {"layer": "analysis" if reads else "build", "grain": BUILD_TABLE_GRAINS[table], "tags": None,
+            "upstream": ", ".join(f"main.{m}" for m in sorted(reads)) if reads else None}
+
+
+def catalog_frame(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model],
+                  known: dict[tuple[str, str], dict] | None = None) -> pl.DataFrame:
+    """The catalog of the open database, models' config joined to DuckDB's own column list and comments.
+    A table that is no model takes its config from `BUILD_TABLE_GRAINS`, else from `known` (the stored catalog's
+    config, by (schema, table): what `refresh_catalog` keeps of the models' headers)."""
+    known = known or {}
     by_name = {m.name: m for m in (models.values() if isinstance(models, dict) else models)}
     if any(not m.upstream for m in by_name.values()) and by_name:
         sources = {r[0] for r in con.sql("select table_name from duckdb_tables() where schema_name = 'src'").fetchall()}
@@ -74,10 +110,15 @@ def catalog_frame(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str
         model = by_name.get(row["table_name"])
         if model is not None and model.schema != row["schema_name"]:
             model = None
-        if row["table_name"] in ("catalog", "lineage") and row["schema_name"] == "main":
-            layer = "build"
-        else:
-            layer = SCHEMA_LAYER.get(row["schema_name"], "build") if model or row["schema_name"] == "src" else "build"
+        built = build_table_config(row["schema_name"], row["table_name"])
+        if model is None and built is None and (row["schema_name"], row["table_name"]) in known:
+            built = known[(row["schema_name"], row["table_name"])]
+        if built is not None and model is None:
+            config.append({"schema_name": row["schema_name"], "table_name": row["table_name"],
+                           "layer": built["layer"], "table_description": row["comment"],
+                           "grain": built["grain"], "tags": built["tags"], "upstream": built["upstream"]})
+            continue
+        layer = SCHEMA_LAYER.get(row["schema_name"], "build") if model or row["schema_name"] == "src" else "build"
         upstream = sorted(
             f"{by_name[u].schema}.{u}" for u in (model.upstream if model else set())
         ) + sorted(f"src.{r.rpartition('.')[2]}" for r in (model.depends_on if model else set())
@@ -110,10 +151,11 @@ def catalog_frame(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str
     )
 
 
-def write_catalog(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> pl.DataFrame:
+def write_catalog(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model],
+                  known: dict[tuple[str, str], dict] | None = None) -> pl.DataFrame:
     """Store the catalog as `main.catalog` in the open build database (it lists itself too); returns it."""
     for _ in range(2):  # the second pass lists the catalog table itself, with its columns and comments
-        frame = catalog_frame(con, models)
+        frame = catalog_frame(con, models, known)
         con.register("_catalog", frame.to_arrow())
         con.execute("create or replace table main.catalog as select * from _catalog")
         con.unregister("_catalog")
@@ -121,6 +163,34 @@ def write_catalog(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str
         for column, text in CATALOG_COLUMNS.items():
             con.execute(f"comment on column main.catalog.{column} is {quote_literal(text)}")
     return frame
+
+
+def stored_table_config(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict]:
+    """Layer, grain, tags and upstream per table of the stored `main.catalog` (empty when there is none)."""
+    stored = con.execute("select count(*) from duckdb_tables() where schema_name = 'main' and table_name = 'catalog' "
+                         "and database_name = current_database()").fetchall()[0][0]
+    if not stored:
+        return {}
+    rows = con.execute("select distinct schema_name, table_name, layer, grain, tags, upstream from main.catalog"
+                       ).fetchall()
+    return {(r[0], r[1]): {"layer": r[2], "grain": r[3], "tags": r[4], "upstream": r[5]} for r in rows}
+
+
+def refresh_catalog(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Complete `main.catalog` (and `main.lineage`) of the open build with the tables written after the models:
+    analysis results, findings, validation results, the change report. The models' config is kept from the
+    stored catalog, so the models need not be read again. Call just before publishing; returns the catalog."""
+    from warehouse.lineage import extend_lineage_with_analysis
+
+    extend_lineage_with_analysis(con)
+    return write_catalog(con, {}, known=stored_table_config(con))
+
+
+def refresh_build_catalog(build_file: Path) -> None:
+    """`refresh_catalog` on a build file (the build's last step before it is published)."""
+    with duckdb.connect(str(build_file)) as con:
+        refresh_catalog(con)
+        con.execute("checkpoint")
 
 
 def read_catalog(database: Path, models: list[Model] | dict[str, Model] | None = None) -> pl.DataFrame:
@@ -158,7 +228,8 @@ def read_raw_sources(database: Path) -> dict[tuple[str, str], list[str]]:
 # -- the dependency graph as SVG ------------------------------------------------------------------------------
 
 LAYER_COLOURS = {"src": "#e8eef7", "staging": "#e4f3e6", "intermediate": "#fdf1dc", "marts": "#f6e0e0",
-                 "build": "#eeeeee"}
+                 "analysis": "#ece3f5", "build": "#eeeeee"}
+CHAR_WIDTH, NODE_PAD, COLUMN_GAP, ROW_HEIGHT = 7.3, 12, 36, 30
 
 
 @dataclass
@@ -168,10 +239,21 @@ class GraphNode:
     depth: int
     x: float = 0.0
     y: float = 0.0
+    label: str = ""
+    width: float = 0.0
+
+
+def node_label(relation: str, relations: set[str] | dict) -> str:
+    """A node's text: the table name (its colour says the layer, its tooltip the schema), or schema.table when
+    another schema has a table of that name (src.hemodynamics and main.hemodynamics)."""
+    table = relation.rpartition(".")[2]
+    same = [r for r in relations if r.rpartition(".")[2] == table]
+    return relation if len(same) > 1 else table
 
 
 def graph_layout(catalog: pl.DataFrame) -> tuple[dict[str, GraphNode], list[tuple[str, str]]]:
-    """Nodes (tables that are models or read by one) layered by topological depth, and their edges."""
+    """Nodes (tables that are models or read by one) layered by topological depth, and their edges. Each depth
+    is a column as wide as its longest label, so the whole graph fits a laptop screen (1,400 px) unscaled."""
     tables = catalog.unique(["schema_name", "table_name"]).sort("schema_name", "table_name")
     upstream: dict[str, list[str]] = {}
     layers: dict[str, str] = {}
@@ -190,11 +272,14 @@ def graph_layout(catalog: pl.DataFrame) -> tuple[dict[str, GraphNode], list[tupl
         return depth[relation]
 
     nodes = {r: GraphNode(r, layers.get(r, "src"), depth_of(r)) for r in sorted(keep)}
+    for node in nodes.values():
+        node.label = node_label(node.relation, nodes)
+        node.width = NODE_PAD + round(CHAR_WIDTH * len(node.label))
     edges = [(p, r) for r in sorted(keep) for p in upstream.get(r, []) if p in nodes]
     columns: dict[int, list[GraphNode]] = {}
     for node in nodes.values():
         columns.setdefault(node.depth, []).append(node)
-    row_height, col_width = 30, node_width(nodes) + 50
+    x = 10.0
     for d in sorted(columns):
         members = columns[d]
         if d > 0:  # barycentre of the parents keeps edges short
@@ -202,31 +287,33 @@ def graph_layout(catalog: pl.DataFrame) -> tuple[dict[str, GraphNode], list[tupl
                 ys = [nodes[p].y for p, c in edges if c == node.relation]
                 node.y = sum(ys) / len(ys) if ys else 0
             members.sort(key=lambda n: (n.y, n.relation))
+        width = max(n.width for n in members)
         for i, node in enumerate(members):
-            node.x, node.y = 10 + d * col_width, 40 + i * row_height
+            node.x, node.y, node.width = x, 40 + i * ROW_HEIGHT, width
+        x += width + COLUMN_GAP
     return nodes, edges
 
 
-def node_width(nodes: dict[str, GraphNode]) -> int:
-    return 12 + int(7.3 * max((len(r) for r in nodes), default=20))
-
-
 def graph_svg(catalog: pl.DataFrame) -> str:
+    """The dependency graph as inline SVG. Its natural size fits 1,400 px; on a narrower page it scales down to
+    the page's width (viewBox, max-width 100%) rather than hiding columns behind a scroll bar."""
     nodes, edges = graph_layout(catalog)
     if not nodes:
         return "<p>No models.</p>"
-    box = node_width(nodes)
-    width = max(n.x for n in nodes.values()) + box + 30
+    width = max(n.x + n.width for n in nodes.values()) + 10
     height = max(n.y for n in nodes.values()) + 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-             f'viewBox="0 0 {width:.0f} {height:.0f}" role="img" aria-label="Model dependency graph">']
-    depths = sorted({n.depth for n in nodes.values()})
-    for d in depths:
+             f'viewBox="0 0 {width:.0f} {height:.0f}" style="max-width:100%;height:auto" role="img" '
+             f'aria-label="Model dependency graph">']
+    firsts: dict[int, GraphNode] = {}
+    for node in nodes.values():
+        firsts.setdefault(node.depth, node)
+    for d, node in sorted(firsts.items()):
         label = "sources (src)" if d == 0 else f"depth {d}"
-        parts.append(f'<text x="{10 + d * (box + 50)}" y="20" class="hdr">{label}</text>')
+        parts.append(f'<text x="{node.x:.0f}" y="20" class="hdr">{label}</text>')
     for parent, child in edges:
         a, b = nodes[parent], nodes[child]
-        x1, y1, x2, y2 = a.x + box, a.y + 10, b.x, b.y + 10
+        x1, y1, x2, y2 = a.x + a.width, a.y + 10, b.x, b.y + 10
         mid = (x1 + x2) / 2
         parts.append(f'<path class="edge" data-from="{html.escape(parent)}" data-to="{html.escape(child)}" '
                      f'd="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"/>')
@@ -234,8 +321,9 @@ def graph_svg(catalog: pl.DataFrame) -> str:
         name = html.escape(node.relation)
         parts.append(
             f'<a href="#t-{name}"><g class="node" data-rel="{name}"><rect x="{node.x:.0f}" y="{node.y:.0f}" '
-            f'width="{box}" height="20" rx="4" fill="{LAYER_COLOURS.get(node.layer, "#eee")}"/>'
-            f'<text x="{node.x + 6:.0f}" y="{node.y + 14:.0f}">{name}</text><title>{name} ({node.layer})</title></g></a>'
+            f'width="{node.width:.0f}" height="20" rx="4" fill="{LAYER_COLOURS.get(node.layer, "#eee")}"/>'
+            f'<text x="{node.x + 6:.0f}" y="{node.y + 14:.0f}">{html.escape(node.label)}</text>'
+            f'<title>{name} ({node.layer})</title></g></a>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -316,7 +404,8 @@ def render_catalog_html(catalog: pl.DataFrame, title: str = "Warehouse catalog",
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><div>{esc(subtitle)}</div></header><main>"
         "<h2>Dependency graph</h2><p class=\"meta\">Left to right by topological depth; colour by layer (blue src, "
-        "green staging, amber intermediate, red marts). Hover a table to highlight its edges; click to jump.</p>"
+        "green staging, amber intermediate, red marts, violet analysis results); the full name is in each box's "
+        "tooltip. Hover a table to highlight its edges; click to jump.</p>"
         f'<div id="graph">{graph_svg(catalog)}</div>'
         f'<h2>Tables</h2><input id="filter" placeholder="filter tables and columns..." aria-label="filter">'
         f'<nav class="toc">{"".join(toc)}</nav>{"".join(sections)}'

@@ -20,6 +20,13 @@ The lineage of every mart column (schema `main`) is stored in the warehouse as `
 | expression | that model's derivations on the way (non-trivial SELECT expressions), for reading |
 | upstream_table, upstream_column | what the step reads (`intermediate.int_pe_response`, `pe_response`); null when the column is a constant |
 | raw_form, raw_item | set where upstream_table is an eCRF form in `src`: the raw form and item |
+
+The analysis result tables (`ar_*`, written by `warehouse.analysis` in Python after validation, not SQL models)
+are explained by what they read: every column of an `ar_*` table has a depth-1 step per mart column its
+computation reads (`ANALYSIS_READS`), then that mart column's own lineage one level deeper. The build adds
+these rows to `main.lineage` once the analysis tables exist (`extend_lineage_with_analysis`, called by
+`catalog.refresh_catalog`). The build's other tables (findings, validation results, the change report, the
+catalog and the lineage itself) are not derived from the marts: asking for their lineage says so.
 """
 
 from __future__ import annotations
@@ -44,6 +51,28 @@ NON_FORM_SOURCES = {
     "typing_failures": "staging typing failures",
 }
 DERIVED_SUFFIXES = ("_hrs", "_decod", "_base")
+# What each analysis result table's computation reads (warehouse/analysis/results.py): mart -> its columns.
+ANALYSIS_READS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ar_baseline": {"adsl": ("ITTFL", "TRT01P", "SAFFL", "DTHFL", "SEX", "AGE", "WEIGHTBL", "SAPS2BL", "SOFABL",
+                             "LACTBL", "NEBL")},
+    "ar_primary": {"adeff": ("PARAMCD", "AVISIT", "TRT01P", "AVAL", "BASE")},
+    "ar_mortality": {"adtte": ("TRT01P", "DTHD3FL", "DTHD28FL", "DTHD90FL")},
+    "ar_secondary": {"adeff": ("PARAMCD", "PARAM", "AVISIT", "TRT01P", "AVAL")},
+    "ar_teae": {"adae": ("USUBJID", "TRT01A", "SAFFL", "TRTEMFL", "AESER", "AESIFL", "AESDTH", "AEBODSYS",
+                         "AEDECOD"),
+                "adsl": ("SAFFL", "TRT01A")},
+    "ar_km": {"adtte": ("TRT01P", "AVAL", "CNSR")},
+}
+ANALYSIS_STEP = "computed in Python by the build's analysis step (warehouse.analysis) from {reads}"
+# Tables the build writes that are not derived from the marts: what they are, for a lineage question about them.
+BUILD_TABLE_ORIGINS = {
+    "findings": "the validation step (one row per failing row and field)",
+    "findings_history": "the validation step (every finding ever seen, across builds)",
+    "validation_results": "the validation step (one row per expectation run)",
+    "export_changes": "the change report of the raw export against the previous snapshot",
+    "catalog": "the catalog step (DuckDB's own table and column list and comments)",
+    "lineage": "the lineage step (sqlglot over the models' SQL)",
+}
 LINEAGE_SCHEMA = {
     "table_name": pl.Utf8,
     "column_name": pl.Utf8,
@@ -57,10 +86,10 @@ LINEAGE_SCHEMA = {
     "raw_item": pl.Utf8,
 }
 LINEAGE_COLUMNS = {
-    "table_name": "The mart this row explains",
-    "column_name": "The mart column this row explains",
+    "table_name": "The mart (or analysis result table, ar_*) this row explains",
+    "column_name": "The column this row explains",
     "depth": "Step number back from the mart: 1 is the mart's own SQL",
-    "model": "The model (table) whose SQL makes this step",
+    "model": "The model (table) whose SQL makes this step; an ar_* table: the build's analysis step (Python)",
     "model_column": "The column that model makes",
     "expression": "The model's derivations on the way (non-trivial SELECT expressions)",
     "upstream_table": "What the step reads, schema.table (null: the column is a constant)",
@@ -69,7 +98,8 @@ LINEAGE_COLUMNS = {
     "raw_item": "The raw eCRF item (derived staged columns _hrs, _decod, _base map to their item)",
 }
 LINEAGE_COMMENT = (
-    "Column lineage of every mart column, one row per step back to the raw eCRF form and item: table_name."
+    "Column lineage of every mart and analysis result (ar_*) column, one row per step back to the raw eCRF form "
+    "and item: table_name."
     "column_name is explained; model.model_column is made by that model's SQL from upstream_table.upstream_column "
     "(null: a constant); raw_form/raw_item where the step reads a staged eCRF form."
 )
@@ -169,8 +199,13 @@ class Lineage:
         if len(parts) < 2:
             raise ModelError(f"lineage needs <table>.<column>, not '{reference}'")
         table, column = parts[-2].lower(), parts[-1]
+        if table in BUILD_TABLE_ORIGINS:
+            raise ModelError(f"{table} is written by {BUILD_TABLE_ORIGINS[table]}, not derived from the marts: it has "
+                             "no column lineage (the catalog describes it: `warehouse docs`)")
         if table not in self.compiled.compiled:
-            raise ModelError(f"no model named '{table}' (models: {', '.join(self.compiled.order)})")
+            raise ModelError(
+                f"no table named '{table}' has a lineage: not a model ({', '.join(self.compiled.order)}) nor an "
+                f"analysis result table ({', '.join(ANALYSIS_READS)})")
         real = self.compiled.compiled[table].column_name(column)
         if real is None:
             columns = ", ".join(self.compiled.compiled[table].columns)
@@ -178,7 +213,11 @@ class Lineage:
         return table, real
 
     def chain(self, table: str, column: str) -> list[dict]:
-        """The lineage rows (see the module docstring) of one model column, breadth first, each step once."""
+        """The lineage rows (see the module docstring) of one model column, breadth first, each step once; for an
+        analysis result table's column, the marts' columns it is computed from, then theirs."""
+        if table.lower() in ANALYSIS_READS:
+            real = analysis_column(table.lower(), column)
+            return analysis_lineage(table.lower(), real, lambda mart, col: self.chain(mart, col))
         table, column = self.resolve(f"{table}.{column}")
         rows: list[dict] = []
         seen: set[tuple[str, str]] = set()
@@ -227,6 +266,75 @@ class Lineage:
             for row in self.chain(name, column)
         ]
         return pl.DataFrame(rows, schema=LINEAGE_SCHEMA)
+
+
+def analysis_column(table: str, column: str) -> str:
+    """An analysis result table's column as the analysis spells it; ModelError naming the columns it can have."""
+    from warehouse.analysis import RESULT_COLUMNS  # every column an analysis table can have, described
+
+    real = next((c for c in RESULT_COLUMNS if c.lower() == column.lower()), None)
+    if real is None:
+        raise ModelError(f"{table} has no column '{column}' (analysis result columns: {', '.join(RESULT_COLUMNS)})")
+    return real
+
+
+def analysis_lineage(table: str, column: str, mart_chain) -> list[dict]:
+    """The lineage rows of an analysis result column: a depth-1 step per mart column the table's computation
+    reads (`ANALYSIS_READS`), then each mart column's rows (`mart_chain(mart, column)`) one level deeper, each
+    step once (at its shallowest depth)."""
+    reads = ANALYSIS_READS[table]
+    expression = ANALYSIS_STEP.format(reads=", ".join(f"main.{m}" for m in reads))
+    rows = [
+        {"table_name": table, "column_name": column, "depth": 1, "model": table, "model_column": column,
+         "expression": expression, "upstream_table": f"main.{mart}", "upstream_column": mart_column,
+         "raw_form": None, "raw_item": None}
+        for mart, columns in reads.items() for mart_column in columns
+    ]
+    seen: set[tuple] = set()
+    for mart, columns in reads.items():
+        for mart_column in columns:
+            for row in mart_chain(mart, mart_column):
+                key = (row["model"], row["model_column"].lower(), row["upstream_table"], row["upstream_column"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                rows.append(row | {"table_name": table, "column_name": column, "depth": row["depth"] + 1})
+    return rows
+
+
+def extend_lineage_with_analysis(con: duckdb.DuckDBPyConnection) -> int:
+    """Add the lineage of every column of the analysis result tables present in the open build to its
+    `main.lineage` (from the marts' stored rows); returns the rows added. Run again, it replaces its rows."""
+    present = {r[0] for r in con.execute(
+        "select table_name from duckdb_tables() where schema_name = 'main' and database_name = current_database()"
+    ).fetchall()}
+    if "lineage" not in present:
+        return 0
+    tables = [t for t in ANALYSIS_READS if t in present]
+    marts = sorted({m for t in tables for m in ANALYSIS_READS[t]})
+    if not tables:
+        return 0
+    stored = con.sql(
+        "select * from main.lineage where table_name in ({}) order by depth, model, model_column, upstream_table, "
+        "upstream_column".format(", ".join(quote_literal(m) for m in marts))
+    ).pl()
+    by_column: dict[tuple[str, str], list[dict]] = {}
+    for row in stored.iter_rows(named=True):
+        by_column.setdefault((row["table_name"].lower(), row["column_name"].lower()), []).append(row)
+    rows: list[dict] = []
+    for table in tables:
+        columns = [r[0] for r in con.execute(
+            "select column_name from duckdb_columns() where schema_name = 'main' and table_name = ? "
+            "and database_name = current_database() order by column_index", [table]).fetchall()]
+        for column in columns:
+            rows += analysis_lineage(table, column, lambda mart, col: by_column.get((mart.lower(), col.lower()), []))
+    frame = pl.DataFrame(rows, schema=LINEAGE_SCHEMA)
+    con.execute("delete from main.lineage where table_name in ({})".format(
+        ", ".join(quote_literal(t) for t in ANALYSIS_READS)))
+    con.register("_analysis_lineage", frame.to_arrow())
+    con.execute("insert into main.lineage by name select * from _analysis_lineage")
+    con.unregister("_analysis_lineage")
+    return frame.height
 
 
 def project_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str, Model]) -> Lineage:

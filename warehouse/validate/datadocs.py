@@ -5,9 +5,13 @@ A fresh ephemeral GX context per call (no project folder, nothing kept between b
 in-memory validation results store and its SiteBuilder writes the site. Both engines' results render: the
 DuckDB pushdown (``pushdown.py``) builds GX ``ExpectationValidationResult`` objects too.
 
-GX's page templates load Bootstrap, jQuery, Font Awesome and Vega from public CDNs: the Data Docs need a network to
-look right (the data are in the HTML, readable without). Our own report page (``warehouse/report.py``) makes no
-network request.
+GX's page templates load Bootstrap, jQuery, bootstrap-table, Font Awesome and Vega from public CDNs, and GX 1.x
+ships none of them (its package has only its own CSS, fonts and images): offline, the pages are unstyled and the
+index, which bootstrap-table fills in, is empty. We vendor nothing of them; the report page says so beside its link
+(``DATA_DOCS_OFFLINE_NOTE``). Our own report page (``warehouse/report.py``) makes no network request.
+
+GX's filesystem store refuses a relative ``base_directory`` (its root directory is unset in an ephemeral
+context): the site folder is made absolute here, so a relative data directory (the default ``data``) works.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ import re
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# Where GX's page templates load their scripts and styles from (a test checks this still holds for the pinned GX).
+CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "stackpath.bootstrapcdn.com",
+             "maxcdn.bootstrapcdn.com", "unpkg.com")
+DATA_DOCS_OFFLINE_NOTE = ("Data Docs need internet access for their styles and scripts (GX loads them from public "
+                          "CDNs; offline their pages are unstyled and their index is empty); the findings above are "
+                          "complete without them")
 
 
 def _safe(name: str) -> str:
@@ -41,7 +51,7 @@ def build_data_docs(out_dir: Path, validations: list, run_name: str) -> Path | N
 
     from warehouse.validate.suites import suite_to_gx
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # GX: "base_directory must be an absolute path" in an ephemeral context
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
