@@ -363,10 +363,14 @@ def _page_findings(findings: pl.DataFrame, history: pl.DataFrame, trend: dict) -
 
 
 def _links(build_dir: Path, site_files: list[Path], data_docs: Path | None, data_docs_note: str | None) -> str:
+    from warehouse.validate.datadocs import DATA_DOCS_OFFLINE_NOTE
+
     items = []
     if data_docs is not None:
-        items.append(f"<li><a id=data-docs href='{esc(data_docs.relative_to(build_dir).as_posix())}'>Great Expectations "
-                     "Data Docs</a> (every suite and result; GX's pages load their style from the internet)</li>")
+        href = Path(data_docs).resolve().relative_to(Path(build_dir).resolve()).as_posix()  # GX's path is absolute
+        items.append(f"<li><a id=data-docs href='{esc(href)}'>Great Expectations "
+                     f"Data Docs</a> (every suite and result). <span id=data-docs-offline>{esc(DATA_DOCS_OFFLINE_NOTE)}"
+                     ".</span></li>")
     elif data_docs_note:
         items.append(f"<li class=muted>Data Docs not written: {esc(data_docs_note)}</li>")
     sites = sorted({p.stem for p in site_files})
