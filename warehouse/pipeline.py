@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from warehouse.catalog import refresh_build_catalog
 from warehouse.models import (
     KEY_DESCRIPTIONS,
     Model,
@@ -800,6 +801,7 @@ def finish(
     errors, warnings = count_findings(validations)
     blocked = not all(v.success for v in validations)
     subjects, tables = summarise(build_file)
+    refresh_build_catalog(build_file)  # the catalog and lineage of the tables written after the models
     started = time.perf_counter()
     published = publish(paths, build_id, blocked=blocked, keep=request.keep_builds)
     stage_seconds["publish"] = time.perf_counter() - started
