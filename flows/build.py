@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +27,14 @@ from flows.progress import report as progress
 from warehouse import pipeline
 from warehouse.models import Model, ModelRun
 from warehouse.validate.artifacts import findings_markdown
-from warehouse.publish import (
-    BuildPaths,
-    BuildRecord,
-    build_lock,
-    last_built_export,
-    read_records,
-    utc_now,
-    write_record,
-)
+from warehouse.publish import build_lock
 
-GCL_LEASE_SECONDS = 60  # a killed build's slot is given back after this (Prefect's minimum lease)
+GCL_LEASE_SECONDS = 60  # a persistent server gives a killed build's slot back after this (Prefect's minimum)
+GCL_WAIT_SECONDS = 30  # the slot is free once the build lock is held: a longer wait is a fault, not a queue
 
 
-@dataclass
-class NoNewExport:
-    """What a scheduled run returns when the export it finds was already built: nothing to do, not an error."""
-
-    export_id: str
-    last_build_id: str | None
-    data_dir: str
-    published: Path | None = None
-
-    def __str__(self) -> str:
-        return f"no new export: {self.export_id} was already built ({self.last_build_id})"
-
-
-# -- the export's content hash (cheap: file hashes only, no parsing) --------------------------------------------
-
-def export_content_id(export: Path) -> str | None:
-    """The export id that landing would give this export (SHA-256 over its files' hashes), or None if unreadable.
-
-    File hashes are memoised in the process (``land.file_hash``): the cache key, the pre-check and the landing of
-    one run hash each file once.
-    """
-    from warehouse.extract.land import export_files, export_id_of, file_hash
-
-    try:
-        hashes = {f.name: file_hash(f) for f in export_files(Path(export))}
-    except Exception:  # noqa: BLE001 - extract itself reports (and quarantines) an unreadable export
-        return None
-    return export_id_of(hashes)
+NoNewExport = pipeline.NoNewExport  # re-exported: callers of the flow check for it
+export_content_id = pipeline.export_content_id
 
 
 def snapshot_landed(data_dir: Path, export_id: str | None) -> bool:
@@ -183,19 +149,14 @@ def write_artifacts(study_id: str, summary: str, rows: list[dict[str, Any]] | No
 
 
 def resolve_study(study: str | None):
-    """A study configuration: None / '' for the built-in demo study, a study name under warehouse/studies, or a path."""
-    from warehouse.study import _STUDIES, load_study
+    """The study configuration named by the flow's `study` parameter (see warehouse.study.resolve_study)."""
+    from warehouse.study import UnknownStudy
+    from warehouse.study import resolve_study as resolve
 
-    if not study:
-        return load_study()
-    path = Path(study)
-    if path.suffix == ".toml" or path.exists():
-        return load_study(path)
-    named = _STUDIES / f"{study.lower()}.toml"
-    if not named.is_file():
-        known = ", ".join(sorted(p.stem for p in _STUDIES.glob("*.toml")))
-        raise pipeline.BuildError(f"unknown study {study!r}: give a study TOML file or one of {known}")
-    return load_study(named)
+    try:
+        return resolve(study)
+    except UnknownStudy as err:
+        raise pipeline.BuildError(str(err)) from None
 
 
 def concurrency_name(study_id: str, data_dir: Path) -> str:
@@ -206,20 +167,38 @@ def concurrency_name(study_id: str, data_dir: Path) -> str:
 
 @contextmanager
 def one_build_at_a_time(study_id: str, data_dir: Path, say):
-    """Hold this warehouse's Prefect global concurrency slot (limit 1, created on first use), then its file lock."""
+    """Hold the data directory's build lock, then this warehouse's Prefect global concurrency slot (limit 1, made
+    on first use, so the Prefect UI shows a running build).
+
+    The file lock decides: the kernel drops it when its holder dies, and its wait is bounded by
+    WAREHOUSE_LOCK_TIMEOUT (then BuildLocked, exit 4). Holding it, no live build of this data directory can hold
+    the slot: a slot still taken was leased by a build that was killed (its temporary server never gives it back,
+    a persistent one only after the lease runs out), so it is reclaimed at once instead of waited for.
+    """
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
 
+    from warehouse.publish import BuildLocked
+
     name = concurrency_name(study_id, data_dir)
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
-        limit = client.read_global_concurrency_limit_by_name(name)
-    if limit.active_slots >= limit.limit:
-        say("wait", f"another build of {study_id} in {data_dir} is running: waiting for it (limit {name})")
-    with concurrency(name, occupy=1, lease_duration=GCL_LEASE_SECONDS, strict=True):
-        with build_lock(data_dir, on_wait=lambda holder: say(
-                "wait", f"waiting for the build lock held by pid {holder.get('pid', '?')} on "
-                        f"{holder.get('host', '?')} since {holder.get('since', '?')}")):
+    with build_lock(data_dir, on_wait=lambda holder: say(
+            "wait", f"waiting for the build lock held by pid {holder.get('pid', '?')} on "
+                    f"{holder.get('host', '?')} since {holder.get('since', '?')}")):
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+            limit = client.read_global_concurrency_limit_by_name(name)
+            if limit.active_slots >= limit.limit:
+                say("lock", f"reclaiming the concurrency slot {name} left by a build that died")
+                client.delete_global_concurrency_limit_by_name(name)
+                client.upsert_global_concurrency_limit_by_name(name, 1)
+        slot = ExitStack()
+        try:
+            slot.enter_context(concurrency(name, occupy=1, lease_duration=GCL_LEASE_SECONDS, strict=True,
+                                           timeout_seconds=GCL_WAIT_SECONDS))
+        except TimeoutError:
+            raise BuildLocked(f"the Prefect concurrency slot {name} stayed taken for {GCL_WAIT_SECONDS} s "
+                              "while this build held the build lock") from None
+        with slot:
             yield
 
 
@@ -231,12 +210,6 @@ def findings_rows(validations: list) -> list[dict[str, Any]]:
 
     frames = [v.findings for v in validations if getattr(v, "findings", None) is not None and v.findings.height]
     return findings_table_rows(pl.concat(frames, how="diagonal_relaxed")) if frames else []
-
-
-def export_present(export: Path) -> bool:
-    """An export has arrived: a file, or a folder holding at least one file."""
-    export = Path(export)
-    return export.is_file() or (export.is_dir() and any(p.is_file() for p in export.iterdir()))
 
 
 def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached: bool,
@@ -298,13 +271,9 @@ def build_warehouse(
         progress(stage_name, message)
 
     request = pipeline.BuildRequest(
-        data_dir=Path(data_dir),
-        export=Path(export) if export else None,
-        blinded=not unblinded,
-        randomisation=Path(randomisation) if randomisation else None,
-        study=resolve_study(study),
-        keep_builds=keep_builds,
-    )
+        data_dir=Path(data_dir), export=Path(export) if export else None, blinded=not unblinded,
+        randomisation=Path(randomisation) if randomisation else None, study=resolve_study(study),
+        keep_builds=keep_builds, force=force, only_new=only_new)
     request.data_dir.mkdir(parents=True, exist_ok=True)
     study_id = request.study.study_id
     seconds: dict[str, float] = {}
@@ -319,38 +288,18 @@ def build_warehouse(
 
     with one_build_at_a_time(study_id, request.data_dir, say):
         export_path, randomisation_path = prepare_export(request)
-        if only_new and not export_present(export_path):
-            say("skip", f"no export in {export_path} yet: nothing to do")
-            write_artifacts(study_id, f"# {study_id}: no export yet\n\nNothing found at `{export_path}`; "
-                                      "nothing to do.", None)
-            return NoNewExport("", None, str(request.data_dir),
-                               request.paths.published if request.paths.published.exists() else None)
-        content_id = export_content_id(export_path)
-        if only_new and content_id is not None:
-            last_export, last_build = last_built_export(request.paths)
-            if last_export == content_id:
-                skipped = NoNewExport(content_id, last_build, str(request.data_dir),
-                                      request.paths.published if request.paths.published.exists() else None)
-                say("skip", str(skipped))
-                write_artifacts(study_id, f"# {study_id}: no new export\n\nExport `{content_id}` was already "
-                                          f"built in `{last_build}`; nothing to do.", None)
-                return skipped
+        early = pipeline.nothing_to_do(request, export_path, randomisation_path)
+        if early is not None:
+            return report_nothing_to_do(study_id, early, say)
         clock = time.perf_counter()
-        landed = snapshot_landed(request.data_dir, content_id)
-        state = extract.with_options(refresh_cache=not landed)(export_path, request.data_dir, request.study,
-                                                                 return_state=True)
+        content_id = export_content_id(export_path)
+        state = extract.with_options(refresh_cache=not snapshot_landed(request.data_dir, content_id))(
+            export_path, request.data_dir, request.study, return_state=True)
         export_id = state.result()
         extract_cached = state.name == "Cached"
         say("extract", f"export {export_id} {'(cached: unchanged export)' if extract_cached else 'landed'} "
                        f"in {lap('extract'):.1f} s")
         fingerprint = pipeline.build_fingerprint(request, export_id, randomisation_path)
-        current = None if force else pipeline.up_to_date_build(request.paths, fingerprint)
-        if current is not None:
-            result = pipeline.up_to_date_result(request.paths, current)
-            say("skip", f"up to date: build {current.build_id} is published from export {export_id} with this "
-                        "code and study (--force rebuilds)")
-            write_artifacts(study_id, summary_markdown(study_id, result, extract_cached), None)
-            return result
         build_id, build_file = pipeline.start_build(request, export_id, fingerprint)
         pipeline.preload_validation()
         try:
@@ -380,7 +329,7 @@ def build_warehouse(
         except pipeline.PublishBlocked:
             raise
         except BaseException as err:
-            mark_failed(request.paths, build_id, export_id, request.blinded, err)
+            pipeline.fail_build(request.paths, build_id, export_id, request.blinded, err)
             raise
         say("publish", f"{'published' if result.published else 'not published'} in "
                        f"{result.stage_seconds.get('publish', 0.0):.1f} s")
@@ -389,9 +338,16 @@ def build_warehouse(
         return result
 
 
-def mark_failed(paths: BuildPaths, build_id: str, export_id: str, blinded: bool, err: BaseException) -> None:
-    """Record a build that raised (a model failed, ...) as `failed` with a one-line reason."""
-    started = next((r.started_at for r in read_records(paths) if r.build_id == build_id), build_id)
-    message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-    write_record(paths, BuildRecord(build_id=build_id, started_at=started, export_id=export_id, blinded=blinded,
-                                    status="failed", finished_at=utc_now().isoformat(), message=message))
+def report_nothing_to_do(study_id: str, early: pipeline.BuildResult | NoNewExport, say):
+    """Say why this run builds nothing (no export yet, no new export, up to date), as a log line and artifact."""
+    if isinstance(early, NoNewExport):
+        say("skip", str(early))
+        text = (f"# {study_id}: no new export\n\nExport `{early.export_id}` was already built in "
+                f"`{early.last_build_id}`; nothing to do." if early.export_id
+                else f"# {study_id}: no export yet\n\nNothing to do.")
+        write_artifacts(study_id, text, None)
+    else:
+        say("skip", f"up to date: build {early.build_id} is published from export {early.export_id} with this "
+                    "code and study (--force rebuilds)")
+        write_artifacts(study_id, summary_markdown(study_id, early, True), None)
+    return early

@@ -79,13 +79,9 @@ def build(
     if export is not None:
         if not export.exists():
             fail(f"export not found: {export}", EXIT_BAD_INPUT)
-        if export.is_dir() and not any(export.iterdir()):
+        if export.is_dir() and not any(export.iterdir()) and not only_new:  # --only-new: nothing arrived yet
             fail(f"export folder is empty: {export}", EXIT_BAD_INPUT)
-    # Prefect's console logs (tracebacks included) stay off the terminal: one-line errors and stage lines here;
-    # everything still reaches the Prefect API. Must be set before Prefect is imported.
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
     started = time.monotonic()
-
     live = sys.stderr.isatty()
 
     def show(stage_name: str, message: str) -> None:
@@ -96,16 +92,25 @@ def build(
             return
         typer.echo(("\r" if live else "") + line, err=True)
 
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from flows import progress
-    from flows.build import NoNewExport, build_warehouse
     from warehouse.commands.ops import EXIT_BUSY
     from warehouse.pipeline import BuildError, PublishBlocked
     from warehouse.publish import BuildLocked
 
+    # what needs no flow is decided before any Prefect server starts: a bad export, no new export, up to date
+    early = decide_before_prefect(export, data_dir, unblinded, randomisation, study, only_new, force)
+    if early is not None:
+        print_nothing_to_do(early, export, verbose)
+        return
+    configure_prefect(verbose)
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows import progress
+    from flows.build import build_warehouse
+    from warehouse.pipeline import NoNewExport
+
     if not PREFECT_API_URL.value():
-        show("prefect", "no PREFECT_API_URL: starting a temporary Prefect server (10-25 s)")
+        show("prefect", f"no PREFECT_API_URL: starting a temporary Prefect server (allowing up to "
+                        f"{os.environ[STARTUP_TIMEOUT_ENV]} s; `warehouse server start` keeps one running)")
     progress.subscribe(show)
     try:
         # no heartbeat thread for a build run from the command line: it saves the ~1 s join at the end of the run;
@@ -128,17 +133,75 @@ def build(
     except BuildError as err:
         fail(str(err), EXIT_BAD_INPUT)
     except Exception as err:  # noqa: BLE001 - the one place that turns any failure into one line and a code
+        if server_did_not_start(err):
+            fail(f"the temporary Prefect server did not start within {os.environ[STARTUP_TIMEOUT_ENV]} s (a busy "
+                 f"machine?): run again with {STARTUP_TIMEOUT_ENV} set higher, or start a server that stays up "
+                 "(`prefect server start`, then set PREFECT_API_URL)", EXIT_FAILED)
         code = EXIT_BAD_INPUT if type(err).__name__ == "ExportError" else EXIT_FAILED
-        fail(f"{type(err).__name__}: {err}".splitlines()[0], code)
+        fail(one_line(err), code)
     finally:
         progress.unsubscribe(show)
     if isinstance(result, NoNewExport):
-        if not result.export_id:
-            typer.echo(f"No new export: nothing at {export or 'the export folder'} yet; nothing to do.")
-            return
-        typer.echo(f"No new export: {result.export_id} was already built ({result.last_build_id}); nothing to do.")
+        print_nothing_to_do(result, export, verbose)
         return
     print_build_summary(result, verbose)
+
+
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+DEFAULT_STARTUP_TIMEOUT = "180"  # Prefect's 20 s is too short on a loaded 2-core machine (37 s measured at load 4-6)
+
+
+def configure_prefect(verbose: bool) -> None:
+    """Prefect settings for a command-line build, before Prefect is imported: the temporary server gets a start-up
+    allowance that fits a busy machine (the user's own setting wins); Prefect's console logs (tracebacks included)
+    stay off the terminal: one-line errors and stage lines here, everything still reaches the Prefect API."""
+    import os
+
+    os.environ.setdefault(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "INFO" if verbose else "CRITICAL")
+
+
+def server_did_not_start(err: BaseException) -> bool:
+    return isinstance(err, RuntimeError) and "ephemeral Prefect API server" in str(err)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error, bounded: a compile failure's first line names its first error."""
+    from warehouse.pipeline import failure_message
+
+    return failure_message(err).splitlines()[0]
+
+
+def decide_before_prefect(export, data_dir, unblinded, randomisation, study, only_new, force):
+    """The build's decisions that need no flow, taken before a Prefect server starts (about a second): a study
+    that does not exist or an export that is not one (exit 2, the export quarantined), no export yet or no new
+    export (`--only-new`), or a published build that is up to date. None: a build is due."""
+    from warehouse import pipeline
+    from warehouse.extract import ExportError
+    from warehouse.study import UnknownStudy, resolve_study
+
+    try:
+        request = pipeline.BuildRequest(
+            data_dir=data_dir, export=export, blinded=not unblinded, randomisation=randomisation,
+            study=resolve_study(study), force=force, only_new=only_new)
+        export_path, randomisation_path = pipeline.resolve_export(request)
+        if only_new and not pipeline.export_present(export_path):
+            return pipeline.NoNewExport("", None, str(data_dir))
+        pipeline.check_export(export_path, data_dir, request.study)
+        return pipeline.nothing_to_do(request, export_path, randomisation_path)
+    except (UnknownStudy, pipeline.BuildError, ExportError) as err:
+        fail(one_line(err) if isinstance(err, ExportError) else str(err), EXIT_BAD_INPUT)
+
+
+def print_nothing_to_do(result, export, verbose: bool) -> None:
+    from warehouse.pipeline import NoNewExport
+
+    if not isinstance(result, NoNewExport):
+        print_build_summary(result, verbose)
+    elif not result.export_id:
+        typer.echo(f"No new export: nothing at {export or 'the export folder'} yet; nothing to do.")
+    else:
+        typer.echo(f"No new export: {result.export_id} was already built ({result.last_build_id}); nothing to do.")
 
 
 @app.command()
@@ -210,7 +273,9 @@ def status(
         mark = "*" if published_ino and build_file.exists() and build_file.stat().st_ino == published_ino else " "
         typer.echo(f"{mark} {local_time(r.finished_at):<19}  {r.build_id:<31}  {r.export_id or '-':<16}  "
                    f"{result:<11}  {r.subjects if r.subjects is not None else '-':>4}  {r.errors:>6}  "
-                   f"{r.warnings:>6}  {r.message}")
+                   f"{r.warnings:>6}  {r.message.splitlines()[0] if r.message else ''}")
+        for line in (r.message or "").splitlines()[1:]:  # e.g. every compile error of a failed build
+            typer.echo(f"{'':<24}{line}")
     locks = list_locks(paths)
     if locks:
         typer.echo("locks: " + ", ".join(f"{m['label']} ({m.get('build_id')})" for m in locks))

@@ -36,6 +36,7 @@ from warehouse.publish import (
     crash_point,
     discard_partial_builds,
     finalise_build,
+    last_built_export,
     new_build_id,
     prune_builds,
     read_records,
@@ -91,6 +92,7 @@ class BuildRequest:
     demo_inject_rate: float = 0.0
     keep_builds: int | None = None  # build files kept after a publish; None: WAREHOUSE_KEEP_BUILDS, else 5
     force: bool = False  # rebuild even when the published warehouse is up to date (same export, code and study)
+    only_new: bool = False  # scheduled runs: do nothing when this export was already built or none has arrived
 
     @property
     def paths(self) -> BuildPaths:
@@ -202,12 +204,12 @@ def scan_raw(data_dir: Path, export_id: str, forms: pl.DataFrame | None = None) 
 def raw_form_files(data_dir: Path, export_id: str, forms: pl.DataFrame | None = None) -> dict[str, Path]:
     """The Parquet file of each raw form of one snapshot (forms of the metadata that have one); `forms`: the
     snapshot's forms metadata when the caller has read it already."""
-    from warehouse.extract.rawzone import snapshot_dir, table_name
+    from warehouse.extract.rawzone import raw_table_path, snapshot_dir
 
     if forms is None:
         forms = read_meta(data_dir, export_id)["forms"]
     raw_dir = snapshot_dir(data_dir, export_id)
-    paths = {form: raw_dir / f"{table_name(form)}.parquet" for form in forms.get_column("form").to_list()}
+    paths = {form: raw_table_path(raw_dir, form) for form in forms.get_column("form").to_list()}
     return {form: path for form, path in paths.items() if path.exists()}
 
 
@@ -300,6 +302,77 @@ def up_to_date_result(paths: BuildPaths, record: BuildRecord) -> BuildResult:
                        up_to_date=True)
 
 
+@dataclass
+class NoNewExport:
+    """What an `only_new` build returns when the export it finds was already built, or none has arrived yet:
+    nothing to do, not an error."""
+
+    export_id: str
+    last_build_id: str | None
+    data_dir: str
+    published: Path | None = None
+
+    def __str__(self) -> str:
+        if not self.export_id:
+            return "no export yet: nothing to do"
+        return f"no new export: {self.export_id} was already built ({self.last_build_id})"
+
+
+def export_present(export: Path) -> bool:
+    """An export has arrived: a file, or a folder holding at least one file."""
+    export = Path(export)
+    return export.is_file() or (export.is_dir() and any(p.is_file() for p in export.iterdir()))
+
+
+def export_content_id(export: Path) -> str | None:
+    """The export id that landing would give this export (SHA-256 over its files' hashes), or None if unreadable.
+
+    File hashes are memoised in the process (``land.file_hash``): the decisions below, the flow's cache key and the
+    landing of one run hash each file once.
+    """
+    from warehouse.extract.land import export_files, export_id_of, file_hash
+
+    try:
+        hashes = {f.name: file_hash(f) for f in export_files(Path(export))}
+    except Exception:  # noqa: BLE001 - extract itself reports (and quarantines) an unreadable export
+        return None
+    return export_id_of(hashes)
+
+
+def nothing_to_do(request: BuildRequest, export: Path, randomisation: Path | None) -> NoNewExport | BuildResult | None:
+    """The decisions a build takes before any work, from file hashes and the build records alone (no server, no
+    lock, no parsing), so that a build with nothing to do answers in about a second: no export has arrived
+    (`only_new`), this export was already built (`only_new`), or the published build already has this export,
+    code and study (unless `force`). None: build. The command line asks before it starts Prefect; the flow and
+    `run_build` ask again under the build lock, so a build that finished meanwhile is seen."""
+    paths = request.paths
+    published = paths.published if paths.published.exists() else None
+    if request.only_new and not export_present(export):
+        return NoNewExport("", None, str(request.data_dir), published)
+    content_id = export_content_id(export)
+    if content_id is None:
+        return None
+    if request.only_new:
+        last_export, last_build = last_built_export(paths)
+        if last_export == content_id:
+            return NoNewExport(content_id, last_build, str(request.data_dir), published)
+    if request.force:
+        return None
+    current = up_to_date_build(paths, build_fingerprint(request, content_id, randomisation))
+    return up_to_date_result(paths, current) if current is not None else None
+
+
+def check_export(export: Path, data_dir: Path, study: StudyConfig | None = None) -> None:
+    """Refuse what is not an eCRF export before any build starts, quarantined with its reason as landing does:
+    a folder of unrelated files, an XML file that is not ODM, a binary, an empty file. Reads the first 64 KiB of
+    each file only; an export that looks right but is broken inside fails in extract."""
+    from warehouse.extract.land import recognise_export
+
+    check_export_path(export)
+    options = study.export_options() if study is not None else {}
+    recognise_export(export, data_dir, encoding=options.get("encoding"), delimiter=options.get("delimiter"))
+
+
 def read_randomisation_list(path: Path, study: StudyConfig) -> pl.DataFrame:
     """The restricted kit -> arm list. Read only by unblinded builds."""
     frame = pl.read_csv(path, infer_schema=False)
@@ -350,34 +423,45 @@ def load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame | 
     in memory; a string is a DuckDB query over tables loaded before it.
 
     Why not an Arrow stream straight into DuckDB: measured at 10,000 subjects, Polars' `collect_batches` feeding
-    DuckDB peaked at 2.1 GB for staging against 1.1 GB through the file, for 4 s (10%) less time."""
-    if isinstance(frame, str):
-        con.execute(f"create or replace table src.{name} as {frame}")
-    elif isinstance(frame, pl.LazyFrame):
-        path = spill / f"{name}.parquet"
-        # a spill read once, whole: lz4 writes ~20% faster than zstd, and no statistics (10,000 subjects:
-        # hemodynamics sinks in ~15 s against ~16.5 s with them)
-        frame.sink_parquet(path, compression="lz4", statistics=False)
-        con.execute(f"create or replace table src.{name} as select * from read_parquet(?)", [str(path)])
-        path.unlink()
-    else:
-        con.register("_frame", frame.to_arrow())
-        try:
-            con.execute(f"create or replace table src.{name} as select * from _frame")
-        finally:
-            con.unregister("_frame")
+    DuckDB peaked at 2.1 GB for staging against 1.1 GB through the file, for 4 s (10%) less time.
+
+    The table's name comes from the export (a form or item group): it is quoted by sqlglot, and a table that
+    fails to load is named in the error."""
+    from warehouse.extract.rawzone import quoted_table
+
+    table = quoted_table(name, "src")
+    try:
+        if isinstance(frame, str):
+            con.execute(f"create or replace table {table} as {frame}")
+        elif isinstance(frame, pl.LazyFrame):
+            path = spill / f"{name}.parquet"
+            # a spill read once, whole: lz4 writes ~20% faster than zstd, and no statistics (10,000 subjects:
+            # hemodynamics sinks in ~15 s against ~16.5 s with them)
+            frame.sink_parquet(path, compression="lz4", statistics=False)
+            con.execute(f"create or replace table {table} as select * from read_parquet(?)", [str(path)])
+            path.unlink()
+        else:
+            con.register("_frame", frame.to_arrow())
+            try:
+                con.execute(f"create or replace table {table} as select * from _frame")
+            finally:
+                con.unregister("_frame")
+    except (duckdb.Error, pl.exceptions.PolarsError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BuildError(f"staging: table src.{name} could not be loaded: {reason}") from exc
     crash_point("stage")
-    return con.execute(f"select count(*) from src.{name}").fetchall()[0][0]
+    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
 
 
 def typing_failures_query(checks: dict[str, list]) -> str:
     """`src.typing_failures` read from the loaded forms' `_untyped` columns: form by form (sorted), item by item,
     in row order (the rows of `stage.failures_from_untyped`), without typing any value again."""
+    from warehouse.extract.rawzone import quoted_table
     from warehouse.stage import TYPING_FAILURE_SCHEMA, typing_failures_sql
 
     types = {pl.Utf8: "varchar", pl.Int32: "integer", pl.Int64: "bigint"}
     empty = "select " + ", ".join(f"null::{types[t]} as {c}" for c, t in TYPING_FAILURE_SCHEMA.items()) + " limit 0"
-    parts = [(k, q) for k, q in enumerate(typing_failures_sql(f"src.{form}", form, specs)
+    parts = [(k, q) for k, q in enumerate(typing_failures_sql(quoted_table(form, "src"), form, specs)
                                           for form, specs in sorted(checks.items())) if q]
     if not parts:
         return empty
@@ -460,6 +544,9 @@ BUILD_TABLE_COLUMNS = {  # columns of the build's own tables in `src` (an eCRF i
 def describe_sources(con: duckdb.DuckDBPyConnection, meta: dict[str, pl.DataFrame]) -> None:
     """Comments on the typed eCRF forms in `src`: the form's label, and each column's item label and units
     (from the export's metadata), so a staged item is described in any client and models downstream inherit it."""
+    from warehouse.extract.rawzone import quoted_table
+    from sqlglot import exp
+
     forms = {r["form"]: r.get("label") for r in meta["forms"].iter_rows(named=True)}
     items = {r["item"]: r for r in meta["items"].iter_rows(named=True)}
     columns = con.execute("select table_name, column_name from duckdb_columns() where schema_name = 'src' "
@@ -467,11 +554,13 @@ def describe_sources(con: duckdb.DuckDBPyConnection, meta: dict[str, pl.DataFram
     con.execute("begin transaction")
     for table in sorted({t for t, _ in columns}):
         text = SOURCE_TABLES.get(table) or f"eCRF form {forms.get(table) or table} ({table}), typed by staging"
-        con.execute(f"comment on table src.{table} is {quote_literal(text)}")
+        con.execute(f"comment on table {quoted_table(table, 'src')} is {quote_literal(text)}")
     for table, column in columns:
         text = SOURCE_COLUMNS.get(column) or item_description(column, items) or BUILD_TABLE_COLUMNS.get(column)
         if text:
-            con.execute(f'comment on column src.{table}."{column}" is {quote_literal(text)}')
+            target = exp.column(exp.to_identifier(column, quoted=True), table=exp.to_identifier(table, quoted=True),
+                                db="src").sql(dialect="duckdb")
+            con.execute(f"comment on column {target} is {quote_literal(text)}")
     con.execute("commit")
 
 
@@ -745,25 +834,29 @@ def record_changes(build_file: Path, data_dir: Path, export_id: str) -> int:
         return con.execute(f"select count(*) from {TABLE}").fetchall()[0][0]
 
 
-def analyse(request: BuildRequest, build_file: Path, build_id: str) -> Path:
+def analyse(request: BuildRequest, build_file: Path, build_id: str, blocked: bool = False) -> Path:
     """Analysis tables (`ar_*`) into the build, and the analysis report; arms pooled in a blinded build."""
     from warehouse.analysis import analyse_build
 
-    return analyse_build(build_file, request.paths.reports, build_id, list(request.study.arms.values()))
+    return analyse_build(build_file, request.paths.reports, build_id, list(request.study.arms.values()), blocked)
 
 
-def write_report(paths: BuildPaths, build_id: str, validations: list, history: pl.DataFrame) -> Path:
+def write_report(paths: BuildPaths, build_id: str, validations: list, history: pl.DataFrame,
+                 blocked: bool = False) -> Path:
     from warehouse.report import write_validation_report
 
-    return write_validation_report(paths.reports, build_id, validations, history)
+    return write_validation_report(paths.reports, build_id, validations, history, blocked)
 
 
 def publish(paths: BuildPaths, build_id: str, blocked: bool, keep: int | None = None) -> Path | None:
     """Complete the build file, and swap it in unless validation blocked it; then keep the last `keep` builds."""
+    from warehouse.report import promote_reports
+
     final = finalise_build(paths, build_id)
     if blocked:
         return None
     published = swap_in(paths, final)
+    promote_reports(paths.reports, build_id)
     prune_builds(paths, keep)
     return published
 
@@ -792,14 +885,14 @@ def finish(
 ) -> BuildResult:
     """Record findings, write the report, publish (or not), and write the build record."""
     paths = request.paths
+    blocked = not all(v.success for v in validations)
     started = time.perf_counter()
     record_changes(build_file, request.data_dir, export_id)
-    analysis_report = analyse(request, build_file, build_id)
+    analysis_report = analyse(request, build_file, build_id, blocked)
     stage_seconds["analyse"] = time.perf_counter() - started
     history = record_validation(build_file, paths, build_id, validations)
-    report = write_report(paths, build_id, validations, history)
+    report = write_report(paths, build_id, validations, history, blocked)
     errors, warnings = count_findings(validations)
-    blocked = not all(v.success for v in validations)
     subjects, tables = summarise(build_file)
     refresh_build_catalog(build_file)  # the catalog and lineage of the tables written after the models
     started = time.perf_counter()
@@ -842,6 +935,25 @@ def finish(
     return result
 
 
+def fail_build(paths: BuildPaths, build_id: str, export_id: str, blinded: bool, err: BaseException) -> None:
+    """Record a build that raised (a model failed, ...) as `failed`, and remove its partial build file at once,
+    as after a crash: nothing of a failed build is left to look like a build. The record keeps the whole message
+    (bounded): `warehouse status` shows it, a compile failure with every error."""
+    from warehouse.publish import remove_partial_build
+
+    remove_partial_build(paths, build_id)
+    started = next((r.started_at for r in read_records(paths) if r.build_id == build_id), build_id)
+    write_record(paths, BuildRecord(build_id=build_id, started_at=started, export_id=export_id, blinded=blinded,
+                                    status="failed", finished_at=utc_now().isoformat(),
+                                    message=failure_message(err, limit=4000)))
+
+
+def failure_message(err: BaseException, limit: int = 300) -> str:
+    """`Type: message`, cut to `limit` characters (a 100,000-column export must not give a 75 KB line)."""
+    text = f"{type(err).__name__}: {err}".strip()
+    return text if len(text) <= limit else text[: limit - 30].rstrip() + f" ... ({len(text) - limit + 30} more chars)"
+
+
 def count_findings(validations: list) -> tuple[int, int]:
     """Error and warning findings (failing rows, not rules) of a build's validations."""
     findings = pl.concat([v.findings for v in validations], how="diagonal_relaxed")
@@ -872,8 +984,9 @@ def resolve_export(request: BuildRequest) -> tuple[Path, Path | None]:
     return request.export, (None if request.blinded else request.randomisation)
 
 
-def run_build(request: BuildRequest) -> BuildResult:
-    """The whole build without Prefect: the same stages, called directly, holding the data dir's build lock."""
+def run_build(request: BuildRequest) -> BuildResult | NoNewExport:
+    """The whole build without Prefect: the same stages and decisions as the flow, called directly, holding the
+    data dir's build lock. A build that raises is recorded as failed and its partial file removed."""
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -885,18 +998,24 @@ def run_build(request: BuildRequest) -> BuildResult:
     request.data_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(request.data_dir):
         export, randomisation = resolve_export(request)
+        early = nothing_to_do(request, export, randomisation)
+        if early is not None:
+            return early
         export_id = timed("extract", land, export, request.data_dir, request.study)
         fingerprint = build_fingerprint(request, export_id, randomisation)
-        current = None if request.force else up_to_date_build(request.paths, fingerprint)
-        if current is not None:
-            return up_to_date_result(request.paths, current)
         build_id, build_file = start_build(request, export_id, fingerprint)
-        preload_validation()
-        timed("stage", stage, request, export_id, build_file, randomisation)
-        runs = timed("transform", transform, build_file)
-        validations = [
-            timed("validate", validate_raw, request.data_dir, export_id),
-            timed("validate", validate_staging, request.data_dir, export_id, build_file),
-            timed("validate", validate_marts, build_file),
-        ]
-        return finish(request, build_id, export_id, build_file, validations, runs, seconds)
+        try:
+            preload_validation()
+            timed("stage", stage, request, export_id, build_file, randomisation)
+            runs = timed("transform", transform, build_file)
+            validations = [
+                timed("validate", validate_raw, request.data_dir, export_id),
+                timed("validate", validate_staging, request.data_dir, export_id, build_file),
+                timed("validate", validate_marts, build_file),
+            ]
+            return finish(request, build_id, export_id, build_file, validations, runs, seconds)
+        except PublishBlocked:
+            raise
+        except BaseException as err:
+            fail_build(request.paths, build_id, export_id, request.blinded, err)
+            raise

@@ -146,6 +146,15 @@ def discard_partial_builds(paths: BuildPaths) -> list[Path]:
     return removed
 
 
+def remove_partial_build(paths: BuildPaths, build_id: str) -> None:
+    """Remove one failed build's partial file, its WAL and its staging spill folder (same prefix)."""
+    for partial in paths.builds.glob(f"{build_id}.duckdb{PARTIAL_SUFFIX}*"):
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -5,7 +5,7 @@ it), the findings listing of each site as CSV and XLSX, and Great Expectations D
                                             filterable by site, form, severity and status
     reports/<build_id>/sites/<site>.csv     open findings of one site, columns a site can act on (and .xlsx)
     reports/<build_id>/data_docs/index.html GX Data Docs of the build's validation results
-    reports/validation.html                 a copy of the latest page
+    reports/validation.html                 a copy of the published build's page (made at publish)
 
 The page makes no network request: its style and script are inline, it links only to files beside it.
 """
@@ -411,9 +411,11 @@ def render_validation_report(build_id: str, validations: list, history: pl.DataF
     )
 
 
-def write_validation_report(reports_dir: Path, build_id: str, validations: list, history: pl.DataFrame) -> Path:
-    """Write the build's report page, its site listings and Data Docs; copy the page as the latest one
-    (`reports/validation.html`). Returns the page. Data Docs that cannot be written are named on the page, they
+def write_validation_report(reports_dir: Path, build_id: str, validations: list, history: pl.DataFrame,
+                            blocked: bool = False) -> Path:
+    """Write the build's report page, its site listings and Data Docs (a blocked build's page says so at the top;
+    the top-level copy, `reports/validation.html`, is made only when a build is published: see
+    `promote_reports`). Returns the page. Data Docs that cannot be written are named on the page, they
     never fail the build."""
     reports_dir = Path(reports_dir)
     build_dir = reports_dir / build_id
@@ -433,11 +435,33 @@ def write_validation_report(reports_dir: Path, build_id: str, validations: list,
         previous_findings=previous_build_findings(reports_dir, previous["build_id"] if previous else None),
         links=_links(build_dir, site_files, data_docs, note))
     target = build_dir / "validation.html"
-    target.write_text(page, encoding="utf-8")
-    latest = reports_dir / "validation.html"
-    tmp = latest.with_suffix(".html.tmp")
-    # the latest copy sits one folder up: its links must point into the build's folder
-    tmp.write_text(page.replace("href='sites/", f"href='{build_id}/sites/").replace(
-        "href='data_docs/", f"href='{build_id}/data_docs/"), encoding="utf-8")
-    tmp.replace(latest)
+    target.write_text(mark_blocked(page) if blocked else page, encoding="utf-8")
     return target
+
+
+BLOCKED_BANNER = ("<div class='blocked' style='background:#b00020;color:#fff;padding:.6em 1em;font-weight:bold'>"
+                  "blocked: not published. Validation found errors in this build; the warehouse that analysts "
+                  "query is the previous published build.</div>")
+
+
+def mark_blocked(page: str) -> str:
+    """A blocked build's page, with a banner first thing in its body: numbers nobody may take for published."""
+    head, sep, body = page.partition("<body>")
+    return head + sep + BLOCKED_BANNER + body if sep else BLOCKED_BANNER + page
+
+
+def promote_reports(reports_dir: Path, build_id: str) -> None:
+    """Make the published build's pages the top-level ones (`reports/validation.html`, `reports/analysis.html`),
+    each by an atomic rename. Called only after a publish: the top level never shows a build that was blocked.
+    The copies sit one folder up, so their links point into the build's folder."""
+    reports_dir = Path(reports_dir)
+    for name in ("validation.html", "analysis.html"):
+        source = reports_dir / build_id / name
+        if not source.is_file():
+            continue
+        page = source.read_text(encoding="utf-8")
+        page = page.replace("href='sites/", f"href='{build_id}/sites/").replace(
+            "href='data_docs/", f"href='{build_id}/data_docs/")
+        tmp = reports_dir / f".{name}.tmp"
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(reports_dir / name)

@@ -107,3 +107,24 @@ def _export_dialect(table: dict, source: Path) -> tuple[str | None, str | None, 
     except ValueError as exc:
         raise ValueError(f"{source}: [export] {exc}") from None
     return encoding, delimiter, decimal_comma
+
+
+class UnknownStudy(ValueError):
+    """A study name that is neither a TOML file nor a study under warehouse/studies."""
+
+
+def resolve_study(study: str | None) -> StudyConfig:
+    """A study configuration: None / '' for the built-in demo study, a study name under warehouse/studies, or a
+    path to a study TOML file."""
+    if not study:
+        return load_study()
+    path = Path(study)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UnknownStudy(f"study file not found: {path}")
+        return load_study(path)
+    named = _STUDIES / f"{study.lower()}.toml"
+    if not named.is_file():
+        known = ", ".join(sorted(p.stem for p in _STUDIES.glob("*.toml")))
+        raise UnknownStudy(f"unknown study {study!r}: give a study TOML file or one of {known}")
+    return load_study(named)

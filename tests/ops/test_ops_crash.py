@@ -80,8 +80,40 @@ def test_a_flow_run_killed_during_transform_leaves_the_warehouse_intact(prefect_
     assert warehouse_state(data_dir) == before
     assert list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))  # the partial build is there, hidden ...
     assert_nothing_half_written_is_visible(data_dir)
-    result = run_build(BuildRequest(data_dir=data_dir, force=True))  # ... the next build discards it, publishes
+    # ... the next flow build on the same Prefect server discards it and publishes at once: the killed run's
+    # concurrency slot is reclaimed, not waited for until its lease runs out
+    from flows import progress
+    from flows.build import build_warehouse, concurrency_name
+    from prefect.client.orchestration import get_client
+
+    said: list[str] = []
+    collect = lambda stage, message: said.append(f"{stage}: {message}")  # noqa: E731
+    progress.subscribe(collect)
+    try:
+        result = build_warehouse(data_dir=str(data_dir), force=True)
+    finally:
+        progress.unsubscribe(collect)
+    assert any(line.startswith("lock: reclaiming the concurrency slot") for line in said), said
     assert build_info(data_dir / "warehouse.duckdb")["build_id"] == result.build_id
+    assert not list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(concurrency_name("ADRESS", data_dir)).active_slots == 0
+
+
+@pytest.mark.slow
+def test_after_a_killed_cli_build_the_next_build_with_the_same_prefect_home_completes(ops_data_dir, tmp_path):
+    """`warehouse build` killed mid-transform with a temporary Prefect server, then `warehouse build` again with
+    the same Prefect home: it used to wait forever for the slot the dead run had leased."""
+    data_dir = tmp_path / "cli-kill"
+    shutil.copytree(ops_data_dir, data_dir, ignore=shutil.ignore_patterns("locks", ".build.lock"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), WAREHOUSE_LOCK_TIMEOUT="60")
+    killed = cli("build", "--force", "--data-dir", str(data_dir), env={**env, "WAREHOUSE_CRASH_AT": "transform:adsl"},
+                 timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    again = cli("build", "--force", "--data-dir", str(data_dir), env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "reclaiming the concurrency slot" in again.stderr
     assert not list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))
 
 

@@ -112,9 +112,13 @@ def write_tables(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> None:
                 con.execute(f'comment on column main.{name}."{column}" is \'{text}\'')
 
 
-def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels: list[str]) -> Path:
-    """Compute the analysis of a build, store its tables in the build, and write the HTML report."""
+def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels: list[str],
+                  blocked: bool = False) -> Path:
+    """Compute the analysis of a build, store its tables in the build, and write the HTML report (in the build's
+    own report folder; a blocked build's report says so at the top; the published one is copied to the top level
+    at publish)."""
     from warehouse.analysis.report import render_analysis_report
+    from warehouse.report import mark_blocked
 
     with duckdb.connect(str(build_file)) as con:
         marts = read_marts(con)
@@ -123,9 +127,8 @@ def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels
         study = con.execute("select study_id from src.build_info").fetchall()[0][0]
     target = reports_dir / build_id / "analysis.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_analysis_report(study, build_id, analysis, marts), encoding="utf-8")
-    latest = reports_dir / "analysis.html"
-    latest.write_text(target.read_text(encoding="utf-8"), encoding="utf-8")
+    page = render_analysis_report(study, build_id, analysis, marts)
+    target.write_text(mark_blocked(page) if blocked else page, encoding="utf-8")
     return target
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+REASON_LIMIT = 600
+
+
 class ExportError(Exception):
     """An eCRF export that cannot be landed, with where and why.
 
@@ -21,7 +24,10 @@ class ExportError(Exception):
         self.file = file
         self.location = location
         self.field = field
-        self.reason = " ".join(str(reason).split())  # one line, always
+        reason = " ".join(str(reason).split())  # one line, always
+        # bounded: a 100,000-column header quoted in full made a 75 KB "one-line" error
+        self.reason = reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT - 40] + \
+            f" ... ({len(reason) - REASON_LIMIT + 40} more characters)"
         super().__init__(self.message())
 
     def message(self) -> str:

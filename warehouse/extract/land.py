@@ -89,7 +89,14 @@ def export_files(export: Path) -> list[Path]:
         return [export]
     if not export.is_dir():
         raise ExportError(str(export), "not a file or folder")
-    files = sorted(p for p in export.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = sorted(p for p in export.iterdir() if not p.name.startswith("."))
+    links = [p.name for p in entries if p.is_symlink()]
+    if links:
+        # a link may point anywhere (/etc/passwd, another study's export): never followed, its target never read
+        # or quoted; the export's own folder may itself be a link that the operator chose
+        raise ExportError(links[0], "a symbolic link inside the export folder: export files must be regular files "
+                          "(links are not followed)" + (f"; {len(links) - 1} more link(s)" if len(links) > 1 else ""))
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise ExportError(export.name or str(export), "empty folder: no export files")
     return files
@@ -139,6 +146,27 @@ def _detect(folder: Path, names: list[str], single: bool, encoding: str | None,
         described.append(f"{k.name} ({k.what or ('CSV, first column ' + repr(k.header[0][:40])) if k.header else k.kind})")
     raise ExportError(display, "no export found (need a REDCap data dictionary with its records CSV, "
                       "or one ODM XML file); files: " + "; ".join(described))
+
+
+def recognise_export(export: Path, data_dir: Path, *, encoding: str | None = None,
+                     delimiter: str | None = None) -> str:
+    """The export's format ('redcap' or 'odm') from the first 64 KiB of each file, before anything is landed;
+    what is not an export raises ExportError after its files are quarantined with the reason, as landing does."""
+    export, data_dir = Path(export), Path(data_dir)
+    try:
+        encoding, delimiter = check_dialect(encoding, delimiter)
+    except ValueError as exc:
+        raise ExportError(None, f"CSV dialect override: {exc}") from None
+    files: list[Path] = []
+    try:
+        files = export_files(export)
+        folder = export if export.is_dir() else export.parent
+        fmt, _, _ = _detect(folder, [f.name for f in files], export.is_file(), encoding, delimiter,
+                            export.name or str(export))
+        return fmt
+    except ExportError as err:
+        quarantine(data_dir, files, err, export, None)
+        raise
 
 
 def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, delimiter: str | None = None,
