@@ -1,9 +1,10 @@
--- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days. A death whose date is partial or missing is imputed: the later of the earliest instant the entered text allows and the last known alive, no later than the latest instant it allows (flags death_dtf / death_tmf).
+-- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days. Whether the subject died is int_death's rule; a death whose date is partial or missing is imputed: the later of the earliest instant the entered text allows and the last known alive, no later than the latest instant it allows (flags death_dtf / death_tmf).
 -- materialized: table
 -- grain: subject_id
 -- columns:
 --   randdtm: Randomisation date-time (H0)
---   death_hrs: Death, hours from H0 (null if not known dead); imputed when the death date-time is partial or missing (see death_dtf, death_tmf)
+--   dthfl: Dead by the study's rule (int_death: vital status dead, or a death date entered); false without an end-of-study form
+--   death_hrs: Death, hours from H0 (null exactly when dthfl is false); imputed when the death date-time is partial or missing (see death_dtf, death_tmf)
 --   death_dtm: Death date-time used in analysis (as entered, or imputed)
 --   death_dtf: Death date imputation flag: D day, M month and day, Y whole date imputed (dead, nothing usable entered); null when the date was complete
 --   death_tmf: Death time imputation flag: H when the time of death was imputed
@@ -17,16 +18,18 @@ with randomised as (
 ),
 
 deaths as (
-    select subject_id, dthfl, dthdtm, dthdtm_hrs, last_contact_dt, icu_disch_dt, hosp_disch_dt
-    from stg_end_of_study
-),
-
-partial_deaths as (
-    -- a death date-time that did not type keeps its raw text here (e.g. '2019-06', '2019-06-10' without a time)
-    select subject_id, trim(raw_value) as partial
-    from src.typing_failures
-    where form = 'end_of_study' and item = 'death_dt'
-    qualify row_number() over (partition by subject_id order by _source_row nulls last) = 1
+    -- whether the subject is dead is decided in int_death (one rule for every mart); the time is imputed here
+    select
+        int_death.subject_id,
+        int_death.dthfl,
+        int_death.dthdtm,
+        int_death.dthdtm_hrs,
+        int_death.death_partial as partial,
+        eos.last_contact_dt,
+        eos.icu_disch_dt,
+        eos.hosp_disch_dt
+    from int_death
+    join stg_end_of_study as eos using (subject_id)
 ),
 
 dosing as (
@@ -61,7 +64,7 @@ death_ranges as (
         deaths.dthdtm,
         deaths.dthdtm_hrs,
         deaths.last_contact_dt,
-        partial_deaths.partial,
+        deaths.partial,
         case
             when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then try_cast(partial as date)::timestamp
             when regexp_full_match(partial, '\d{4}-\d{2}') then try_cast(partial || '-01' as date)::timestamp
@@ -82,7 +85,6 @@ death_ranges as (
         ) as lastalive_hrs
     from randomised
     left join deaths using (subject_id)
-    left join partial_deaths using (subject_id)
     left join dosing using (subject_id)
     left join last_alive_records using (subject_id)
 ),
@@ -104,10 +106,11 @@ imputed as (
         subject_id,
         lastalive_hrs,
         case
+            when not coalesce(dthfl, false) then null
             when dthdtm is not null then dthdtm_hrs
             when partial_lo is not null then least(
                 greatest(epoch(partial_lo - randdtm) / 3600, lastalive_hrs), epoch(partial_hi - randdtm) / 3600)
-            when dthfl then lastalive_hrs
+            else lastalive_hrs
         end as death_hrs,
         case
             when dthdtm is not null then dthdtm_hrs
@@ -128,6 +131,7 @@ final as (
         randomised.subject_id,
         randomised.site_id,
         randomised.randdtm,
+        coalesce(deaths.dthfl, false) as dthfl,
         imputed.death_hrs,
         case
             when deaths.dthdtm is not null then deaths.dthdtm

@@ -22,7 +22,7 @@
 --   trtedtm: Date-time of last study-drug exposure
 --   ittfl: Intent-to-treat population flag (randomised)
 --   saffl: Safety population flag (received study drug)
---   dthfl: Subject death flag (Y, or null)
+--   dthfl: Subject death flag (Y, or null): the study's one rule (int_death): vital status dead, or a death date entered
 --   dthdtm: Date-time of death used in analysis; a partial or missing one (randomised subjects) is imputed as the later of the earliest instant the entry allows and the last known alive, within what the entry allows (DTHDTF, DTHTMF)
 --   dthdt: Date of death (date part of DTHDTM)
 --   dthdtf: Date of death imputation flag (D day, M month and day, Y whole date imputed from the last known alive; null when entered in full)
@@ -114,14 +114,14 @@ final as (
         case when rand.subject_id is not null then 'Y' else 'N' end as ITTFL,
         case when dosing.trtsdtm is not null then 'Y' else 'N' end as SAFFL,
         -- death and follow-up
-        case when eos.dthfl then 'Y' end as DTHFL,
-        coalesce(times.death_dtm, eos.dthdtm) as DTHDTM,
-        cast(coalesce(times.death_dtm, eos.dthdtm) as date) as DTHDT,
+        case when death.dthfl then 'Y' end as DTHFL,
+        coalesce(times.death_dtm, death.dthdtm) as DTHDTM,
+        cast(coalesce(times.death_dtm, death.dthdtm) as date) as DTHDT,
         times.death_dtf as DTHDTF,
         times.death_tmf as DTHTMF,
-        coalesce(times.death_hrs, eos.dthdtm_hrs) as DTHHRS,
+        coalesce(times.death_hrs, death.dthdtm_hrs) as DTHHRS,
         case
-            when eos.dthfl then cast(coalesce(times.death_dtm, eos.dthdtm) as date)
+            when death.dthfl then cast(coalesce(times.death_dtm, death.dthdtm) as date)
             else eos.last_contact_dt
         end as LSTALVDT,
         -- baseline characteristics
@@ -135,6 +135,7 @@ final as (
     left join arms on arms.kit_no = rand.kit_no
     left join dosing on dosing.subject_id = subjects.subject_id
     left join stg_end_of_study as eos on eos.subject_id = subjects.subject_id
+    left join int_death as death on death.subject_id = subjects.subject_id
     left join int_subject_times as times on times.subject_id = subjects.subject_id
     left join baseline_lab on baseline_lab.subject_id = subjects.subject_id
     left join baseline_sofa on baseline_sofa.subject_id = subjects.subject_id

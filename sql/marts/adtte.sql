@@ -16,7 +16,7 @@
 --   adt: Date of the event (death) or of censoring (last contact)
 --   adtf: Event date imputation flag (D day, M month and day, Y whole date imputed from the last known alive)
 --   atmf: Event time imputation flag (H when the time of death was imputed)
---   cnsr: Censored (1) or event (0)
+--   cnsr: Censored (1) or event (0): an event exactly when the subject is dead by the study's rule (int_death: vital status dead, or a death date entered)
 --   evntdesc: Event or censoring description
 --   dthd3fl: Died within 3 x 24 h of H0 (null: censored before day 3, or an imputed death date that allows either)
 --   dthd28fl: Died within 28 x 24 h of H0 (null: censored before day 28, or an imputed death date that allows either)
@@ -29,6 +29,7 @@ times as (
     select
         subject_id,
         randdtm,
+        dthfl,
         death_dtm,
         death_dtf,
         death_tmf,
@@ -42,20 +43,21 @@ times as (
 events as (
     select
         subject_id,
-        coalesce(death_days, lastcontact_days) as aval,
-        case when death_days is not null then 0 else 1 end as cnsr,
-        case when death_days is not null then 'DEATH' else 'ALIVE AT LAST CONTACT' end as evntdesc,
+        -- dead by int_death's rule (then death_days is set: entered, or imputed)
+        case when dthfl then death_days else lastcontact_days end as aval,
+        case when dthfl then 0 else 1 end as cnsr,
+        case when dthfl then 'DEATH' else 'ALIVE AT LAST CONTACT' end as evntdesc,
         death_days,
         death_max_days,
         lastcontact_days,
         randdtm,
-        case when death_days is not null then death_dtm end as adtm,
+        case when dthfl then death_dtm end as adtm,
         case
-            when death_days is not null then cast(death_dtm as date)
+            when dthfl then cast(death_dtm as date)
             when lastcontact_days is not null then cast(randdtm as date) + cast(lastcontact_days as integer)
         end as adt,
-        case when death_days is not null then death_dtf end as adtf,
-        case when death_days is not null then death_tmf end as atmf
+        case when dthfl then death_dtf end as adtf,
+        case when dthfl then death_tmf end as atmf
     from times
 ),
 
@@ -64,11 +66,11 @@ landmarks as (
         *,
         -- Y: dead by day k even at the latest time the death date allows; N: alive at day k (censored after it,
         -- or dead after it even at the earliest time allowed); otherwise unknown
-        case when death_max_days <= 3 then 'Y' when aval > 3 or (death_days is null and aval >= 3) then 'N'
+        case when death_max_days <= 3 then 'Y' when aval > 3 or (cnsr = 1 and aval >= 3) then 'N'
         end as dthd3fl,
-        case when death_max_days <= 28 then 'Y' when aval > 28 or (death_days is null and aval >= 28) then 'N'
+        case when death_max_days <= 28 then 'Y' when aval > 28 or (cnsr = 1 and aval >= 28) then 'N'
         end as dthd28fl,
-        case when death_max_days <= 90 then 'Y' when aval > 90 or (death_days is null and aval >= 90) then 'N'
+        case when death_max_days <= 90 then 'Y' when aval > 90 or (cnsr = 1 and aval >= 90) then 'N'
         end as dthd90fl
     from events
 ),

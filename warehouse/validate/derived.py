@@ -233,6 +233,120 @@ def chk_hemo_hourly_sql(relations: Mapping[str, str], columns: Callable[[str], l
     """
 
 
+# --------------------------------------------------------------------------------------------- staging: consistency
+
+
+def chk_ventilation_overlap(tables: dict[str, pl.DataFrame], params: dict[str, Any]) -> pl.DataFrame | None:
+    """One row per ventilation period (a row with an intubation date-time), in order of intubation per subject:
+    ``overlaps_earlier`` = the intubation lies strictly before the latest end of the subject's earlier periods (an
+    earlier period with no extubation never ends), i.e. two rows claim the same time on the ventilator (counted
+    once: int_vfd merges them). A re-intubation at the very minute of the previous extubation (touching) is no
+    overlap. ``earlier_instance`` / ``earlier_end``: the earlier period that reaches furthest and its end (text:
+    the date-time, or "not extubated"). Rows ordered by intubation, then extubation (open last), then instance.
+
+    params: ``table`` (ventilation), ``intub_column`` (intub_dt), ``extub_column`` (extub_dt)."""
+    vent = tables.get(params.get("table", "ventilation"))
+    intub, extub = params.get("intub_column", "intub_dt"), params.get("extub_column", "extub_dt")
+    if vent is None or not {"subject_id", intub, extub} <= set(vent.columns):
+        return None
+    rows = (
+        vent.select(*_keys(vent), pl.col(intub).alias("intub_dt"), pl.col(extub).alias("extub_dt"))
+        .filter(pl.col("subject_id").is_not_null() & pl.col("intub_dt").is_not_null())
+        .sort("subject_id", "intub_dt", "extub_dt", "repeat_instance", nulls_last=True)
+    )
+    # an open period ends never: rank ends with null (open) above every date-time
+    end_rank = pl.when(pl.col("extub_dt").is_null()).then(pl.lit(1)).otherwise(pl.lit(0))
+    rows = rows.with_columns(_open=end_rank, _row=pl.int_range(pl.len()).over("subject_id"))
+    # the earlier period reaching furthest: running arg-max of (open, extub_dt) over the rows before this one
+    furthest = (
+        rows.join(rows.select("subject_id", pl.col("_row").alias("_later")), on="subject_id")
+        .filter(pl.col("_row") < pl.col("_later"))
+        .sort("subject_id", "_later", "_open", "extub_dt", "_row", descending=[False, False, True, True, False],
+              nulls_last=True)
+        .group_by("subject_id", "_later", maintain_order=True)
+        .agg(pl.col("repeat_instance").first().alias("earlier_instance"),
+             pl.col("_open").first().alias("_earlier_open"), pl.col("extub_dt").first().alias("_earlier_end"))
+        .rename({"_later": "_row"})
+    )
+    out = rows.join(furthest, on=["subject_id", "_row"], how="left")
+    overlaps = (
+        pl.when(pl.col("_earlier_open").is_null()).then(False)  # the subject's first period
+        .when(pl.col("_earlier_open") == 1).then(True)
+        .when(pl.col("_earlier_end").is_null()).then(False)
+        .otherwise(pl.col("intub_dt") < pl.col("_earlier_end"))
+    )
+    earlier_end = (
+        pl.when(pl.col("_earlier_open") == 1).then(pl.lit("not extubated"))
+        .otherwise(pl.col("_earlier_end").dt.strftime("%Y-%m-%d %H:%M"))
+    )
+    return out.select(
+        *_KEYS,
+        "intub_dt",
+        "extub_dt",
+        pl.col("earlier_instance").cast(pl.Utf8),
+        earlier_end.alias("earlier_end"),
+        overlaps.alias("overlaps_earlier"),
+    )
+
+
+def chk_death_status(tables: dict[str, pl.DataFrame], params: dict[str, Any]) -> pl.DataFrame | None:
+    """One row per end-of-study form (the first per subject, as stg_end_of_study takes): the vital status as
+    entered (``vital_status``: DEAD, ALIVE, null when blank) and whether a death date was entered
+    (``death_date_entered``: typed in full, or any non-blank text of death_dt that did not type, from
+    typing_failures), as sql/intermediate/int_death.sql decides death (dead = status dead or a death date entered).
+    ``alive_with_death_date`` and ``death_date_without_status`` flag the form contradicting itself (the status dead
+    without a date is the end_of_study suite's rule). ``death_dt_text``: the date as entered, for the message.
+
+    params: ``table`` (end_of_study), ``status_column`` (vital_status), ``dead_code`` ("2"), ``date_column``
+    (death_dt), ``typing_failures_table`` (typing_failures)."""
+    eos = tables.get(params.get("table", "end_of_study"))
+    status, date = params.get("status_column", "vital_status"), params.get("date_column", "death_dt")
+    if eos is None or not {"subject_id", status, date} <= set(eos.columns):
+        return None
+    dead_code = str(params.get("dead_code", "2"))
+    order = ["_source_row"] if "_source_row" in eos.columns else []
+    forms = (
+        eos.with_row_index("_pos")
+        .sort([*order, "_pos"], nulls_last=True)
+        .filter(pl.col("subject_id").is_not_null())
+        .unique(subset=["subject_id"], keep="first", maintain_order=True)
+        .select(*_keys(eos), pl.col(status).cast(pl.Utf8).alias("_status"), pl.col(date).alias("_date"))
+    )
+    untyped_name = params.get("typing_failures_table", "typing_failures")
+    tf = tables.get(untyped_name)
+    form_name = params.get("table", "end_of_study")
+    if tf is not None and {"form", "item", "subject_id", "raw_value"} <= set(tf.columns):
+        untyped = (
+            tf.filter((pl.col("form") == form_name) & (pl.col("item") == date))
+            .select(pl.col("subject_id").cast(pl.Utf8), pl.col("raw_value").cast(pl.Utf8).str.strip_chars()
+                    .alias("_untyped"))
+            .filter(pl.col("_untyped").is_not_null() & (pl.col("_untyped") != ""))
+            .unique(subset=["subject_id"], keep="first", maintain_order=True)
+        )
+    else:
+        untyped = pl.DataFrame(schema={"subject_id": pl.Utf8, "_untyped": pl.Utf8})
+    vital = (
+        pl.when(pl.col("_status").is_null()).then(None)
+        .when(pl.col("_status") == dead_code).then(pl.lit("DEAD"))
+        .otherwise(pl.lit("ALIVE"))
+    )
+    entered = pl.col("_date").is_not_null() | pl.col("_untyped").is_not_null()
+    return (
+        forms.join(untyped, on="subject_id", how="left")
+        .select(
+            *_KEYS,
+            vital.alias("vital_status"),
+            pl.coalesce(pl.col("_date").cast(pl.Utf8), pl.col("_untyped")).alias("death_dt_text"),
+            entered.alias("death_date_entered"),
+        )
+        .with_columns(
+            alive_with_death_date=(pl.col("vital_status") == "ALIVE").fill_null(False) & pl.col("death_date_entered"),
+            death_date_without_status=pl.col("vital_status").is_null() & pl.col("death_date_entered"),
+        )
+        .sort("subject_id")
+    )
+
+
 # SQL versions of derived checks, used when validation runs in DuckDB (the rest read the tables into Polars: they are
 # small at every size, a row per subject or per event)
 DERIVED_CHECKS_SQL: dict[str, Callable[[Mapping[str, str], Callable[[str], list[str]], dict[str, Any]], str | None]] = {
@@ -406,6 +520,8 @@ DERIVED_CHECKS: dict[str, Callable[[dict[str, pl.DataFrame], dict[str, Any]], pl
     "chk_randomised_has_pe_h0": chk_randomised_has_pe_h0,
     "chk_pe_ne_rate_constant": chk_pe_ne_rate_constant,
     "chk_hemo_hourly": chk_hemo_hourly,
+    "chk_ventilation_overlap": chk_ventilation_overlap,
+    "chk_death_status": chk_death_status,
     "chk_adsl_randomised": chk_adsl_randomised,
     "chk_adeff_peresp": chk_adeff_peresp,
     "chk_adtte_subjects": chk_adtte_subjects,
