@@ -99,7 +99,7 @@ def test_odm_metadata(clean):
         vt = d["Text Validation Type OR Show Slider Number"]
         expected = {"integer": "integer", "number": "float", "date_ymd": "date", "datetime_ymd": "datetime"}.get(vt)
         if d["Field Type"] in ("radio", "yesno"):
-            expected = "integer"
+            expected = "integer" if d["Field Type"] == "radio" else "boolean"  # yes/no: boolean, as REDCap writes
             assert item.find(f"{ODM}CodeListRef") is not None
         assert item.get("DataType") == (expected or "text"), name
     assert items["hd_map"].find(f"{ODM}MeasurementUnitRef") is not None

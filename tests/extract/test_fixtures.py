@@ -327,18 +327,18 @@ def test_openclinica_full_extract(fixtures: Path, tmp_path: Path) -> None:
     assert meta_subjects.height == 22 and meta_subjects["site_id"].n_unique() == 5
     assert meta_subjects.filter(pl.col("subject_id") == "SS_101001")["label"].item() == "101-001"
     # repeating item groups: one row per ItemGroupData, in their own tables (their forms have other groups)
-    assert frames["IG_VITAL_BPLOG"].height == igs["IG_VITAL_BPLOG"]
-    assert frames["IG_MEDIC_G1"].height == igs["IG_MEDIC_G1"] and frames["IG_MEDIC_G2"].height == igs["IG_MEDIC_G2"]
+    assert frames["ig_vital_bplog"].height == igs["IG_VITAL_BPLOG"]
+    assert frames["ig_medic_g1"].height == igs["IG_MEDIC_G1"] and frames["ig_medic_g2"].height == igs["IG_MEDIC_G2"]
     # a form whose only group repeats keeps its rows: the AE log
-    assert frames["F_ADVERSEEVENT_V10"].height == igs["IG_ADVER_AELOG"]
+    assert frames["f_adverseevent_v10"].height == igs["IG_ADVER_AELOG"]
     # repeating event (Monthly F/U): the event's repeat key is the repeat instance
-    monthly = frames["F_LOCALLABORAT_V20"].filter(pl.col("event") == "SE_MONTHLYFU")
+    monthly = frames["f_locallaborat_v20"].filter(pl.col("event") == "SE_MONTHLYFU")
     assert set(monthly["repeat_instance"].to_list()) <= {"1", "2", "3"} and monthly["repeat_instance"].n_unique() >= 2
-    assert frames["F_DEMOGRAPHICS_V20"]["repeat_instance"].null_count() == frames["F_DEMOGRAPHICS_V20"].height
+    assert frames["f_demographics_v20"]["repeat_instance"].null_count() == frames["f_demographics_v20"].height
     # values exactly as exported (trailing space kept), partial dates as text
-    age = frames["F_DEMOGRAPHICS_V20"].filter(pl.col("subject_id") == "SS_101001")["I_DEMOG_DEM_AGE"].item()
+    age = frames["f_demographics_v20"].filter(pl.col("subject_id") == "SS_101001")["I_DEMOG_DEM_AGE"].item()
     assert age == "35 Years "
-    partial = set(frames["IG_MEDIC_G1"]["I_MEDIC_PER_DATE"].drop_nulls().to_list())
+    partial = set(frames["ig_medic_g1"]["I_MEDIC_PER_DATE"].drop_nulls().to_list())
     assert {"1987", "1992-06"} <= partial
     # every ItemData value lands once
     root = ET.parse(path).getroot()
@@ -357,5 +357,5 @@ def test_openclinica_full_extract(fixtures: Path, tmp_path: Path) -> None:
         assert got.height == 1 and got.row(0, named=True) == expected[oid], oid
     choices = read_raw_meta(data, res.export_id, "choices")
     assert choices.height > 50
-    path0 = frames["IG_VITAL_BPLOG"]["_source_path"].to_list()[0]
+    path0 = frames["ig_vital_bplog"]["_source_path"].to_list()[0]
     assert path0.startswith("/ODM/ClinicalData[@StudyOID='S_1") and "[@ItemGroupRepeatKey=" in path0

@@ -10,6 +10,7 @@ from .params import DemoParameters
 from .simulate import Record
 
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"
+REDCAP_NS = "https://projectredcap.org"  # REDCap's vendor extension: field types, identifiers, checkbox choices
 DATATYPE = {"integer": "integer", "number": "float", "date_ymd": "date", "datetime_ymd": "datetime"}
 UNIT_OIDS = {
     "mmHg": "MU.mmHg", "/min": "MU.per_min", "kg": "MU.kg", "cm": "MU.cm", "years": "MU.years",
@@ -35,9 +36,30 @@ def _a(v: str) -> str:
 
 
 def _datatype(f: Field) -> str:
-    if f.ftype in ("radio", "yesno", "checkbox"):
+    """The ODM DataType of a field. Yes/no and checkbox items are "boolean", as REDCap's own ODM export writes
+    them: a reader that knows no REDCap extension still types them as the REDCap CSV's dictionary does."""
+    if f.ftype in ("yesno", "checkbox"):
+        return "boolean"
+    if f.ftype == "radio":
         return "integer"
     return DATATYPE.get(f.validation, "text")
+
+
+def _redcap_item_attrs(f: Field | None, variable: str) -> str:
+    """The `redcap:` attributes REDCap writes on an ItemDef: the field (variable), its field type and validation,
+    its field note, and `redcap:Identifier="y"` for an identifier, so that a reader drops it from ODM as it does
+    from the CSV dictionary's `Identifier?` column."""
+    out = f" redcap:Variable={_a(variable)}"
+    if f is None:  # `<form>_complete`: REDCap's form status, a select
+        return out + ' redcap:FieldType="select"'
+    out += f" redcap:FieldType={_a(f.ftype)}"
+    if f.validation:
+        out += f" redcap:TextValidationType={_a(f.validation)}"
+    if f.note:
+        out += f" redcap:FieldNote={_a(f.note)}"
+    if f.identifier:
+        out += ' redcap:Identifier="y"'
+    return out
 
 
 def _item_defs() -> list[tuple[str, str, str, Field | None]]:
@@ -46,8 +68,9 @@ def _item_defs() -> list[tuple[str, str, str, Field | None]]:
     for form in FORMS:
         for f in form_fields(form.name):
             if f.ftype == "checkbox":
-                for code, label in f.choices:
-                    out.append((f"{f.name}___{code}", "integer", f"{f.label}: {label}", f))
+                for code, _ in f.choices:
+                    # the field's label, as REDCap writes it (the choice is in redcap:CheckboxChoices)
+                    out.append((f"{f.name}___{code}", "boolean", f.label, f))
             else:
                 out.append((f.name, _datatype(f), f.label, f))
         out.append((f"{form.name}_complete", "integer", "Complete?", None))
@@ -66,7 +89,7 @@ class OdmWriter:
         w = self.fh.write
         stamp = f"{p.export_date}T00:00:00"
         w('<?xml version="1.0" encoding="UTF-8"?>\n')
-        w(f'<ODM xmlns="{ODM_NS}" ODMVersion="1.3.2" FileType="Snapshot" '
+        w(f'<ODM xmlns="{ODM_NS}" xmlns:redcap="{REDCAP_NS}" ODMVersion="1.3.2" FileType="Snapshot" '
           f'FileOID={_a(f"{p.study_id}.demo.{self.seed}")} CreationDateTime="{stamp}" AsOfDateTime="{stamp}" '
           f'SourceSystem="warehouse.demo" Description={_a(p.study_name)}>\n')
         w(f'<Study OID={_a(p.study_id)}>\n')
@@ -92,7 +115,8 @@ class OdmWriter:
             w("\t\t</StudyEventDef>\n")
         for form in FORMS:
             rep = "Yes" if form.repeating else "No"
-            w(f'\t\t<FormDef OID={_a(form.name)} Name={_a(form.label)} Repeating="{rep}">\n')
+            w(f'\t\t<FormDef OID={_a(form.name)} Name={_a(form.label)} Repeating="{rep}" '
+              f'redcap:FormName={_a(form.name)}>\n')
             w(f'\t\t\t<ItemGroupRef ItemGroupOID={_a(form.name)} Mandatory="Yes"/>\n')
             w("\t\t</FormDef>\n")
         items = _item_defs()
@@ -106,11 +130,14 @@ class OdmWriter:
             w("\t\t</ItemGroupDef>\n")
         code_lists: dict[str, list[tuple[str, str]]] = {
             YESNO_CL: [("1", "Yes"), ("0", "No")],
-            CHECKBOX_CL: [("1", "Checked"), ("0", "Unchecked")],
             COMPLETE_CL: [("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete")],
         }
+        # code list OID -> its extra attributes: REDCap writes yes/no and checkbox lists as DataType="boolean",
+        # and a checkbox column's list with the field's own choices (redcap:CheckboxChoices)
+        code_list_attrs: dict[str, str] = {YESNO_CL: ' DataType="boolean"', COMPLETE_CL: ' DataType="integer"'}
         for oid, dtype, label, f in items:
-            attrs = f"OID={_a(oid)} Name={_a(oid)} DataType=\"{dtype}\""
+            variable = f.name if f is not None else oid
+            attrs = f"OID={_a(oid)} Name={_a(oid)} DataType=\"{dtype}\"" + _redcap_item_attrs(f, variable)
             if dtype == "float":
                 attrs += ' SignificantDigits="2"'
             w(f"\t\t<ItemDef {attrs}>\n")
@@ -130,15 +157,20 @@ class OdmWriter:
                 if f.ftype == "yesno":
                     cl = YESNO_CL
                 elif f.ftype == "checkbox":
-                    cl = CHECKBOX_CL
+                    cl = f"{CHECKBOX_CL}.{f.name}"
+                    code_lists[cl] = [("1", "Checked"), ("0", "Unchecked")]
+                    choices = " | ".join(f"{code}, {text}" for code, text in f.choices)
+                    code_list_attrs[cl] = (f' DataType="boolean" redcap:Variable={_a(f.name)} '
+                                           f'redcap:CheckboxChoices={_a(choices)}')
                 elif f.ftype == "radio":
                     cl = f"CL.{f.name}"
                     code_lists[cl] = list(f.choices)
+                    code_list_attrs[cl] = f' DataType="integer" redcap:Variable={_a(f.name)}'
             if cl:
                 w(f"\t\t\t<CodeListRef CodeListOID={_a(cl)}/>\n")
             w("\t\t</ItemDef>\n")
         for oid, choices in code_lists.items():
-            w(f'\t\t<CodeList OID={_a(oid)} Name={_a(oid[3:])} DataType="integer">\n')
+            w(f'\t\t<CodeList OID={_a(oid)} Name={_a(oid[3:])}{code_list_attrs[oid]}>\n')
             for code, label in choices:
                 w(f'\t\t\t<CodeListItem CodedValue={_a(code)}><Decode><TranslatedText>{escape(label)}'
                   f"</TranslatedText></Decode></CodeListItem>\n")

@@ -3,7 +3,10 @@
 Tables: one per FormDef. A form's non-repeating item groups are merged into one row per form instance.
 A form whose only item group repeats keeps those rows in the form's table; a form with several repeating
 item groups, or repeating and non-repeating ones, gets one extra table per repeating item group, named
-after the ItemGroupOID (``<form>.<ItemGroupOID>`` if that name is taken), so that every table has one grain.
+after the ItemGroupOID (``<form>_<ItemGroupOID>`` if that name is taken), so that every table has one grain.
+Every table name is the export's name made SQL- and file-safe by `rawzone.table_name` (lowercase snake_case:
+``IG.AE.AE_ARRAY1`` -> ``ig_ae_ae_array1``), made unique with "_2", "_3"... when two names meet; the OIDs stay in
+``forms.parquet`` (form_oid, item_group).
 
 Keys: ``subject_id`` = SubjectKey; ``event`` = the event's REDCap unique event name when the file says
 (``redcap:UniqueEventName``), else the StudyEventOID; ``site_id`` = SiteRef/@LocationOID, else REDCap's
@@ -29,7 +32,15 @@ import defusedxml.ElementTree as DET
 import polars as pl
 
 from .errors import ExportError
-from .rawzone import PROVENANCE_COLUMNS, Extracted, TableSink, meta_frame, table_name
+from .rawzone import (
+    PROVENANCE_COLUMNS,
+    RESERVED_TABLE_NAMES,
+    Extracted,
+    TableSink,
+    meta_frame,
+    table_name,
+    unique_table_name,
+)
 
 REDCAP_NS = "https://projectredcap.org"
 MAX_DUPLICATE_NOTES = 50  # identical duplicates named one by one in export.json notes
@@ -161,9 +172,10 @@ class OdmReader:
                 self.codelists[oid] = a
 
     def _form_name(self, oid: str) -> str:
+        """The form's name as the export gives it: REDCap's ``redcap:FormName``, else the FormOID without a
+        ``Form.`` prefix (its table's name is this name under `rawzone.table_name`, made unique in `_plan`)."""
         fd = self.form_defs.get(oid, {})
-        name = fd.get("FormName") or (oid[5:] if oid.startswith("Form.") else oid)
-        return table_name(name)
+        return fd.get("FormName") or (oid[5:] if oid.startswith("Form.") else oid)
 
     def _event_name(self, oid: str) -> str:
         return self.event_defs.get(oid, {}).get("UniqueEventName") or oid
@@ -176,9 +188,13 @@ class OdmReader:
         self.single_rep: set[str] = set()  # forms whose only group repeats (rows in the form table)
         columns: dict[str, list[str]] = {}
         table_info: dict[str, dict] = {}
-        taken = {self._form_name(f) for f in self.form_defs}
-        for foid, fd in sorted(self.form_defs.items(), key=lambda kv: kv[1]["order"]):
-            name = self._form_name(foid)
+        forms = sorted(self.form_defs.items(), key=lambda kv: kv[1]["order"])
+        # every form's table is named first (in metadata order), so that a repeating group's table never takes
+        # the name of a form defined after it; names are SQL- and file-safe and unique (rawzone.table_name)
+        taken: set[str] = set()
+        form_tables = {foid: unique_table_name(self._form_name(foid), taken) for foid, _ in forms}
+        for foid, fd in forms:
+            name = form_tables[foid]
             igs = [g for g in fd["igs"] if g]
             rep = [g for g in igs if self.ig_defs.get(g, {}).get("Repeating") == "Yes"]
             nonrep = [g for g in igs if g not in rep]
@@ -191,8 +207,9 @@ class OdmReader:
                                 "igs": nonrep, "order": len(table_info) + 1}
             for g in rep:
                 tname = table_name(g)
-                if tname in taken or tname in columns:
-                    tname = table_name(f"{name}.{g}")
+                if tname in taken or tname in RESERVED_TABLE_NAMES:
+                    tname = unique_table_name(f"{name}_{g}", taken)
+                taken.add(tname)
                 self.split[(foid, g)] = tname
                 columns[tname] = self._items_of([g])
                 table_info[tname] = {"form_oid": foid, "item_group": g, "igs": [g], "order": len(table_info) + 1,
@@ -544,7 +561,7 @@ class OdmReader:
                         raw = " | ".join(f"{c}, {lab}" for c, lab in cl["items"])
                     items.append({
                         "form": table, "item": oid, "label": d.get("label") or d.get("description") or d.get("Name"),
-                        "field_type": d.get("FieldType") or d.get("DataType"), "validation": d.get("TextValidationType"),
+                        "field_type": item_field_type(d, cl), "validation": d.get("TextValidationType"),
                         "min": d.get("min"), "max": d.get("max"),
                         "units": self.units.get(d.get("unit_oid") or "") or d.get("unit_oid"),
                         "identifier": (d.get("Identifier") or "").lower() == "y",
@@ -586,7 +603,7 @@ class OdmReader:
         for table, info in self.table_info.items():
             foid = info["form_oid"]
             fd = self.form_defs.get(foid, {})
-            declared = fd.get("Repeating") == "Yes" or (fd.get("FormName") or table) in self.redcap_repeating_forms \
+            declared = fd.get("Repeating") == "Yes" or self._form_name(foid) in self.redcap_repeating_forms \
                 or info["item_group"] is not None or foid in self.single_rep
             evs = form_events.get(foid) or self.table_events[table]
             forms.append({"form": table, "label": info["label"], "form_oid": foid, "item_group": info["item_group"],
@@ -595,6 +612,24 @@ class OdmReader:
         self.result.meta = {"items": meta_frame("items", items), "choices": meta_frame("choices", choices),
                             "events": meta_frame("events", events), "forms": meta_frame("forms", forms),
                             "subjects": meta_frame("subjects", subjects_meta.values())}
+
+
+def item_field_type(item_def: dict, codelist: dict) -> str | None:
+    """The field type staging types an ODM item by: REDCap's own (``redcap:FieldType``) when the file says, else
+    ``boolean`` for a yes/no item, else the ODM DataType.
+
+    A yes/no item is one whose DataType is ``boolean`` or whose CodeList is (REDCap writes its yesno and truefalse
+    code lists with DataType="boolean"): without this the item would be a coded text '0'/'1' from ODM where the
+    REDCap CSV of the same study gives a boolean, and the same study would stage differently by format. A REDCap
+    checkbox column's code list (``redcap:CheckboxChoices``) is a checkbox, not a yes/no item."""
+    if item_def.get("FieldType"):
+        return item_def["FieldType"]
+    if codelist.get("CheckboxChoices") is not None:
+        return "checkbox"
+    data_type = item_def.get("DataType")
+    if (data_type or "").lower() == "boolean" or (codelist.get("DataType") or "").lower() == "boolean":
+        return "boolean"
+    return data_type
 
 
 def _shown(value: str | None) -> str:

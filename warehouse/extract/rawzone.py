@@ -11,8 +11,10 @@ Layout (see docs/architecture.md, "Raw zone contract")::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -20,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from sqlglot import exp
 
 KEY_COLUMNS = ["subject_id", "event", "repeat_instance", "site_id"]
 PROVENANCE_COLUMNS = ["_export_id", "_source_file", "_source_row", "_source_path", "_file_sha256"]
@@ -50,13 +53,50 @@ SUBJECTS_SCHEMA = {"subject_id": pl.String, "site_id": pl.String, "label": pl.St
 META_SCHEMAS = {"items": ITEMS_SCHEMA, "choices": CHOICES_SCHEMA, "events": EVENTS_SCHEMA,
                 "forms": FORMS_SCHEMA, "subjects": SUBJECTS_SCHEMA}
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+_UNSAFE_RUN = re.compile(r"[^a-z0-9]+")
+MAX_TABLE_NAME = 63  # longer names keep their first characters and a hash of the whole (PostgreSQL's limit)
+# `src` tables a build writes itself beside the eCRF forms: a form of that name would be overwritten
+RESERVED_TABLE_NAMES = frozenset({"build_info", "randomisation_list", "study_parameters", "typing_failures"})
 
 
 def table_name(name: str) -> str:
-    """A file-system-safe table name (REDCap instrument names are already safe)."""
-    safe = _SAFE.sub("_", name).strip(".") or "_"
+    """The raw zone's one naming rule: the table (and Parquet file, and `src` table) name for a form or item
+    group name or OID from an export's metadata: lowercase snake_case, ASCII letters, digits and "_", starting
+    with a letter. Deterministic, and a fixed point (a table name maps to itself), so a name read back from
+    ``forms.parquet`` finds its file.
+
+    Why: ODM OIDs hold dots and dashes (``IG.AE.AE_ARRAY1``, ``F.1``), which SQL reads as schema qualifiers and
+    a file system may not like; case differs between systems while DuckDB's names ignore it. REDCap instrument
+    names are already such names and do not change. Two names that map to the same table are told apart by
+    `unique_table_name`; the original OID stays in the metadata (``forms.parquet`` form_oid / item_group).
+    """
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    safe = _UNSAFE_RUN.sub("_", text).strip("_") or "table"
+    if not safe[0].isalpha():
+        safe = f"t_{safe}"
+    if len(safe) > MAX_TABLE_NAME:
+        digest = hashlib.sha256(safe.encode()).hexdigest()[:8]
+        safe = f"{safe[:MAX_TABLE_NAME - 9].rstrip('_')}_{digest}"
     return safe
+
+
+def unique_table_name(name: str, taken: set[str]) -> str:
+    """`table_name` of ``name``, with "_2", "_3", ... when that name is taken (or is one a build writes itself in
+    `src`); the name returned is added to ``taken``. Deterministic for the same names in the same order."""
+    base = table_name(name)
+    candidate, n = base, 1
+    while candidate in taken or candidate in RESERVED_TABLE_NAMES:
+        n += 1
+        candidate = table_name(f"{base}_{n}")
+    taken.add(candidate)
+    return candidate
+
+
+def quoted_table(name: str, schema: str | None = None) -> str:
+    """``name`` (in ``schema``) as a DuckDB table reference, each part quoted by sqlglot where it needs it:
+    SQL built from a name taken from an export never reads a dot in it as a schema, nor a keyword as syntax."""
+    return exp.table_(exp.to_identifier(name, quoted=True), db=exp.to_identifier(schema) if schema else None
+                      ).sql(dialect="duckdb")
 
 
 def meta_frame(kind: str, rows: Iterable[dict[str, Any]]) -> pl.DataFrame:
@@ -189,10 +229,21 @@ def snapshot_dir(data_dir: Path, export_id: str) -> Path:
     return d
 
 
+def raw_table_path(snapshot: Path, form: str) -> Path:
+    """The Parquet file of a raw table in a snapshot directory: ``<form>.parquet`` when there is one (a table name
+    read from ``forms.parquet``, also of a snapshot landed under an earlier naming rule, which kept case), else
+    the file `table_name` gives (a form asked for by its export name or OID, ``IG.AE.AE_ARRAY1``)."""
+    if form not in ("", ".", "..") and "/" not in form and "\\" not in form:
+        exact = snapshot / f"{form}.parquet"
+        if exact.is_file():
+            return exact
+    return snapshot / f"{table_name(form)}.parquet"
+
+
 def read_raw_form(data_dir: Path, export_id: str, form: str) -> pl.DataFrame:
     """One raw table of a snapshot (every column Utf8)."""
     d = snapshot_dir(data_dir, export_id)
-    path = d / f"{table_name(form)}.parquet"
+    path = raw_table_path(d, form)
     if not path.is_file():
         have = sorted(p.stem for p in d.glob("*.parquet"))
         raise KeyError(f"snapshot {export_id} has no form {form!r}; it has: {', '.join(have)}")
