@@ -209,7 +209,8 @@ def swap_in(paths: BuildPaths, build_file: Path) -> Path:
 def crash_point(stage: str, detail: str | None = None) -> None:
     """Test hook: with WAREHOUSE_CRASH_AT=<stage> (or <stage>:<detail>) the process SIGKILLs itself here.
 
-    Stages that call it: `extract` (the export has landed), `stage` (after the first `src` table is written),
+    Stages that call it: `demo` (the demo study generated, not yet moved into place), `extract` (the export has
+    landed), `stage` (after the first `src` table is written),
     `transform` (after a model ran; `transform:<model>` picks one), `publish` (the build is complete and linked
     beside the published file, just before the atomic rename), `lock` (after the first 8 MB of a snapshot copy;
     `lock:<label>`). Never set it outside tests.
@@ -217,6 +218,17 @@ def crash_point(stage: str, detail: str | None = None) -> None:
     wanted = os.environ.get(CRASH_ENV)
     if wanted and wanted in (stage, f"{stage}:{detail}"):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine is alive (a folder or lock named after it may be reclaimed when not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- the build lock ---------------------------------------------------------------------------------------------
@@ -447,16 +459,6 @@ def list_locks(paths: BuildPaths) -> list[dict]:
     return sorted(out, key=lambda m: m.get("locked_at", ""))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lock_snapshot(paths: BuildPaths, label: str, note: str = "") -> Path:
     """Lock the published warehouse as `locks/<label>/`: a read-only copy plus manifest.json.
 
@@ -478,7 +480,7 @@ def lock_snapshot(paths: BuildPaths, label: str, note: str = "") -> Path:
     locks.mkdir(parents=True, exist_ok=True)
     for stale in locks.glob(".tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _pid_alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             _remove_tree(stale)
     tmp = locks / f".tmp-{label}-{os.getpid()}"
     tmp.mkdir()

@@ -20,6 +20,7 @@ from .odm import OdmReader
 from .rawzone import Extracted, list_snapshots, read_export_json, write_json, write_meta
 from .redcap import RedcapReader
 from .sniff import FileKind, check_dialect, classify
+from warehouse.publish import pid_alive
 
 EXTRACT_VERSION = 1
 
@@ -169,6 +170,20 @@ def recognise_export(export: Path, data_dir: Path, *, encoding: str | None = Non
         raise
 
 
+def remove_killed_landings(data_dir: Path) -> list[Path]:
+    """Remove the hidden `.tmp-<export id>-<pid>-...` folders of landings whose process is gone (killed): they are
+    never visible as snapshots, but would otherwise stay forever."""
+    removed = []
+    for parent in (data_dir / "landing", data_dir / "raw"):
+        for path in parent.glob(".tmp-*") if parent.is_dir() else ():
+            parts = path.name.split("-")
+            pid = parts[2] if len(parts) > 3 else ""
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, delimiter: str | None = None,
                 decimal_comma: bool | None = None) -> LandResult:
     """Land one export (a folder of one transfer's files, or a single ODM .xml file) into ``data_dir``.
@@ -200,6 +215,7 @@ def land_export(export: Path, data_dir: Path, *, encoding: str | None = None, de
             return _landed(data_dir, export_id)
         raw_final = data_dir / "raw" / export_id
         landing_final = data_dir / "landing" / export_id
+        remove_killed_landings(data_dir)
         token = f".tmp-{export_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         landing_tmp = data_dir / "landing" / token
         raw_tmp = data_dir / "raw" / token
