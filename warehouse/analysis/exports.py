@@ -113,15 +113,62 @@ def write_xpt(frame: pl.DataFrame, labels: dict[str, str], label: str, path: Pat
     return renamed
 
 
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return path == root or root in path.parents
+
+
+def default_export_dir(data_dir: Path, unblinded: bool) -> Path:
+    """Where `warehouse export` writes by default: DIR/exports, or DIR/unblinded/exports for the unblinded
+    warehouse (the unblinded root of docs/operations.md, which a blinded export never writes into)."""
+    return (data_dir / "unblinded" if unblinded else data_dir) / "exports"
+
+
+def check_export_dir(out_dir: Path, data_dir: Path, unblinded: bool) -> None:
+    """Refuse an export folder that would mix blinded and unblinded outputs (ValueError, with the rule).
+
+    The rule: unblinded exports go under DIR/unblinded/ only; a blinded export never goes under DIR/unblinded/
+    (so it cannot overwrite, or sit beside, an unblinded one). Paths are compared resolved (symbolic links
+    followed, `..` removed)."""
+    root = data_dir / "unblinded"
+    if unblinded and not _inside(out_dir, root):
+        raise ValueError(
+            f"an unblinded export goes under {root}/ only (default {default_export_dir(data_dir, True)}); "
+            f"--out {out_dir} lies outside it"
+        )
+    if not unblinded and _inside(out_dir, root):
+        raise ValueError(
+            f"a blinded export may not be written under {root}/, which holds the unblinded outputs; "
+            f"--out {out_dir} lies inside it (default {default_export_dir(data_dir, False)})"
+        )
+
+
+def _warehouse_blinded(con: duckdb.DuckDBPyConnection) -> bool | None:
+    """Whether the warehouse file was built blinded (src.build_info), None when it does not say."""
+    try:
+        row = con.execute("select bool_and(blinded) from src.build_info").fetchone()
+    except duckdb.Error:
+        return None
+    return None if row is None else row[0]
+
+
 def export_marts(warehouse: Path, out_dir: Path, formats: tuple[str, ...] = FORMATS,
-                 tables: tuple[str, ...] = MARTS) -> list[ExportedMart]:
-    """Write every mart of a published warehouse in the requested formats, with a manifest."""
+                 tables: tuple[str, ...] = MARTS, *, blinded: bool | None = None) -> list[ExportedMart]:
+    """Write every mart of a published warehouse in the requested formats, with a manifest. ``blinded``: the
+    export's kind; when given, a warehouse built the other way is refused (ValueError) before anything is
+    written: a blinded export never writes an unblinded warehouse's arms."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     exported = []
     with duckdb.connect(str(warehouse), read_only=True) as con:
+        built_blinded = _warehouse_blinded(con)
+        if blinded is not None and built_blinded is not None and built_blinded != blinded:
+            if blinded:
+                raise ValueError(f"{warehouse} is an unblinded warehouse: a blinded export may not write it; "
+                                 "export it with --unblinded (under DIR/unblinded/)")
+            raise ValueError(f"{warehouse} is a blinded warehouse: export it without --unblinded")
+        out_dir.mkdir(parents=True, exist_ok=True)
         present = {r[0] for r in con.execute(
             "select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
         for table in tables:
