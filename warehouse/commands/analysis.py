@@ -33,6 +33,13 @@ def register(app: typer.Typer) -> None:
         if not source.exists():
             typer.echo(f"error: no warehouse at {source} (run `warehouse build` first)", err=True)
             raise typer.Exit(2)
+        from warehouse.readonly import BadInput, open_read_only
+
+        try:  # a directory, a file that is not a DuckDB database, an unreadable one: one line, exit 2
+            open_read_only(source, blinded=not unblinded).close()
+        except BadInput as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
         formats = tuple(f.strip().lower() for f in format.split(",") if f.strip())
         try:
             exported = export_marts(source, out, formats, blinded=not unblinded)

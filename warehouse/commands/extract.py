@@ -7,6 +7,7 @@ command registered last under a name).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -47,10 +48,16 @@ def extract(
 
     if not export.exists():
         _fail(f"export not found: {export}")
+    if not os.access(export, os.R_OK):
+        _fail(f"export {export}: no read permission")
+    if data_dir.exists() and not data_dir.is_dir():
+        _fail(f"data directory {data_dir} is a file, not a directory")
     try:
         result = land_export(export, data_dir, encoding=encoding, delimiter=delimiter)
     except ExportError as err:
         _fail(str(err))
+    except OSError as err:  # an unreadable file inside the export, or a data directory we cannot write
+        _fail(f"{err.filename or export}: {err.strerror or err}")
     state = "landed" if result.new else "already landed (no change)"
     typer.echo(f"Export {result.export_id} ({result.format}) {state}: {result.raw_dir}")
     for form, (rows, subjects_n) in sorted(result.forms.items()):
@@ -72,6 +79,10 @@ def changes(
     from warehouse.extract.changes import (SnapshotNotFound, change_summary, compare_snapshots, resolve_snapshot,
                                            snapshot_forms, snapshot_label)
 
+    if data_dir.exists() and not data_dir.is_dir():  # a missing one: "need two snapshots ... 0 under DIR/raw"
+        _fail(f"data directory {data_dir} is a file, not a directory")
+    if csv is not None and csv.is_dir():
+        _fail(f"--csv {csv} is a directory: name the CSV file to write")
     snapshots = list_snapshots(data_dir)
     ids = [s["export_id"] for s in snapshots]
     try:

@@ -1,7 +1,8 @@
 """`warehouse compile | lineage | docs | run`: the SQL model runner's commands.
 
-Exit codes as in `warehouse.cli`: 2 bad input or usage (no build to read the `src` schema from, an unknown
-model or column); 3 a model failed to compile or to run (the message names file, line and column).
+Exit codes as in `warehouse.cli`: 2 bad input or usage (no build to read the `src` schema from, a missing data
+directory, a file that is not a DuckDB database, an unknown model or column: one `error:` line); 3 a model failed
+to compile or to run (the message names file, line and column).
 """
 
 from __future__ import annotations
@@ -23,14 +24,37 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _data_dir(data_dir: Path) -> Path:
+    """`data_dir` is an existing directory, else one `error:` line and exit 2."""
+    if not data_dir.exists():
+        _fail(f"data directory not found: {data_dir} (run `warehouse build --data-dir {data_dir}` first)",
+              EXIT_BAD_INPUT)
+    if not data_dir.is_dir():
+        _fail(f"data directory {data_dir} is a file, not a directory", EXIT_BAD_INPUT)
+    return data_dir
+
+
+def _database(path: Path, blinded: bool | None = None) -> Path:
+    """`path` opens as a DuckDB database (read-only session), else one `error:` line naming it and exit 2."""
+    from warehouse.readonly import BadInput, open_read_only
+
+    try:
+        open_read_only(path, blinded=blinded).close()
+    except BadInput as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+    return path
+
+
 def _source(data_dir: Path, unblinded: bool | None) -> Path:
     from warehouse.compile import find_source_database
 
+    _data_dir(data_dir)
     try:
-        return find_source_database(data_dir, unblinded)
+        source = find_source_database(data_dir, unblinded)
     except FileNotFoundError as err:
         _fail(str(err), EXIT_BAD_INPUT)
         raise  # unreachable
+    return _database(source)
 
 
 def compile_command(
@@ -44,7 +68,7 @@ def compile_command(
     from warehouse.compile import CompileError, compile_database
     from warehouse.models import ModelError
 
-    source = database or _source(data_dir, None)
+    source = _database(database) if database is not None else _source(data_dir, None)
     started = time.perf_counter()
     try:
         compiled = compile_database(source)
@@ -77,7 +101,9 @@ def lineage_command(
     table, _, name = column.rpartition(".")
     if not table or not name:
         _fail(f"lineage needs <table>.<column>, not '{column}'", EXIT_BAD_INPUT)
-    published = data_dir / "warehouse.duckdb"
+    published = _data_dir(data_dir) / "warehouse.duckdb"
+    if not live and published.exists():
+        _database(published)
     rows = None if live or not published.is_file() else stored_lineage(published, table.rpartition(".")[2], name)
     origin = f"stored lineage of {published}"
     if rows is None:
@@ -101,10 +127,17 @@ def docs_command(
     from warehouse.catalog import write_catalog_html
     from warehouse.publish import BuildPaths
 
-    paths = BuildPaths(data_dir, blinded=not unblinded)
-    if not paths.published.is_file():
+    paths = BuildPaths(_data_dir(data_dir), blinded=not unblinded)
+    if not paths.published.exists():
         _fail(f"no published warehouse at {paths.published}; run `warehouse build` first", EXIT_BAD_INPUT)
-    target = write_catalog_html(paths.published, out or paths.reports / "catalog.html")
+    _database(paths.published, blinded=not unblinded)
+    target = out or paths.reports / "catalog.html"
+    if target.is_dir():
+        _fail(f"--out {target} is a directory: name the HTML file to write", EXIT_BAD_INPUT)
+    try:
+        target = write_catalog_html(paths.published, target)
+    except OSError as err:
+        _fail(f"cannot write {err.filename or target}: {err.strerror or err}", EXIT_BAD_INPUT)
     typer.echo(f"Catalog written: {target}")
 
 
@@ -126,12 +159,13 @@ def run_command(
     from warehouse.models import ModelError, prepare_schemas, run_project
     from warehouse.publish import BuildPaths
 
-    dev = BuildPaths(data_dir, blinded=not unblinded).root / "dev" / "warehouse.duckdb"
-    if fresh or not dev.is_file():
+    dev = BuildPaths(_data_dir(data_dir), blinded=not unblinded).root / "dev" / "warehouse.duckdb"
+    if fresh or not dev.exists():
         source = _source(data_dir, unblinded)
         dev.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dev)
         typer.echo(f"dev database {dev} copied from {source}")
+    _database(dev)
     try:
         compiled = compile_database(dev)
     except (CompileError, ModelError) as err:

@@ -1,7 +1,10 @@
 """Operations commands: `lock`, `locks`, `query`, `shell`, `serve` (docs/operations.md).
 
-Analysts' commands open the published warehouse (or a locked snapshot) read-only: a build publishing meanwhile
-never blocks them and never changes what an open connection sees.
+Analysts' commands open the published warehouse (or a locked snapshot) through the read-only session of
+`warehouse.readonly`: DuckDB with external access off and its configuration locked, and a gate that runs only
+read statements. A build publishing meanwhile never blocks them and never changes what an open connection sees;
+each new session sees the current build. Bad input (a missing or unreadable file, a refused statement): one
+`error:` line, exit 2.
 """
 
 from __future__ import annotations
@@ -31,20 +34,36 @@ def fail(message: str, code: int) -> None:
 
 
 def database_file(data_dir: Path, unblinded: bool, snapshot: str | None) -> Path:
-    from warehouse.publish import LOCKS_DIR, BuildPaths
+    """The published warehouse (or a locked snapshot) to open; one `error:` line and exit 2 when there is none."""
+    from warehouse.readonly import BadInput, warehouse_file
 
-    paths = BuildPaths(data_dir, blinded=not unblinded)
-    path = paths.root / LOCKS_DIR / snapshot / "warehouse.duckdb" if snapshot else paths.published
-    if not path.exists():
-        what = f"locked snapshot {snapshot!r}" if snapshot else "published warehouse"
-        fail(f"no {what} at {path}" + ("" if snapshot else ": run `warehouse build` first"), EXIT_BAD_INPUT)
-    return path
+    try:
+        return warehouse_file(data_dir, unblinded, snapshot)
+    except BadInput as err:
+        fail(str(err), EXIT_BAD_INPUT)
+        raise  # unreachable
 
 
-def connect_read_only(path: Path):
-    import duckdb
+def connect_read_only(path: Path, unblinded: bool = False):
+    """The read-only session on `path` (warehouse.readonly.open_read_only); exit 2 when it cannot be opened."""
+    from warehouse.readonly import BadInput, open_read_only
 
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return open_read_only(path, blinded=not unblinded)
+    except BadInput as err:
+        fail(str(err), EXIT_BAD_INPUT)
+        raise  # unreachable
+
+
+TABLE_LIMIT = 100
+
+
+def effective_limit(limit: int | None, fmt: str) -> int:
+    """Rows to print: `--limit` when given (0 = all); else all rows for csv and json (machines read them), the
+    first TABLE_LIMIT for the table (people read it; stderr says when more were not shown)."""
+    if limit is not None:
+        return max(limit, 0)
+    return TABLE_LIMIT if fmt == "table" else 0
 
 
 def print_relation(rel, limit: int, fmt: str) -> None:
@@ -58,9 +77,14 @@ def print_relation(rel, limit: int, fmt: str) -> None:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
+        sys.stdout.flush()
+        if more:
+            typer.echo(f"{len(rows)} row(s) written, more not written (--limit {limit})", err=True)
         return
     if fmt == "json":
         typer.echo(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+        if more:
+            typer.echo(f"{len(rows)} row(s) written, more not written (--limit {limit})", err=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -72,7 +96,44 @@ def print_relation(rel, limit: int, fmt: str) -> None:
         table.add_row(*("NULL" if v is None else str(v) for v in r))
     console = Console(width=max(shutil.get_terminal_size((160, 24)).columns, 80))
     console.print(table)
-    typer.echo(f"{len(rows)} row(s)" + (f", more not shown (--limit {limit})" if more else ""), err=True)
+    typer.echo(f"{len(rows)} row(s)" + (f", more not shown (--limit {limit}; --limit 0 shows all)" if more else ""),
+               err=True)
+
+
+def run_read_statement(con, sql: str, limit: int, fmt: str) -> None:
+    """Run one statement through the gate (warehouse.readonly.check_statement) and print its result.
+    Raises BadInput (refused, or DuckDB's error as one line)."""
+    import duckdb
+
+    from warehouse.readonly import BadInput, check_statement
+
+    check_statement(sql)
+    try:
+        rel = con.sql(sql)
+        if rel is None:
+            typer.echo("ok (no result)", err=True)
+            return
+        print_relation(rel, limit, fmt)
+    except duckdb.PermissionException as err:  # the engine's own layer: external access is off
+        reason = str(err).splitlines()[0].replace("Permission Error: ", "")
+        raise BadInput(f"refused: {reason} (a read-only session reads the warehouse and nothing else)") from None
+    except duckdb.Error as err:
+        raise BadInput(f"{type(err).__name__}: {err}".splitlines()[0]) from None
+
+
+FormatOption = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+LimitOption = Annotated[Optional[int], typer.Option(help="Rows to print (0 = all). Default: all for csv and json, "
+                                                         f"{TABLE_LIMIT} for the table.")]
+
+
+def prefect_api_url() -> str | None:
+    """The Prefect API URL in effect: the environment variable when set (no Prefect import), else Prefect's own
+    settings (its profile may set it). An ephemeral server cannot schedule flows, so `serve` needs one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
 
 
 def register(app: typer.Typer) -> None:
@@ -82,37 +143,45 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDirOption = Path("data"),
         unblinded: UnblindedOption = False,
         snapshot: SnapshotOption = None,
-        limit: Annotated[int, typer.Option(help="Rows to print (0 = all).")] = 100,
-        format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+        limit: LimitOption = None,
+        format: FormatOption = "table",
     ) -> None:
-        """Run a SQL query on the published warehouse (read-only) and print the result."""
-        import duckdb
+        """Run one read-only SQL statement on the published warehouse and print the result."""
+        from warehouse.readonly import BadInput
 
         if format not in ("table", "csv", "json"):
             fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
         path = database_file(data_dir, unblinded, snapshot)
+        con = connect_read_only(path, unblinded)
         try:
-            with connect_read_only(path) as con:
-                rel = con.sql(sql)
-                if rel is None:
-                    typer.echo("ok (no result)", err=True)
-                    return
-                print_relation(rel, limit, format)
-        except duckdb.Error as err:
-            fail(f"{type(err).__name__}: {err}".splitlines()[0], EXIT_BAD_INPUT)
+            run_read_statement(con, sql, effective_limit(limit, format), format)
+        except BadInput as err:
+            fail(str(err), EXIT_BAD_INPUT)
+        finally:
+            con.close()
 
     @app.command()
     def shell(
         data_dir: DataDirOption = Path("data"),
         unblinded: UnblindedOption = False,
         snapshot: SnapshotOption = None,
+        limit: LimitOption = None,
+        format: FormatOption = "table",
     ) -> None:
-        """Open an interactive read-only session: the duckdb CLI if installed, else a Python prompt."""
+        """A read-only SQL prompt on the published warehouse (statements end with `;`; .tables, .help, .quit).
+
+        SQL piped on standard input runs statement by statement; the first error stops it (one line, exit 2)."""
+        if format not in ("table", "csv", "json"):
+            fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
         path = database_file(data_dir, unblinded, snapshot)
-        duckdb_cli = shutil.which("duckdb")
-        if duckdb_cli:
-            os.execv(duckdb_cli, [duckdb_cli, "-readonly", str(path)])
-        python_shell(path)
+        con = connect_read_only(path, unblinded)
+        try:
+            code = sql_shell(con, path, lambda c, sql: run_read_statement(c, sql, effective_limit(limit, format),
+                                                                           format))
+        finally:
+            con.close()
+        if code:
+            raise typer.Exit(code)
 
     @app.command()
     def lock(
@@ -123,9 +192,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Lock the published warehouse as a named read-only snapshot with a manifest of content hashes."""
         from warehouse.publish import BuildPaths, SnapshotError, lock_snapshot
+        from warehouse.readonly import BadInput, check_dir
 
+        paths = BuildPaths(data_dir, blinded=not unblinded)
         try:
-            target = lock_snapshot(BuildPaths(data_dir, blinded=not unblinded), label, note=note)
+            check_dir(data_dir)
+        except BadInput as err:
+            fail(str(err), EXIT_BAD_INPUT)
+        if paths.published.exists():  # a file that is not a readable warehouse: say so before copying it
+            connect_read_only(paths.published, unblinded).close()
+        try:
+            target = lock_snapshot(paths, label, note=note)
         except SnapshotError as err:
             fail(str(err), EXIT_BAD_INPUT)
         except Exception as err:  # noqa: BLE001 - one line for people; nothing of a failed lock stays visible
@@ -144,7 +221,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the locked snapshots."""
         from warehouse.publish import BuildPaths, list_locks
+        from warehouse.readonly import BadInput, check_dir
 
+        try:
+            check_dir(data_dir)
+        except BadInput as err:
+            fail(str(err), EXIT_BAD_INPUT)
         manifests = list_locks(BuildPaths(data_dir, blinded=not unblinded))
         if not manifests:
             typer.echo("no locked snapshots")
@@ -172,11 +254,10 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)", EXIT_BAD_INPUT)
         if export is not None and not export.exists():
             fail(f"export folder not found: {export}", EXIT_BAD_INPUT)
-        from prefect.settings import PREFECT_API_URL
-
-        if not PREFECT_API_URL.value():
-            typer.echo("warning: no PREFECT_API_URL: serving against a temporary Prefect server that stops with this "
-                       "process", err=True)
+        if not prefect_api_url():
+            fail("`warehouse serve` needs a Prefect server to schedule on: set PREFECT_API_URL (e.g. "
+                 "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`) or start one with "
+                 "`prefect server start`", EXIT_BAD_INPUT)
         from flows.serve import serve_builds
 
         typer.echo(f"Serving build-warehouse/{name}: cron '{cron}' ({timezone}), data {data_dir}, "
@@ -184,20 +265,128 @@ def register(app: typer.Typer) -> None:
         serve_builds(data_dir, export, study, cron=cron, timezone=timezone, name=name, keep_builds=keep_builds)
 
 
-def python_shell(path: Path) -> None:
-    """A small read-only REPL: `con` is a read-only DuckDB connection, `q("select ...")` prints a result."""
-    import code
+# -- the SQL prompt of `warehouse shell` --------------------------------------------------------------------------
 
-    con = connect_read_only(path)
+SHELL_HELP = """Statements end with `;` and may span lines; each runs read-only (SELECT, WITH, DESCRIBE, SHOW,
+SUMMARIZE, EXPLAIN, read-only PRAGMA).
+  .tables          the tables of the warehouse (schema, name, rows)
+  .help            this help
+  .quit / .exit    leave (or Ctrl-D)"""
+TABLES_SQL = ("select schema_name as schema, table_name as table, estimated_size as rows from duckdb_tables() "
+              "where database_name = current_database() order by schema_name, table_name")
+HISTORY_FILE = Path("~/.warehouse_history")
 
-    def q(sql: str, limit: int = 50):
-        print_relation(con.sql(sql), limit, "table")
 
-    banner = (f"Read-only warehouse {path}\n"
-              "  q(\"select * from adsl\")      print a query's result\n"
-              "  con.sql(\"...\").pl()          a Polars frame\n"
-              "  tables: q(\"show all tables\"); Ctrl-D to leave")
+def statement_complete(text: str) -> bool:
+    """True when `text` ends with a `;` outside string literals, quoted names and comments."""
+    state, last = None, ""
+    i, n = 0, len(text)
+    while i < n:
+        ch, nxt = text[i], text[i + 1: i + 2]
+        if state is None:
+            if ch in ("'", '"'):
+                state = ch
+            elif ch == "-" and nxt == "-":
+                state = "--"
+            elif ch == "/" and nxt == "*":
+                state, i = "/*", i + 1
+            elif not ch.isspace():
+                last = ch
+        elif state in ("'", '"'):
+            if ch == state:
+                if nxt == state:
+                    i += 1
+                else:
+                    state = None
+                    last = ch
+        elif state == "--":
+            if ch == "\n":
+                state = None
+        elif state == "/*" and ch == "*" and nxt == "/":
+            state, i = None, i + 1
+        i += 1
+    return state in (None, "--") and last == ";"
+
+
+def _history(load: bool):
     try:
-        code.interact(banner=banner, local={"con": con, "q": q}, exitmsg="")
+        import readline
+    except ImportError:  # not on every platform (Windows without pyreadline): the prompt works without history
+        return None
+    path = HISTORY_FILE.expanduser()
+    try:
+        if load:
+            readline.set_history_length(1000)
+            if path.exists():
+                readline.read_history_file(path)
+        else:
+            readline.write_history_file(path)
+    except OSError:
+        pass
+    return readline
+
+
+def sql_shell(con, path: Path, run) -> int:
+    """Read SQL from the terminal (a prompt with history) or from piped standard input, run each statement with
+    `run(con, sql)`. Returns the exit code: 0, or 2 after the first error of piped input (one `error:` line)."""
+    from warehouse.readonly import BadInput, split_statements
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        _history(load=True)
+        typer.echo(f"Read-only warehouse {path}\n{SHELL_HELP}", err=True)
+
+    def execute(text: str) -> bool:
+        try:
+            for statement in split_statements(text):
+                run(con, statement)
+        except BadInput as err:
+            typer.echo(f"error: {err}", err=True)
+            return False
+        return True
+
+    buffer: list[str] = []
+    lines = None if interactive else iter(sys.stdin)
+    try:
+        while True:
+            try:
+                if interactive:
+                    line = input("warehouse> " if not buffer else "      ...> ")
+                else:
+                    line = next(lines).rstrip("\n")
+            except (EOFError, StopIteration):
+                break
+            except KeyboardInterrupt:
+                typer.echo("", err=True)
+                buffer = []
+                continue
+            if not buffer and line.strip().startswith("."):
+                command = line.strip().split()[0].lower()
+                if command in (".quit", ".exit", ".q"):
+                    break
+                if command == ".help":
+                    typer.echo(SHELL_HELP, err=True)
+                    continue
+                if command == ".tables":
+                    ok = execute(TABLES_SQL)
+                else:
+                    typer.echo(f"error: unknown command {command} (.help lists them)", err=True)
+                    ok = False
+                if not ok and not interactive:
+                    return EXIT_BAD_INPUT
+                continue
+            if not buffer and not line.strip():
+                continue
+            buffer.append(line)
+            text = "\n".join(buffer)
+            if statement_complete(text):
+                buffer = []
+                if not execute(text) and not interactive:
+                    return EXIT_BAD_INPUT
+        rest = "\n".join(buffer).strip()
+        if rest and not interactive and not execute(rest):  # piped input may end without a last `;`
+            return EXIT_BAD_INPUT
     finally:
-        con.close()
+        if interactive:
+            _history(load=False)
+    return 0
