@@ -243,7 +243,7 @@ def status(
     import os
     from datetime import datetime
 
-    from warehouse.publish import BuildPaths, list_locks, lock_holder, read_records
+    from warehouse.publish import BuildPaths, list_locks, lock_holder, read_records, verify_published
 
     paths = BuildPaths(data_dir, blinded=not unblinded)
     records = read_records(paths)[:limit]
@@ -260,6 +260,10 @@ def status(
             return stamp or "-"
 
     typer.echo(f"published: {paths.published if published_ino else '(none)'}")
+    checked = verify_published(paths)
+    tampered = checked is not None and checked.build_id is not None and checked.expected and not checked.ok
+    if checked is not None and (tampered or checked.build_id is None):
+        typer.echo(f"error: {checked.describe()}", err=True)
     if holder:
         typer.echo(f"running:   a build holds the lock (pid {holder.get('pid')} on {holder.get('host')} "
                    f"since {holder.get('since')})")
@@ -280,6 +284,33 @@ def status(
     if locks:
         typer.echo("locks: " + ", ".join(f"{m['label']} ({m.get('build_id')})" for m in locks))
     typer.echo("* = the published build")
+    if checked is not None and (tampered or checked.build_id is None):
+        raise typer.Exit(EXIT_BLOCKED)
+
+
+@app.command()
+def verify(
+    data_dir: DataDir = Path("data"),
+    unblinded: Annotated[bool, typer.Option("--unblinded", help="Check the unblinded root.")] = False,
+) -> None:
+    """Check the published warehouse and every kept build file against the content hash recorded when the build
+    was completed: exit 0 when all match, 1 when a file was changed (do not trust it), 2 when nothing is there."""
+    from warehouse.publish import BuildPaths, published_build_of, verify_file
+
+    paths = BuildPaths(data_dir, blinded=not unblinded)
+    files = [(paths.published, published_build_of(paths))] if paths.published.exists() else []
+    if paths.builds.is_dir():
+        files += [(f, f.name[: -len(".duckdb")]) for f in sorted(paths.builds.glob("*.duckdb"))]
+    if not files:
+        fail(f"no published warehouse or build file under {paths.root}", EXIT_BAD_INPUT)
+    changed = 0
+    for path, build_id in files:
+        checked = verify_file(paths, path, build_id)
+        bad = not checked.ok and (checked.build_id is None or bool(checked.expected))
+        changed += bad
+        typer.echo(("CHANGED " if bad else "ok      ") + checked.describe())
+    if changed:
+        fail(f"{changed} file(s) differ from what their build recorded", EXIT_BLOCKED)
 
 
 def register_areas() -> None:

@@ -305,11 +305,17 @@ def published_build_id(paths: BuildPaths) -> str | None:
 
 
 def up_to_date_build(paths: BuildPaths, fingerprint: str) -> BuildRecord | None:
-    """The published build's record when it was built with this fingerprint, else None (a rebuild is due)."""
+    """The published build's record when it was built with this fingerprint and the published file is still the
+    one it made (its content hash as recorded), else None (a rebuild is due)."""
+    from warehouse.publish import verify_published
+
     build_id = published_build_id(paths)
     for record in read_records(paths):
         if record.build_id == build_id:
-            return record if record.status == "published" and record.fingerprint == fingerprint else None
+            if record.status != "published" or record.fingerprint != fingerprint:
+                return None
+            checked = verify_published(paths)
+            return record if checked is not None and checked.ok else None
     return None
 
 
@@ -937,6 +943,7 @@ def finish(
         message=f"{errors} error finding(s) blocked publishing" if blocked else "",
         stage_seconds=stage_seconds,
         fingerprint=next((r.fingerprint for r in read_records(paths) if r.build_id == build_id), ""),
+        sha256=next((r.sha256 for r in read_records(paths) if r.build_id == build_id), ""),
     )
     write_record(paths, record)
     result = BuildResult(

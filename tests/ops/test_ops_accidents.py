@@ -96,3 +96,39 @@ def test_a_demo_generation_killed_midway_leaves_no_randomisation_list_in_the_bli
     run_build(BuildRequest(data_dir=data_dir))
     assert not list((data_dir / "unblinded").glob(".demo-*"))
     assert all("unblinded" in p.relative_to(data_dir).parts for p in data_dir.rglob("randomisation*.csv"))
+
+
+def test_a_published_file_changed_after_publish_is_reported_not_trusted(ops_data_dir, tmp_path):
+    """Tamper evidence: the build file's hash is recorded when it is completed; `status` and `verify` check the
+    published file against it, and a build does not take a changed file for up to date."""
+    import shutil
+
+    import duckdb
+
+    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.publish import BuildPaths, verify_published
+
+    data_dir = tmp_path / "tamper"
+    shutil.copytree(ops_data_dir, data_dir, ignore=shutil.ignore_patterns("locks", ".build.lock"))
+    run_build(BuildRequest(data_dir=data_dir, force=True))
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    ok = cli("verify", "--data-dir", str(data_dir), env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "CHANGED" not in ok.stdout and "as recorded" in ok.stdout
+
+    published = data_dir / "warehouse.duckdb"
+    os.chmod(published, 0o644)  # what root (or a careless owner) can do whatever the mode says
+    with duckdb.connect(str(published)) as con:
+        con.execute("update main.adsl set SEX = 'Z'")
+    assert not verify_published(BuildPaths(data_dir, True)).ok
+
+    status = cli("status", "--data-dir", str(data_dir), env=env)
+    assert status.returncode == 1 and "CHANGED after build" in status.stderr, status.stderr
+    verify = cli("verify", "--data-dir", str(data_dir), env=env)
+    assert verify.returncode == 1 and "CHANGED" in verify.stdout, verify.stdout
+    # a build does not call a changed published file up to date: it rebuilds and publishes a trusted one
+    rebuilt = run_build(BuildRequest(data_dir=data_dir))
+    assert not rebuilt.up_to_date
+    assert verify_published(BuildPaths(data_dir, True)).ok
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("select count(*) from main.adsl where SEX = 'Z'").fetchall()[0][0] == 0
