@@ -245,6 +245,9 @@ def status(
 
     from warehouse.publish import BuildPaths, list_locks, lock_holder, read_records, verify_published
 
+    if not data_dir.is_dir():
+        fail(f"data directory not found: {data_dir}" if not data_dir.exists() else
+             f"not a data directory (a file): {data_dir}", EXIT_BAD_INPUT)
     paths = BuildPaths(data_dir, blinded=not unblinded)
     records = read_records(paths)[:limit]
     if not records:

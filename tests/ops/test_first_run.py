@@ -160,3 +160,27 @@ def test_top_level_reports_are_the_published_builds_and_a_blocked_build_says_so(
         body = page.split("<body>", 1)[1]
         assert body.lstrip().startswith("<div class='blocked'") and "blocked: not published" in body[:300]
     assert blocked.errors > 0
+
+
+def test_a_build_that_fails_to_compile_names_the_first_error_and_status_shows_them_all(tmp_path, monkeypatch):
+    """The one-line error names the first compile error (file:line:column); `warehouse status` lists every one."""
+    import shutil
+
+    import warehouse.resources
+    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.resources import sql_dir
+
+    sql = tmp_path / "sql"
+    shutil.copytree(sql_dir(), sql)
+    for name in ("marts/adtte.sql", "marts/adae.sql"):
+        path = sql / name
+        path.write_text(path.read_text(encoding="utf-8").replace("USUBJID", "USUBJIDX", 1), encoding="utf-8")
+    monkeypatch.setattr(warehouse.resources, "sql_dir", lambda: sql)  # a project whose two marts are wrong
+    with pytest.raises(Exception) as failure:
+        run_build(BuildRequest(data_dir=tmp_path / "data"))
+    first = str(failure.value).splitlines()[0]
+    assert "usubjidx" in first.lower() and ".sql:" in first and "(and 1 more)" in first, first
+    proc = cli("status", "--data-dir", str(tmp_path / "data"))
+    assert proc.returncode == 0, proc.stderr
+    assert "failed" in proc.stdout
+    assert "adtte.sql" in proc.stdout and "adae.sql" in proc.stdout, proc.stdout
