@@ -13,7 +13,6 @@ Operations (docs/operations.md):
 from __future__ import annotations
 
 import hashlib
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from prefect.utilities.annotations import quote  # a Model is passed as is: Pref
 
 from flows.progress import report as progress
 from warehouse import pipeline
+from warehouse.build import Runner, run
 from warehouse.models import Model, ModelRun
 from warehouse.validate.artifacts import findings_markdown
 from warehouse.publish import build_lock
@@ -68,7 +68,7 @@ def retry_on_io_only(task, task_run, state) -> bool:
     return True
 
 
-# -- tasks ----------------------------------------------------------------------------------------------------
+# -- tasks: one per step of warehouse.build, named as the step --------------------------------------------------
 
 
 @task(name="prepare-export", cache_policy=NONE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
@@ -85,21 +85,6 @@ def extract(export: Path, data_dir: Path, study=None) -> str:
 @task(name="stage", cache_policy=NONE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
 def stage(request: pipeline.BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict:
     return pipeline.stage(request, export_id, build_file, randomisation)
-
-
-@task(name="validate-raw", cache_policy=NONE)
-def validate_raw(data_dir: Path, export_id: str):
-    return pipeline.validate_raw(data_dir, export_id)
-
-
-@task(name="validate-staging", cache_policy=NONE)
-def validate_staging(data_dir: Path, export_id: str, build_file: Path):
-    return pipeline.validate_staging(data_dir, export_id, build_file)
-
-
-@task(name="validate-marts", cache_policy=NONE)
-def validate_marts(build_file: Path):
-    return pipeline.validate_marts(build_file)
 
 
 @task(cache_policy=NONE)
@@ -121,19 +106,31 @@ def model_task(name: str) -> Task:
 
 
 def run_model_task(build_file: Path, model: Model) -> ModelRun:
-    """One model as its own task run: what the flow passes to pipeline.run_models. The Model goes in as is
-    (`quote`: Prefect does not walk its fields looking for futures)."""
+    """One model as its own task run. The Model goes in as is (`quote`: Prefect does not walk its fields looking
+    for futures)."""
     return model_task(model.name)(build_file, quote(model))
 
 
-@task(name="document", cache_policy=NONE)
-def document(build_file: Path, models: list[Model]) -> None:
-    pipeline.document(build_file, models)
+def plain_task(name: str, fn) -> Task:
+    """A step with no retries and no cache: models and validations fail on code or data, not on I/O."""
+    return task(fn, name=name, cache_policy=NONE)
 
 
-@task(name="publish", cache_policy=NONE)
-def publish(request, build_id, export_id, build_file, validations, runs, seconds) -> pipeline.BuildResult:
-    return pipeline.finish(request, build_id, export_id, build_file, validations, runs, seconds)
+TASKS: dict[str, Task] = {
+    "prepare-export": prepare_export,
+    "extract": extract,
+    "stage": stage,
+    "document": plain_task("document", pipeline.document),
+    "validate-raw": plain_task("validate-raw", pipeline.validate_raw),
+    "validate-staging": plain_task("validate-staging", pipeline.validate_staging),
+    "validate-marts": plain_task("validate-marts", pipeline.validate_marts),
+    "changes": plain_task("changes", pipeline.record_changes),
+    "analyse": plain_task("analyse", pipeline.analyse),
+    "findings": plain_task("findings", pipeline.record_validation),
+    "report": plain_task("report", pipeline.write_report),
+    "catalog": plain_task("catalog", pipeline.refresh_build_catalog),
+    "publish": plain_task("publish", pipeline.publish),
+}
 
 
 @task(name="artifacts", cache_policy=NONE, retries=2, retry_delay_seconds=1)
@@ -246,6 +243,49 @@ def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached
 # -- the flow -------------------------------------------------------------------------------------------------
 
 
+class PrefectRunner(Runner):
+    """Each step of warehouse.build as its Prefect task; progress to the run's log and to flows.progress; the
+    study's Prefect concurrency slot besides the build lock; artifacts when the build ends."""
+
+    def __init__(self) -> None:
+        self.logger = get_run_logger()
+        self.extract_cached = False
+
+    def step(self, name, fn, *args):
+        if name == "extract":  # cached by the export's content hash, unless its snapshot is gone from DIR/raw
+            export, data_dir = args[0], args[1]
+            landed = snapshot_landed(data_dir, export_content_id(export))
+            state = extract.with_options(refresh_cache=not landed)(*args, return_state=True)
+            self.extract_cached = state.name == "Cached"
+            return state.result()
+        return TASKS[name](*args)
+
+    def model(self, build_file, model):
+        return run_model_task(build_file, model)
+
+    def one_build_at_a_time(self, request):
+        return one_build_at_a_time(request.study.study_id, request.data_dir, self.say)
+
+    def say(self, stage_name: str, message: str) -> None:
+        self.logger.info("%s: %s", stage_name, message)
+        progress(stage_name, message)
+
+    def finished(self, request, outcome, validations, blocked=None) -> None:
+        study_id = request.study.study_id
+        if isinstance(outcome, NoNewExport):
+            text = (f"# {study_id}: no new export\n\nExport `{outcome.export_id}` was already built in "
+                    f"`{outcome.last_build_id}`; nothing to do." if outcome.export_id
+                    else f"# {study_id}: no export yet\n\nNothing to do.")
+            write_artifacts(study_id, text, None)
+        elif blocked is not None:
+            write_artifacts(study_id, f"# {study_id} build {outcome.build_id}: publishing blocked\n\n{blocked}"
+                            "\n\n" + findings_markdown(validations, outcome.build_id), findings_rows(validations))
+        else:
+            cached = self.extract_cached or outcome.up_to_date
+            write_artifacts(study_id, summary_markdown(study_id, outcome, cached, validations),
+                            findings_rows(validations) if validations is not None else None)
+
+
 @flow(name="build-warehouse", log_prints=True)
 def build_warehouse(
     data_dir: str = "data",
@@ -263,91 +303,10 @@ def build_warehouse(
     export of the last finished build, or when the export folder is missing or empty (nothing arrived yet).
     A build whose export, code and study are those of the published build does nothing and returns that build
     (`up_to_date`), unless `force`. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
+    The sequence is warehouse.build.run; this flow only makes each of its steps a task.
     """
-    logger = get_run_logger()
-
-    def say(stage_name: str, message: str) -> None:
-        logger.info("%s: %s", stage_name, message)
-        progress(stage_name, message)
-
     request = pipeline.BuildRequest(
         data_dir=Path(data_dir), export=Path(export) if export else None, blinded=not unblinded,
         randomisation=Path(randomisation) if randomisation else None, study=resolve_study(study),
         keep_builds=keep_builds, force=force, only_new=only_new)
-    request.data_dir.mkdir(parents=True, exist_ok=True)
-    study_id = request.study.study_id
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> float:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = seconds.get(name, 0.0) + now - clock
-        clock = now
-        return seconds[name]
-
-    with one_build_at_a_time(study_id, request.data_dir, say):
-        export_path, randomisation_path = prepare_export(request)
-        early = pipeline.nothing_to_do(request, export_path, randomisation_path)
-        if early is not None:
-            return report_nothing_to_do(study_id, early, say)
-        clock = time.perf_counter()
-        content_id = export_content_id(export_path)
-        state = extract.with_options(refresh_cache=not snapshot_landed(request.data_dir, content_id))(
-            export_path, request.data_dir, request.study, return_state=True)
-        export_id = state.result()
-        extract_cached = state.name == "Cached"
-        say("extract", f"export {export_id} {'(cached: unchanged export)' if extract_cached else 'landed'} "
-                       f"in {lap('extract'):.1f} s")
-        fingerprint = pipeline.build_fingerprint(request, export_id, randomisation_path)
-        build_id, build_file = pipeline.start_build(request, export_id, fingerprint)
-        pipeline.preload_validation()
-        try:
-            say("stage", f"build {build_id}: typing forms into {build_file.name}")
-            stage(request, export_id, build_file, randomisation_path)
-            say("stage", f"done in {lap('stage'):.1f} s")
-            models = pipeline.plan_models(build_file)
-            transformed = pipeline.run_models(
-                build_file, models, run_model_task,
-                after=lambda i, model: progress("transform", f"{i}/{len(models)} {model.name}"))
-            transformed.raise_for_failures()
-            runs = transformed.runs
-            document(build_file, models)
-            say("transform", f"{len(models)} models in {lap('transform'):.1f} s")
-            validations = [
-                validate_raw(request.data_dir, export_id),
-                validate_staging(request.data_dir, export_id, build_file),
-                validate_marts(build_file),
-            ]
-            say("validate", f"3 stages in {lap('validate'):.1f} s")
-            try:
-                result = publish(request, build_id, export_id, build_file, validations, runs, seconds)
-            except pipeline.PublishBlocked as blocked:
-                write_artifacts(study_id, f"# {study_id} build {build_id}: publishing blocked\n\n{blocked}\n\n"
-                                + findings_markdown(validations, build_id), findings_rows(validations))
-                raise
-        except pipeline.PublishBlocked:
-            raise
-        except BaseException as err:
-            pipeline.fail_build(request.paths, build_id, export_id, request.blinded, err)
-            raise
-        say("publish", f"{'published' if result.published else 'not published'} in "
-                       f"{result.stage_seconds.get('publish', 0.0):.1f} s")
-        write_artifacts(study_id, summary_markdown(study_id, result, extract_cached, validations),
-                        findings_rows(validations))
-        return result
-
-
-def report_nothing_to_do(study_id: str, early: pipeline.BuildResult | NoNewExport, say):
-    """Say why this run builds nothing (no export yet, no new export, up to date), as a log line and artifact."""
-    if isinstance(early, NoNewExport):
-        say("skip", str(early))
-        text = (f"# {study_id}: no new export\n\nExport `{early.export_id}` was already built in "
-                f"`{early.last_build_id}`; nothing to do." if early.export_id
-                else f"# {study_id}: no export yet\n\nNothing to do.")
-        write_artifacts(study_id, text, None)
-    else:
-        say("skip", f"up to date: build {early.build_id} is published from export {early.export_id} with this "
-                    "code and study (--force rebuilds)")
-        write_artifacts(study_id, summary_markdown(study_id, early, True), None)
-    return early
+    return run(request, PrefectRunner())

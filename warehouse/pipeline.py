@@ -159,6 +159,8 @@ def prepare_demo_export(request: BuildRequest) -> tuple[Path, Path | None]:
             os.replace(result.randomisation_file, randomisation_target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not any(restricted.iterdir()):  # a blinded build leaves no unblinded root behind
+            restricted.rmdir()
     return target / "redcap", randomisation_target if need_list else None
 
 
@@ -708,6 +710,7 @@ def validate_raw(data_dir: Path, export_id: str):
     findings; memory flat in the size of the export)."""
     from warehouse.validate import PUSHDOWN_ROW_THRESHOLD, validate_stage, validate_stage_duckdb
     from warehouse.validate.pushdown import parquet_views
+    from warehouse.validate.vanished import check_vanished
 
     from warehouse.stage import identifier_items
 
@@ -719,32 +722,32 @@ def validate_raw(data_dir: Path, export_id: str):
     else:
         with connect_build() as con:
             validation = validate_stage_duckdb("raw", con, parquet_views(con, files, materialise=False), metadata=meta)
-    return withhold_identifier_values(validation, identifier_items(meta["items"]))
+    validation = check_vanished(validation, data_dir, export_id)  # subjects/records of the published export gone
+    return withhold_identifier_values(validation, identifier_items(meta["items"]), data_dir=data_dir,
+                                      export_id=export_id)
 
 
-IDENTIFIER_WITHHELD = "(identifier: value withheld)"
+from warehouse.validate.identifiers import IDENTIFIER_WITHHELD  # noqa: E402 - re-exported: one wording
 
 
-def withhold_identifier_values(validation, identifiers: set[str]):
-    """Findings on an identifier item (a malformed date of birth...) name the subject and field, never the value:
-    identifiers do not leave the raw zone, and findings go into the warehouse, the reports and the artifacts."""
-    from warehouse.stage import is_identifier
+def withhold_identifier_values(validation, identifiers: set[str] | None = None, *, data_dir: Path | None = None,
+                               export_id: str | None = None):
+    """Identifiers do not leave the raw zone, and findings go into the warehouse, the reports, the site listings,
+    Data Docs and the artifacts. ``validation``: one StageValidation or a build's list of them, changed in place
+    (and returned). Validation already withholds them where it makes findings (warehouse.validate.identifiers);
+    this applies the same rules again to validations made elsewhere.
 
-    if not identifiers:
-        return validation
-    findings = validation.findings
-    if findings.height and "field" in findings.columns:
-        fields = [f for f in findings.get_column("field").drop_nulls().unique().to_list() if is_identifier(f, identifiers)]
-        validation.findings = findings.with_columns(
-            pl.when(pl.col("field").is_in(fields) & pl.col("value").is_not_null()).then(pl.lit(IDENTIFIER_WITHHELD))
-            .otherwise(pl.col("value")).alias("value"))
-    for _, suite_result in validation.gx_results:  # what the Data Docs pages show
-        for result in getattr(suite_result, "results", []):
-            column = (result.expectation_config.kwargs or {}).get("column") if result.expectation_config else None
-            if isinstance(column, str) and is_identifier(column, identifiers) and isinstance(result.result, dict):
-                for key in ("partial_unexpected_list", "partial_unexpected_counts", "unexpected_list"):
-                    result.result.pop(key, None)
-    return validation
+    ``identifiers`` (item names): a finding on an identifier field keeps subject and field, never the value; GX
+    results of identifier columns lose their value lists. With ``data_dir`` and ``export_id``: every text column
+    of every finding and result, and every string of the GX results, is also scrubbed of every identifier value
+    of that export (read from its raw snapshot)."""
+    from warehouse.validate.identifiers import export_identifier_values, withhold_identifiers
+
+    values = None
+    if data_dir is not None and export_id is not None:
+        names, values = export_identifier_values(data_dir, export_id)
+        identifiers = set(identifiers or ()) | names
+    return withhold_identifiers(validation, identifiers, values)
 
 
 def schema_tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -904,66 +907,27 @@ def summarise(build_file: Path) -> tuple[int, list[str]]:
     return subjects, tables
 
 
-def finish(
-    request: BuildRequest,
-    build_id: str,
-    export_id: str,
-    build_file: Path,
-    validations: list,
-    model_runs: list[ModelRun],
-    stage_seconds: dict[str, float],
-) -> BuildResult:
-    """Record findings, write the report, publish (or not), and write the build record."""
+def record_outcome(request: BuildRequest, build_id: str, export_id: str, build_file: Path, validations: list,
+                   history: pl.DataFrame, model_runs: list[ModelRun], stage_seconds: dict[str, float],
+                   published: Path | None, report: Path, analysis_report: Path) -> BuildResult:
+    """Write the finished build's record (published or blocked) and return what the build did."""
     paths = request.paths
-    blocked = not all(v.success for v in validations)
-    started = time.perf_counter()
-    record_changes(build_file, request.data_dir, export_id)
-    analysis_report = analyse(request, build_file, build_id, blocked)
-    stage_seconds["analyse"] = time.perf_counter() - started
-    history = record_validation(build_file, paths, build_id, validations)
-    report = write_report(paths, build_id, validations, history, blocked)
+    blocked = published is None
     errors, warnings = count_findings(validations)
-    subjects, tables = summarise(build_file)
-    refresh_build_catalog(build_file)  # the catalog and lineage of the tables written after the models
-    started = time.perf_counter()
-    published = publish(paths, build_id, blocked=blocked, keep=request.keep_builds)
-    stage_seconds["publish"] = time.perf_counter() - started
+    final = paths.build_file(build_id)
+    subjects, tables = summarise(final if final.exists() else build_file)
+    earlier = next((r for r in read_records(paths) if r.build_id == build_id), None)
+    write_record(paths, BuildRecord(
+        build_id=build_id, started_at=earlier.started_at if earlier else build_id, export_id=export_id,
+        blinded=request.blinded, status="blocked" if blocked else "published", finished_at=utc_now().isoformat(),
+        subjects=subjects, tables=len(tables), errors=errors, warnings=warnings,
+        message=f"{errors} error finding(s) blocked publishing" if blocked else "", stage_seconds=stage_seconds,
+        fingerprint=earlier.fingerprint if earlier else "", sha256=earlier.sha256 if earlier else ""))
     open_findings = int((history.get_column("status") == "open").sum()) if history.height else 0
-    record = BuildRecord(
-        build_id=build_id,
-        started_at=build_id,
-        export_id=export_id,
-        blinded=request.blinded,
-        status="blocked" if blocked else "published",
-        finished_at=utc_now().isoformat(),
-        subjects=subjects,
-        tables=len(tables),
-        errors=errors,
-        warnings=warnings,
-        message=f"{errors} error finding(s) blocked publishing" if blocked else "",
-        stage_seconds=stage_seconds,
-        fingerprint=next((r.fingerprint for r in read_records(paths) if r.build_id == build_id), ""),
-        sha256=next((r.sha256 for r in read_records(paths) if r.build_id == build_id), ""),
-    )
-    write_record(paths, record)
-    result = BuildResult(
-        build_id=build_id,
-        export_id=export_id,
-        published=published,
-        report=report,
-        analysis_report=analysis_report,
-        subjects=subjects,
-        tables=tables,
-        errors=errors,
-        warnings=warnings,
-        findings_open=open_findings,
-        model_runs=model_runs,
-        stage_seconds=stage_seconds,
-        blinded=request.blinded,
-    )
-    if blocked:
-        raise PublishBlocked(blocked_message(validations, result))
-    return result
+    return BuildResult(build_id=build_id, export_id=export_id, published=published, report=report,
+                       analysis_report=analysis_report, subjects=subjects, tables=tables, errors=errors,
+                       warnings=warnings, findings_open=open_findings, model_runs=model_runs,
+                       stage_seconds=stage_seconds, blinded=request.blinded)
 
 
 def fail_build(paths: BuildPaths, build_id: str, export_id: str, blinded: bool, err: BaseException) -> None:
@@ -1016,37 +980,7 @@ def resolve_export(request: BuildRequest) -> tuple[Path, Path | None]:
 
 
 def run_build(request: BuildRequest) -> BuildResult | NoNewExport:
-    """The whole build without Prefect: the same stages and decisions as the flow, called directly, holding the
-    data dir's build lock. A build that raises is recorded as failed and its partial file removed."""
-    seconds: dict[str, float] = {}
+    """The whole build without Prefect: `warehouse.build.run` with plain calls."""
+    from warehouse.build import run
 
-    def timed(name, fn, *args):
-        started = time.perf_counter()
-        out = fn(*args)
-        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-        return out
-
-    request.data_dir.mkdir(parents=True, exist_ok=True)
-    with build_lock(request.data_dir):
-        export, randomisation = resolve_export(request)
-        early = nothing_to_do(request, export, randomisation)
-        if early is not None:
-            return early
-        export_id = timed("extract", land, export, request.data_dir, request.study)
-        fingerprint = build_fingerprint(request, export_id, randomisation)
-        build_id, build_file = start_build(request, export_id, fingerprint)
-        try:
-            preload_validation()
-            timed("stage", stage, request, export_id, build_file, randomisation)
-            runs = timed("transform", transform, build_file)
-            validations = [
-                timed("validate", validate_raw, request.data_dir, export_id),
-                timed("validate", validate_staging, request.data_dir, export_id, build_file),
-                timed("validate", validate_marts, build_file),
-            ]
-            return finish(request, build_id, export_id, build_file, validations, runs, seconds)
-        except PublishBlocked:
-            raise
-        except BaseException as err:
-            fail_build(request.paths, build_id, export_id, request.blinded, err)
-            raise
+    return run(request)
