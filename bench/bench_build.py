@@ -50,7 +50,7 @@ def watched(name, fn):  # the process's peak RSS so far, after each stage: where
         rss_after[name] = round(high_water_mb())
         return out
     return call
-for name in ("land", "stage", "transform", "validate_raw", "validate_staging", "validate_marts", "finish"):
+for name in ("land", "stage", "run_models", "validate_raw", "validate_staging", "validate_marts", "publish"):
     setattr(pipeline, name, watched(name, getattr(pipeline, name)))
 started = time.perf_counter()
 try:
@@ -200,7 +200,7 @@ def fmt(x: float | None, digits: int = 1) -> str:
 
 
 def render(results: list[dict], command: str, minutes: int, demo: dict | None = None) -> str:
-    stages = ["extract", "stage", "transform", "validate", "analyse", "publish"]
+    stages = ["extract", "stage", "transform", "validate", "analyse", "report", "publish"]
     header = ("| N | export MB | src rows | " + " | ".join(f"{s} s" for s in stages)
               + " | build s | peak RSS MB | rows/s | floor s | build / floor | rebuild s | rebuild / build | flow s"
               " | flow - direct s |")
