@@ -31,6 +31,7 @@ catalog and the lineage itself) are not derived from the marts: asking for their
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +132,35 @@ def raw_item(form: str, column: str, form_columns: dict[str, str]) -> str:
     return name
 
 
+def node_key(node: Node) -> tuple[str, str, str]:
+    """A total order on sibling lineage nodes that is the same in every process: the column's name, what it reads
+    from, and its expression's text."""
+    source = node.source.sql(dialect=DIALECT, comments=False) if isinstance(node.source, exp.Table) else ""
+    return node.name, source, node.expression.sql(dialect=DIALECT, comments=False)
+
+
+def ordered_walk(root: Node) -> Iterator[Node]:
+    """`Node.walk` (pre-order, each node once) with every node's inputs in `node_key` order.
+
+    sqlglot builds a node's `downstream` by iterating a set of column expressions, whose order follows Python's
+    string hash seed: walking it as built joined `expression` texts (and listed inputs) in a different order in
+    every process, so `main.lineage`, and the lock manifests of two builds of one export, differed."""
+    visited: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        yield node
+        stack.extend(sorted(node.downstream, key=node_key, reverse=True))
+
+
 def derivations(root: Node) -> str:
-    """The non-trivial SELECT expressions a column passes through inside one model (renames left out)."""
+    """The non-trivial SELECT expressions a column passes through inside one model (renames left out), in the
+    order of `ordered_walk`: the same text in every build."""
     seen: list[str] = []
-    for node in root.walk():
+    for node in ordered_walk(root):
         expression = node.expression
         if isinstance(expression, exp.Alias) and not isinstance(expression.this, exp.Column):
             text = expression.this.sql(dialect=DIALECT, comments=False)
@@ -154,7 +180,7 @@ def model_steps(compiled: Compiled, name: str, schema: MappingSchema) -> list[St
         column = unit.column_name(lowered) or lowered
         text = derivations(root)
         inputs: list[tuple[str, str]] = []
-        for node in root.walk():
+        for node in ordered_walk(root):
             if node.downstream or not isinstance(node.source, exp.Table) or not node.source.db:
                 continue
             table = node.source
@@ -348,7 +374,7 @@ def lineage_cache_key(compiled: Compiled) -> str:
 
     import sqlglot
 
-    digest = hashlib.sha256(f"lineage-v1 sqlglot {sqlglot.__version__}\n".encode())
+    digest = hashlib.sha256(f"lineage-v2 sqlglot {sqlglot.__version__}\n".encode())
     for name in sorted(compiled.order):  # not the run order: keys must not depend on how ties were broken
         digest.update(f"{name}\n{compiled.models[name].sql}\n".encode())
     digest.update(json.dumps(compiled.sources, sort_keys=True, default=str).encode())
