@@ -22,6 +22,11 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def _value(v: str | None) -> str:
+    """A value of the change report as printed: quoted text, "(empty)", or an identifier's withheld value."""
+    from warehouse.extract.changes import IDENTIFIER_WITHHELD
+
+    if v == IDENTIFIER_WITHHELD:
+        return f"({IDENTIFIER_WITHHELD})"
     return "(empty)" if v is None else repr(v)
 
 
@@ -74,7 +79,8 @@ def changes(
     limit: Annotated[int, typer.Option(help="How many record / field changes to print.")] = 50,
 ) -> None:
     """Print what changed between two export snapshots: per form, records added, removed and changed, then
-    the field-level old -> new values (default: the last two snapshots)."""
+    the field-level old -> new values (default: the last two snapshots); an identifier item's values are
+    withheld (the field shows as changed)."""
     from warehouse.extract import list_snapshots
     from warehouse.extract.changes import (SnapshotNotFound, change_summary, compare_snapshots, resolve_snapshot,
                                            snapshot_forms, snapshot_label)

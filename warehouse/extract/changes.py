@@ -1,6 +1,11 @@
 """The change report between two raw snapshots: per form, records added, removed and changed, with the
 field-level old -> new values. This is what a data manager reviews after each transfer.
 
+Identifier items (flagged ``identifier`` in either snapshot's ``_meta/items.parquet``: REDCap "Identifier?",
+ODM ``redcap:Identifier``) never show their values outside the raw zone: a changed identifier field is reported
+as changed, its old and new values read ``value withheld (identifier)`` (empty stays empty). The values are
+compared inside the query; only the withheld text comes out of it.
+
 Records are keyed by (subject_id, event, repeat_instance); rows are compared as distinct rows, so an
 identical duplicate (landed twice, see the readers) is one record. Every non-key, non-provenance column
 is a field, ``site_id`` included (a subject moved to another site is a change). A field that exists in
@@ -23,6 +28,7 @@ import pyarrow.parquet as pq
 from .rawzone import PROVENANCE_COLUMNS, list_snapshots, read_export_json, snapshot_dir
 
 RECORD_KEYS = ["subject_id", "event", "repeat_instance"]
+IDENTIFIER_WITHHELD = "value withheld (identifier)"  # the wording of warehouse.validate.identifiers
 CHANGE_KINDS = ("added", "removed", "changed")
 CHANGES_SCHEMA = {
     "form": pl.String, "change": pl.String, "subject_id": pl.String, "event": pl.String,
@@ -38,8 +44,8 @@ COLUMN_COMMENTS = {
     "event": "Event (REDCap unique event name / ODM event); null in a classic project",
     "repeat_instance": "Repeat instance; null when not repeating",
     "field": "Changed field (column of the raw table); null for an added or removed record",
-    "old_value": "Value in the previous snapshot, text as exported (null = empty)",
-    "new_value": "Value in this snapshot, text as exported (null = empty)",
+    "old_value": "Value in the previous snapshot, text as exported (null = empty; an identifier's value is withheld)",
+    "new_value": "Value in this snapshot, text as exported (null = empty; an identifier's value is withheld)",
     "from_export_id": "Previous snapshot (export id); null when this export is the first",
     "to_export_id": "This build's snapshot (export id)",
 }
@@ -97,12 +103,23 @@ def _tables(data_dir: Path, export_id: str) -> dict[str, tuple[Path, list[str]]]
     return out
 
 
+def identifier_fields(data_dir: Path, export_id: str) -> set[str]:
+    """Items flagged as identifiers in a snapshot's metadata (empty when it has no items table)."""
+    from warehouse.stage import identifier_items
+
+    items = snapshot_dir(data_dir, export_id) / "_meta" / "items.parquet"
+    return identifier_items(pl.read_parquet(items)) if items.is_file() else set()
+
+
 def snapshot_forms(data_dir: Path, export_id: str) -> list[str]:
     """The raw tables of a snapshot, in form order."""
     return list(_tables(data_dir, export_id))
 
 
-def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, list[str]] | None) -> str:
+def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, list[str]] | None,
+              identifiers: set[str] = frozenset()) -> str:
+    from warehouse.stage import is_identifier
+
     fields = list(dict.fromkeys((old[1] if old else []) + (new[1] if new else [])))
     fields = ["site_id"] + [f for f in fields if f != "site_id"] if "site_id" in fields else fields
     def side(t: tuple[Path, list[str]] | None) -> str:
@@ -116,14 +133,19 @@ def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, li
 
     on = " and ".join(f"o.{_ident(k)} is not distinct from n.{_ident(k)}" for k in RECORD_KEYS)
     differs = " or ".join(f"o.{_ident(f)} is distinct from n.{_ident(f)}" for f in fields) or "false"
-    pairs = ", ".join(f"{{'f': {_lit(f)}, 'p': {k}, 'o': o.{_ident(f)}, 'n': n.{_ident(f)}}}"
+    pairs = ", ".join(f"{{'f': {_lit(f)}, 'p': {k}, 'o': o.{_ident(f)}, 'n': n.{_ident(f)}, "
+                      f"'w': {'true' if is_identifier(f, identifiers) else 'false'}}}"
                       for k, f in enumerate(fields))
+
+    def shown(side: str) -> str:  # an identifier's value never leaves the query
+        return f"case when x.c.w and x.c.{side} is not null then {_lit(IDENTIFIER_WITHHELD)} else x.c.{side} end"
+
     ko = ", ".join(f"o.{_ident(k)}" for k in RECORD_KEYS)
     kn = ", ".join(f"n.{_ident(k)}" for k in RECORD_KEYS)
     kx = ", ".join(f"x.{_ident(k)}" for k in RECORD_KEYS)
     f = _lit(form)
-    changed = (f"select {f} as form, 'changed' as change, {kx}, x.c.f as field, x.c.o as old_value, "
-               f"x.c.n as new_value, x.c.p as field_order from (select {kn}, unnest([{pairs}]) as c from o join n "
+    changed = (f"select {f} as form, 'changed' as change, {kx}, x.c.f as field, {shown('o')} as old_value, "
+               f"{shown('n')} as new_value, x.c.p as field_order from (select {kn}, unnest([{pairs}]) as c from o join n "
                f"on {on} where {differs}) x where x.c.o is distinct from x.c.n") if fields else None
     parts = [
         f"select {f} as form, 'added' as change, {kn}, null::varchar as field, null::varchar as old_value, "
@@ -140,8 +162,9 @@ def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, li
 def changes_sql(data_dir: Path, from_id: str, to_id: str) -> str:
     """The change report as one SELECT (columns of CHANGES_SCHEMA), ordered for reading."""
     old, new = _tables(data_dir, from_id), _tables(data_dir, to_id)
+    identifiers = identifier_fields(data_dir, from_id) | identifier_fields(data_dir, to_id)
     forms = list(dict.fromkeys([*new, *old]))
-    parts = [f"select {k} as form_order, * from {_form_sql(form, old.get(form), new.get(form))}"
+    parts = [f"select {k} as form_order, * from {_form_sql(form, old.get(form), new.get(form), identifiers)}"
              for k, form in enumerate(forms)]
     cols = ", ".join(_ident(c) for c in CHANGES_SCHEMA)
     return (f"select {cols} from ({' union all '.join(parts)}) "
@@ -158,7 +181,8 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 def compare_snapshots(data_dir: Path, from_id: str, to_id: str) -> pl.DataFrame:
     """Records added, removed and changed between two snapshots, one row per added / removed record and
-    one per changed field: form, change, subject_id, event, repeat_instance, field, old_value, new_value.
+    one per changed field: form, change, subject_id, event, repeat_instance, field, old_value, new_value (an
+    identifier item's values read IDENTIFIER_WITHHELD).
 
     Export ids may be given as unique prefixes; an unknown one raises SnapshotNotFound.
     """
@@ -207,5 +231,5 @@ def snapshot_label(data_dir: Path, export_id: str) -> str:
     return f"{export_id} ({info.get('format')}, landed {str(info.get('landed_at', ''))[:19]})"
 
 
-__all__ = ["CHANGES_SCHEMA", "SnapshotNotFound", "change_summary", "changes_sql", "compare_snapshots",
-           "previous_snapshot", "resolve_snapshot", "snapshot_forms", "write_changes_table"]
+__all__ = ["CHANGES_SCHEMA", "IDENTIFIER_WITHHELD", "SnapshotNotFound", "change_summary", "changes_sql", "compare_snapshots",
+           "identifier_fields", "previous_snapshot", "resolve_snapshot", "snapshot_forms", "write_changes_table"]

@@ -15,6 +15,15 @@ import polars as pl
 
 from warehouse.validate.derived import DERIVED_CHECKS
 from warehouse.validate.findings import FINDINGS_COLUMNS, findings_frame
+from warehouse.validate.identifiers import (
+    IDENTIFIER_WITHHELD,
+    engine_identifier_values,
+    is_identifier,
+    metadata_identifiers,
+    withhold_gx_result,
+    withhold_identifiers,
+    withhold_row,
+)
 from warehouse.validate.suites import (
     STAGES,
     form_order,
@@ -337,6 +346,10 @@ class PolarsEngine:
     def add_table(self, name: str, frame: pl.DataFrame) -> None:
         self.tables[name] = frame
 
+    def values_of(self, table: str, columns: list[str]) -> pl.DataFrame:
+        """The distinct rows of some columns of a table (identifier values: see identifiers.py)."""
+        return self.tables[table].select(columns).unique()
+
     def columns(self, table: str) -> list[str]:
         return self.tables[table].columns
 
@@ -431,6 +444,8 @@ def run_stage(
             if frame is not None:
                 engine.add_table(name, frame)
 
+    # identifier items (from the metadata): a finding on one, or built from a row holding one, never shows its value
+    identifiers = metadata_identifiers(metadata)
     builtin: dict[str, Any] = {}
     if stage == "raw":
         ks = engine.known_subjects(metadata)
@@ -479,6 +494,8 @@ def run_stage(
                 raised = bool(exc.get("raised_exception"))
                 if r is None or raised:
                     note = (exc.get("exception_message") if isinstance(exc, dict) else None) or "no result from GX"
+                    if any(is_identifier(c, identifiers) for c in _columns_referenced(kw)):
+                        note = "details withheld (the check reads an identifier column)"
                     result_rows.append(_row(stage, suite.name, table, cfg, kw, sev, False, "error",
                                             f"could not run: {note}".splitlines()[0], order=i))
                     finding_rows.append(_table_finding(stage, suite.name, table, cfg, kw, sev,
@@ -489,8 +506,15 @@ def run_stage(
                                         element_count=res.get("element_count"),
                                         unexpected_count=res.get("unexpected_count"), order=i))
                 if not r.success:
-                    finding_rows.extend(_findings_of(stage, suite.name, meta, table, columns, cfg, kw, sev, res, rows))
+                    finding_rows.extend(_findings_of(stage, suite.name, meta, table, columns, cfg, kw, sev, res, rows,
+                                                     identifiers))
 
+    if identifiers:  # what Data Docs render: no value list of an identifier column (after the findings used them)
+        for _, suite_result in gx_results:
+            for r in getattr(suite_result, "results", []) or []:
+                cfg = getattr(r, "expectation_config", None)
+                if cfg is not None:
+                    withhold_gx_result(r, identifiers, _columns_referenced(cfg.to_json_dict().get("kwargs", {})))
     schema = {**RESULTS_SCHEMA, "_order": pl.Int64}
     results = pl.DataFrame(result_rows, schema=schema) if result_rows else pl.DataFrame(schema=schema)
     results = results.drop("_order")
@@ -499,7 +523,11 @@ def run_stage(
     for d, src in zip(all_suites, suites):
         if src.meta.get("generated_from"):
             d.setdefault("meta", {})["generated_from"] = src.meta["generated_from"]
-    return StageValidation(stage=stage, results=results, findings=findings, suites=all_suites, gx_results=gx_results)
+    validation = StageValidation(stage=stage, results=results, findings=findings, suites=all_suites,
+                                 gx_results=gx_results)
+    # belt and braces: the identifier values the stage's tables hold (the raw zone's), scrubbed from every text
+    # the validation produced, whatever rule, template or exception made it
+    return withhold_identifiers(validation, identifiers, engine_identifier_values(engine, identifiers))
 
 
 def _exception_of(r) -> dict:
@@ -574,19 +602,40 @@ def _key_value(row: dict, cols: tuple[str, ...] | None) -> str | None:
     return " / ".join(vals) if vals else None
 
 
+def _withheld_message(form, fld, value, where: str, rule: str) -> str:
+    """The message of a finding on an identifier field: what failed and where, never the value nor any text
+    made from it."""
+    target = f"{form}.{fld}" if fld else str(form)
+    shown = f"{target} is empty" if value is None else f"{target}: {IDENTIFIER_WITHHELD}"
+    return " ".join((shown + (f" ({where})" if where else "") + f": {rule}").split())
+
+
 def _findings_of(stage, suite, suite_meta, table, columns: list[str], cfg, kw, sev, res: dict,
-                 rows: list[dict]) -> list[dict]:
+                 rows: list[dict], identifiers: set[str] = frozenset()) -> list[dict]:
     """Findings of one failed expectation: one per failing row given (``rows``, already capped), or one
-    table-level finding when the expectation has no rows (e.g. a row count)."""
+    table-level finding when the expectation has no rows (e.g. a row count).
+
+    ``identifiers``: identifier items. A row's identifier columns are withheld before anything reads the row; a
+    finding whose field (or checked column) is one gets the value IDENTIFIER_WITHHELD and a fixed message
+    (``form.field: value withheld (identifier) (subject ...): rule``), whatever the suite's template says."""
     meta = cfg.meta or {}
     rule = _rule(cfg, kw)
+    suite_keys = suite_meta.get("keys") or {}
+    # the columns whose values the finding shows (not those of a row condition)
+    shown = [kw[k] for k in ("column", "column_A", "column_B") if isinstance(kw.get(k), str)]
+    shown += [c for k in ("column_list", "column_set") if isinstance(kw.get(k), list) for c in kw[k]]
+    shown += list(_key_cols(suite_keys.get("value")) or ())
+    reads_identifier = any(is_identifier(c, identifiers) for c in shown + [meta.get("field")])
     idx = res.get("unexpected_index_list")
     if idx is None or (not idx and not res.get("unexpected_count")):
         observed = res.get("observed_value")
+        if reads_identifier:
+            msg = f"{table}: {rule}" + (f" ({IDENTIFIER_WITHHELD})" if observed is not None else "")
+            return [_table_finding(stage, suite, table, cfg, kw, sev, msg,
+                                   None if observed is None else IDENTIFIER_WITHHELD)]
         msg = f"{table}: {rule}" + (f" (observed {observed})" if observed is not None else "")
         return [_table_finding(stage, suite, table, cfg, kw, sev, msg, _text(observed))]
     keys = {k: next((c for c in cands if c in columns), None) for k, cands in DEFAULT_KEYS.items()}
-    suite_keys = suite_meta.get("keys") or {}
     keys.update(suite_keys)
     key_cols = {k: _key_cols(keys.get(k)) for k in ("subject_id", "site_id", "event", "repeat_instance")}
     value_cols = _key_cols(suite_keys["value"]) if "value" in suite_keys else None
@@ -599,6 +648,7 @@ def _findings_of(stage, suite, suite_meta, table, columns: list[str], cfg, kw, s
     template = meta.get("message")
     out = []
     for row in rows:
+        row = withhold_row(row, identifiers)
         if column is not None:
             value = _text(row.get(column))
         elif column_a:
@@ -614,11 +664,15 @@ def _findings_of(stage, suite, suite_meta, table, columns: list[str], cfg, kw, s
         fld = meta.get("field") or (_key_value(row, field_cols) if field_cols is not None else None)
         if fld is None:
             fld = column or column_a or (", ".join(col_list) if col_list else None)
+        withheld = reads_identifier or any(is_identifier(part.strip(), identifiers) for part in str(fld).split(","))
+        if withheld and value is not None:
+            value = IDENTIFIER_WITHHELD
         base.update(form=form, field=fld, value=value, rule=rule, pair=pair)
         out.append({
             "stage": stage, "suite": suite, "rule": rule, "expectation_type": cfg.type, "severity": sev,
             "subject_id": base["subject_id"], "site_id": base["site_id"], "event": base["event"],
             "repeat_instance": base["repeat_instance"], "form": form, "field": fld, "value": value,
-            "message": _message(template, row, base),
+            "message": (_withheld_message(form, fld, value, _where(base), rule) if withheld
+                        else _message(template, row, base)),
         })
     return out

@@ -376,6 +376,10 @@ class DuckDBEngine:
         self._columns.pop(name, None)
         self._base.pop(name, None)
 
+    def values_of(self, table: str, columns: list[str]) -> pl.DataFrame:
+        """The distinct rows of some columns of a table (identifier values: see identifiers.py)."""
+        return self.con.sql(f"select distinct {', '.join(ident(c) for c in columns)} from {self.base(table)}").pl()
+
     def columns(self, table: str) -> list[str]:
         if table not in self._columns:
             cols = [r[0] for r in self.con.sql(f"describe select * from {self.rel[table]}").fetchall()]
