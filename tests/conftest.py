@@ -37,3 +37,18 @@ def demo_build(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("demo-build")
     result = run_build(BuildRequest(data_dir=data_dir, blinded=False))
     return result
+
+
+# Fixtures that make a whole build (or start a Prefect server): a test that uses one, directly or through another
+# fixture, is in the slow tier. Tests that build inline say so with @pytest.mark.slow. `pytest -m "not slow"` is
+# the quick tier for the development loop; CI runs everything.
+BUILD_FIXTURES = frozenset({
+    "demo_build", "ops_data_dir", "prefect_harness", "flow_builds", "both_builds", "blinded_build",
+    "relative_build", "blocked", "builds", "injected_build", "clean_build", "two_builds", "server",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BUILD_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

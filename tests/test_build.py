@@ -60,6 +60,7 @@ def test_every_table_and_column_of_the_warehouse_is_described(demo_build):
     assert labels["labs.lactate"] == "Lactate (mmol/L)" and labels["stg_labs.lactate"]
 
 
+@pytest.mark.slow
 def test_blinded_build_masks_treatment(tmp_path):
     result = run_build(BuildRequest(data_dir=tmp_path))
     assert result.published == tmp_path / "warehouse.duckdb"
@@ -68,6 +69,7 @@ def test_blinded_build_masks_treatment(tmp_path):
     assert not (tmp_path / "unblinded").exists()
 
 
+@pytest.mark.slow
 def test_a_rebuild_is_skipped_only_while_export_code_and_study_are_unchanged(tmp_path):
     from warehouse.publish import BuildPaths, read_records
     from warehouse.study import load_study

@@ -3,6 +3,8 @@
 import csv
 from pathlib import Path
 
+import pytest
+
 from warehouse.demo import DemoParameters, generate_demo
 
 
@@ -32,6 +34,7 @@ def test_minute_readings_keep_the_hourly_values_and_the_other_forms(tmp_path):
     assert [strip(r) for r in others(minute)] == [strip(r) for r in others(hourly)]
 
 
+@pytest.mark.slow
 def test_minute_readings_stay_within_the_plausible_ranges_of_the_dictionary(tmp_path):
     """A clean study must pass the physiological range checks at any resolution (the ranges are the eCRF's)."""
     out = generate_demo(tmp_path / "m", subjects=300, seed=11, formats=("redcap",),

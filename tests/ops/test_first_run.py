@@ -138,6 +138,7 @@ def injected_export(tmp_path: Path) -> Path:
                          formats=("redcap",)).redcap_dir
 
 
+@pytest.mark.slow
 def test_top_level_reports_are_the_published_builds_and_a_blocked_build_says_so(tmp_path):
     from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
 

@@ -74,6 +74,7 @@ def test_a_killed_landing_leaves_temporaries_that_the_next_landing_removes(tmp_p
     assert alive.exists()
 
 
+@pytest.mark.slow
 def test_a_demo_generation_killed_midway_leaves_no_randomisation_list_in_the_blinded_directory(tmp_path):
     data_dir = tmp_path / "data"
     code = ("from pathlib import Path\nfrom warehouse.pipeline import BuildRequest, run_build\n"
