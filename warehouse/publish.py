@@ -127,12 +127,7 @@ def discard_partial_builds(paths: BuildPaths) -> list[Path]:
     """
     removed = []
     if paths.builds.is_dir():
-        for partial in paths.builds.glob(f"*{PARTIAL_SUFFIX}*"):
-            if partial.is_dir():  # a killed build's staging spill folder
-                shutil.rmtree(partial, ignore_errors=True)
-            else:
-                partial.unlink(missing_ok=True)
-            removed.append(partial)
+        removed += remove_partial_files(paths, "*")
         for tmp in paths.builds.glob("*.json.tmp"):
             tmp.unlink(missing_ok=True)
         for record in read_records(paths):
@@ -149,14 +144,23 @@ def discard_partial_builds(paths: BuildPaths) -> list[Path]:
 
 def remove_partial_build(paths: BuildPaths, build_id: str) -> None:
     """Remove one failed build's partial file, its WAL and its staging spill folder (same prefix)."""
-    for partial in paths.builds.glob(f"{build_id}.duckdb{PARTIAL_SUFFIX}*"):
-        if partial.is_dir():
+    remove_partial_files(paths, f"{build_id}.duckdb")
+
+
+def remove_partial_files(paths: BuildPaths, prefix: str) -> list[Path]:
+    """Remove `builds/<prefix>.building*`: partial files, their WAL, staging spill folders."""
+    removed = []
+    for partial in paths.builds.glob(f"{prefix}{PARTIAL_SUFFIX}*"):
+        if partial.is_dir():  # a staging spill folder
             shutil.rmtree(partial, ignore_errors=True)
         else:
             partial.unlink(missing_ok=True)
+        removed.append(partial)
+    return removed
 
 
 def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's: its entries) data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -243,14 +247,6 @@ def verify_published(paths: BuildPaths) -> Verification | None:
     return verify_file(paths, paths.published, published_build_of(paths))
 
 
-def fsync_dir(path: Path) -> None:
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def swap_in(paths: BuildPaths, build_file: Path) -> Path:
     """Make `build_file` the published warehouse with one atomic rename.
 
@@ -269,7 +265,7 @@ def swap_in(paths: BuildPaths, build_file: Path) -> Path:
     Path(f"{paths.published}.wal").unlink(missing_ok=True)
     crash_point("publish")
     os.replace(staging, paths.published)
-    fsync_dir(paths.root)
+    fsync_path(paths.root)
     return paths.published
 
 
@@ -597,7 +593,7 @@ def lock_snapshot(paths: BuildPaths, label: str, note: str = "") -> Path:
             os.chmod(f, 0o444)
         os.rename(tmp, target)
         os.chmod(target, 0o555)
-        fsync_dir(locks)
+        fsync_path(locks)
     except BaseException:
         _remove_tree(tmp)
         raise
