@@ -336,6 +336,9 @@ register_areas()
 
 
 def main() -> None:
+    from warehouse.commands.server import use_local_server
+
+    use_local_server()  # a server from `warehouse server start`, unless PREFECT_API_URL names one
     try:
         app()
     except KeyboardInterrupt:

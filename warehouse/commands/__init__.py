@@ -3,4 +3,4 @@
 Keeping each area's commands in its own module keeps `cli.py` small and lets each stage own its interface.
 """
 
-AREAS = ("extract", "models", "ops", "analysis")
+AREAS = ("extract", "models", "ops", "analysis", "server")
