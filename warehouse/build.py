@@ -111,6 +111,9 @@ def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, expor
                     export_id, build_file),
         clock.timed(runner, "validate", "validate-marts", pipeline.validate_marts, build_file),
     ]
+    # no identifier value leaves the raw zone, whatever stage a finding comes from (belt and braces: each stage
+    # already withholds them where it makes findings)
+    pipeline.withhold_identifier_values(validations, data_dir=request.data_dir, export_id=export_id)
     runner.say("validate", f"3 stages in {clock.seconds['validate']:.1f} s")
     blocked = not all(v.success for v in validations)
     paths = request.paths
