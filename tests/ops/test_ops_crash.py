@@ -64,21 +64,28 @@ def test_the_next_build_after_kills_succeeds_and_cleans_up(ops_data_dir):
 
 
 @pytest.mark.prefect
-def test_a_flow_run_killed_during_transform_leaves_the_warehouse_intact(prefect_harness, ops_data_dir, tmp_path):
+@pytest.mark.parametrize("stage", ["transform:adsl",
+                                   pytest.param("extract", marks=pytest.mark.slow),
+                                   pytest.param("stage", marks=pytest.mark.slow),
+                                   pytest.param("publish", marks=pytest.mark.slow)])
+def test_a_flow_run_killed_at_a_stage_leaves_the_warehouse_intact(prefect_harness, ops_data_dir, tmp_path, stage):
+    """A flow run SIGKILLed at each stage, then a flow build on the same Prefect server that completes at once."""
     from prefect.settings import PREFECT_API_URL
 
     data_dir = tmp_path / "flow-kill"
-    shutil.copytree(ops_data_dir, data_dir, ignore=shutil.ignore_patterns("locks", ".build.lock"))
+    ignore = ["locks", ".build.lock"] + (["raw", "landing"] if stage == "extract" else [])  # extract must run
+    shutil.copytree(ops_data_dir, data_dir, ignore=shutil.ignore_patterns(*ignore))
     before = warehouse_state(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), WAREHOUSE_CRASH_AT="transform:adsl",
+    env.update(PREFECT_API_URL=PREFECT_API_URL.value(), WAREHOUSE_CRASH_AT=stage,
                PREFECT_LOGGING_LEVEL="WARNING")
     code = f"from flows.build import build_warehouse\nbuild_warehouse(data_dir={str(data_dir)!r}, force=True)\n"
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=PROJECT, capture_output=True, text=True,
                           timeout=180)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert warehouse_state(data_dir) == before
-    assert list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))  # the partial build is there, hidden ...
+    if stage.startswith("transform"):
+        assert list((data_dir / "builds").glob(f"*{PARTIAL_SUFFIX}"))  # the partial build is there, hidden ...
     assert_nothing_half_written_is_visible(data_dir)
     # ... the next flow build on the same Prefect server discards it and publishes at once: the killed run's
     # concurrency slot is reclaimed, not waited for until its lease runs out
