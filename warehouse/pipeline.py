@@ -442,10 +442,12 @@ def build_facts(request: BuildRequest, build_id: str, export_id: str,
             "built_at": [utc_now().replace(tzinfo=None)],
         }
     )
-    parameters = pl.DataFrame(
-        [{"name": k, "value": v} for k, v in request.study.as_parameters().items()],
-        schema={"name": pl.Utf8, "value": pl.Utf8},
-    )
+    # one row, a typed column per parameter: SQL reads `study_parameters.<name>`, a misspelt name fails compile
+    dtypes = {"VARCHAR": pl.Utf8, "DOUBLE": pl.Float64, "INTEGER": pl.Int32, "BOOLEAN": pl.Boolean,
+              "INTEGER[]": pl.List(pl.Int32)}
+    columns = request.study.parameter_columns()
+    parameters = pl.DataFrame({name: [value] for name, (value, _) in columns.items()},
+                              schema={name: dtypes[kind] for name, (_, kind) in columns.items()})
     return {"build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
 
 
@@ -542,7 +544,7 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
 
 SOURCE_TABLES = {
     "build_info": "This build: build id, export id, study, blinded or not, time built",
-    "study_parameters": "The study configuration's parameters this build used (name, value)",
+    "study_parameters": "The study configuration's parameters this build used: one row, a column per parameter",
     "randomisation_list": "Kit -> arm, from the restricted randomisation list: empty in a blinded build",
     "typing_failures": "Values that did not type in staging: form, subject, item, raw text, expected type, record",
 }
@@ -609,7 +611,7 @@ def item_description(column: str, items: dict[str, dict]) -> str | None:
         return f"{text} [{units}]" if units and units not in text else text
 
     for suffix, what in (("_decod", "label of the code"), ("_hrs", "hours since randomisation (H0)"),
-                         ("_base", "as norepinephrine base, ug/kg/min")):
+                         ("_base", "as norepinephrine base, ug/kg/min"), ("_dtc", "text as entered (ISO 8601)")):
         if column.endswith(suffix) and label(column.removesuffix(suffix)):
             return f"{label(column.removesuffix(suffix))}: {what}"
     return label(column)

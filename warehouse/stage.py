@@ -2,7 +2,7 @@
 
 Types come from the export's own metadata, never from guessing at values, so that a value the site typed wrong
 shows up as a typing failure (kept, with its raw text, in `typing_failures`) instead of silently changing a
-column's type. Identifiers stop here: nothing flagged as one in the metadata reaches a build.
+column's type. A date or date-time item also keeps its text as entered, `<item>_dtc` (partial dates). Identifiers stop here: nothing flagged as one in the metadata reaches a build.
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ def stage_form(
         spec = specs.get(column, ItemSpec(column, "text"))
         typed_columns.append(
             (pl.col(typed_name[column]) if column in typed_name else typed_expression(column, spec)).alias(column))
+        if spec.kind in {"date", "datetime"}:
+            typed_columns.append(entered_text(column))
     typed_columns.append(untyped_values(checked, typed_name))
     typed_columns += [
         pl.col(c).cast(pl.Int64, strict=False) if c == "_source_row" else pl.col(c) for c in provenance
@@ -191,6 +193,14 @@ def stage_form(
         if specs.get(column) and specs[column].kind == "coded":
             typed = decode_choices(typed, column, choices)
     return typed, failures
+
+
+def entered_text(column: str) -> pl.Expr:
+    """`<item>_dtc`: a date or date-time item's text as entered (CDISC --DTC: ISO 8601 text, possibly partial,
+    e.g. '2019-06'), trimmed, null when blank; kept beside the typed value, so a date that did not type in full
+    stays readable by the models (partial-date imputation) without reading the validation log."""
+    text = pl.col(column).cast(pl.Utf8).str.strip_chars()
+    return pl.when(text != "").then(text).alias(f"{column}_dtc")
 
 
 def value_columns(columns: list[str], items: pl.DataFrame) -> list[str]:

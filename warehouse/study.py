@@ -27,6 +27,9 @@ class StudyConfig:
     windows: dict[str, tuple[float, float]]
     arms: dict[str, str]
     blinded_label: str
+    # the study's schedule: hourly hemodynamics H0..H<hemo_hourly_last_hour>; the hours MAP/NE is analysed at
+    hemo_hourly_last_hour: int = 24
+    map_ne_hours: tuple[int, ...] = (0, 6, 12, 24)
     source: Path = field(default=Path())
     # CSV dialect of the study's exports ([export] table); None = detected from each file
     export_encoding: str | None = None
@@ -54,6 +57,45 @@ class StudyConfig:
         return params
 
 
+    @property
+    def bradycardia_period(self) -> str:
+        """The label of the bradycardia window from H0 (`H0-H24`), made from its length."""
+        return f"H0-H{self.bradycardia_window_hours:g}"
+
+    def parameter_columns(self) -> dict[str, tuple[object, str]]:
+        """The parameters as `src.study_parameters` holds them: one row, a typed column per parameter
+        (name -> (value, DuckDB type)), so SQL reads `study_parameters.teae_window_hours` and a misspelt name is
+        an unknown column at compile time. Windows give `window_<name>_lo` / `_hi`; salt factors
+        `ne_salt_factor_<code>`; export options are null when detected."""
+        columns: dict[str, tuple[object, str]] = {
+            "study_id": (self.study_id, "VARCHAR"),
+            "anchor": (f"{self.anchor_form}.{self.anchor_item}", "VARCHAR"),
+            "ne_drug_code": (self.ne_drug_code, "VARCHAR"),
+            "bradycardia_hr_threshold": (self.bradycardia_hr_threshold, "DOUBLE"),
+            "bradycardia_min_readings": (self.bradycardia_min_readings, "INTEGER"),
+            "bradycardia_window_hours": (self.bradycardia_window_hours, "DOUBLE"),
+            "bradycardia_period": (self.bradycardia_period, "VARCHAR"),
+            "teae_window_hours": (self.teae_window_hours, "DOUBLE"),
+            "hemo_hourly_last_hour": (self.hemo_hourly_last_hour, "INTEGER"),
+            "map_ne_hours": (list(self.map_ne_hours), "INTEGER[]"),
+        }
+        columns.update({f"ne_salt_factor_{k}": (v, "DOUBLE") for k, v in self.ne_salt_factors.items()})
+        for k, (lo, hi) in self.windows.items():
+            columns[f"window_{k}_lo"] = (lo, "DOUBLE")
+            columns[f"window_{k}_hi"] = (hi, "DOUBLE")
+        columns.update({"export_encoding": (self.export_encoding, "VARCHAR"),
+                        "export_delimiter": (self.export_delimiter, "VARCHAR"),
+                        "export_decimal_comma": (self.export_decimal_comma, "BOOLEAN")})
+        return columns
+
+    def window(self, name: str) -> tuple[float, float]:
+        """A visit window by name (`pe_h6`); KeyError names the known ones."""
+        if name not in self.windows:
+            raise KeyError(f"study {self.study_id} ({self.source}): no window {name!r} in [windows] "
+                           f"(known: {', '.join(self.windows)})")
+        return self.windows[name]
+
+
 def load_study(path: Path | str | None = None) -> StudyConfig:
     """Load a study configuration (TOML); with no path, the built-in demo study."""
     source = Path(path) if path else _STUDIES / "adress.toml"
@@ -76,6 +118,8 @@ def load_study(path: Path | str | None = None) -> StudyConfig:
         windows={k: (float(v[0]), float(v[1])) for k, v in raw["windows"].items()},
         arms={str(k): str(v) for k, v in raw["treatment"]["arms"].items()},
         blinded_label=raw["treatment"]["blinded_label"],
+        hemo_hourly_last_hour=int(raw.get("schedule", {}).get("hemo_hourly_last_hour", 24)),
+        map_ne_hours=tuple(int(h) for h in raw.get("schedule", {}).get("map_ne_hours", (0, 6, 12, 24))),
         source=source,
         export_encoding=encoding,
         export_delimiter=delimiter,

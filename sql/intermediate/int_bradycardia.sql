@@ -2,15 +2,16 @@
 -- materialized: table
 -- grain: subject_id, period
 -- columns:
---   period: H0-H24 (readings in [H0, H0 + window]) or ON-TREATMENT (readings while a study-drug segment ran)
+--   period: H0-H24, the study's bradycardia_period (readings in [H0, H0 + window]), or ON-TREATMENT (readings while a study-drug segment ran)
 --   readings: Heart-rate readings in the period
 --   episodes: Bradycardia episodes in the period
 --   brady: Any bradycardia episode in the period (null when no reading)
 with parameters as (
     select
-        max(case when name = 'bradycardia_hr_threshold' then cast(value as double) end) as hr_threshold,
-        max(case when name = 'bradycardia_min_readings' then cast(value as integer) end) as min_readings,
-        max(case when name = 'bradycardia_window_hours' then cast(value as double) end) as window_hours
+        bradycardia_hr_threshold as hr_threshold,
+        bradycardia_min_readings as min_readings,
+        bradycardia_window_hours as window_hours,
+        bradycardia_period as window_period
     from src.study_parameters
 ),
 
@@ -22,7 +23,7 @@ readings as (
 ),
 
 in_period as (
-    select readings.*, 'H0-H24' as period
+    select readings.*, parameters.window_period as period
     from readings, parameters
     where readings.vsdtm_hrs between 0 and parameters.window_hours
     union all
@@ -70,7 +71,7 @@ reading_counts as (
 periods as (
     select subject_id, period
     from int_subject_times
-    cross join (values ('H0-H24'), ('ON-TREATMENT')) as p(period)
+    cross join (select window_period as period from parameters union all select 'ON-TREATMENT') as p
 ),
 
 final as (

@@ -14,11 +14,10 @@ with end_of_study as (
 ),
 
 untyped_dates as (
-    -- a death date-time that did not type keeps its raw text here (e.g. '2019-06', '2019-06-10' without a time)
-    select subject_id, nullif(trim(raw_value), '') as death_partial
-    from src.typing_failures
-    where form = 'end_of_study' and item = 'death_dt'
-    qualify row_number() over (partition by subject_id order by _source_row nulls last) = 1
+    -- a death date-time that did not type, as entered (e.g. '2019-06', '2019-06-10' without a time)
+    select subject_id, dtc as death_partial
+    from int_partial_dates
+    where item = 'death_dt'
 ),
 
 entered as (

@@ -1,4 +1,4 @@
--- description: Hemodynamics on the hour, H0 to H24: the reading nearest each whole hour (within 30 min), the NE rate running at that hour (as base) and MAP/NE. Hours after death are absent.
+-- description: Hemodynamics on the hour, H0 to H24 (the study's hemo_hourly_last_hour): the reading nearest each whole hour (within 30 min), the NE rate running at that hour (as base, int_ne_running) and MAP/NE. Hours after death are absent.
 -- materialized: table
 -- grain: subject_id, hour
 -- columns:
@@ -7,10 +7,14 @@
 --   hr: Heart rate nearest the hour (beats/min)
 --   ne_base: NE rate as base running at the hour (µg/kg/min); 0 when NE had stopped
 --   map_ne_ratio: MAP / NE base dose; null when NE is 0 or unknown
-with grid as (
+with parameters as (
+    select hemo_hourly_last_hour as last_hour from src.study_parameters
+),
+
+grid as (
     select t.subject_id, h.hour
     from int_subject_times as t
-    cross join (select unnest(range(0, 25)) as hour) as h
+    cross join (select unnest(range(0, cast(last_hour as bigint) + 1)) as hour from parameters) as h
     where t.death_hrs is null or h.hour <= t.death_hrs
 ),
 
@@ -20,23 +24,15 @@ nearest_reading as (
         cast(round(vsdtm_hrs) as bigint) as hour,
         arg_min("map", abs(vsdtm_hrs - round(vsdtm_hrs))) as "map",
         arg_min(hr, abs(vsdtm_hrs - round(vsdtm_hrs))) as hr
-    from stg_hemodynamics
-    where vsdtm_hrs between -0.5 and 24.5
+    from stg_hemodynamics, parameters
+    where vsdtm_hrs between -0.5 and parameters.last_hour + 0.5
     group by all
 ),
 
 ne_at_hour as (
-    select
-        grid.subject_id,
-        grid.hour,
-        max(s.rate) as ne_base
+    select grid.subject_id, grid.hour, ne.rate as ne_base
     from grid
-    join int_vasopressor_segments as s
-        on s.subject_id = grid.subject_id
-        and s.is_ne
-        and s.start_hrs <= grid.hour
-        and (s.end_hrs is null or s.end_hrs > grid.hour)
-    group by all
+    asof join int_ne_running as ne on ne.subject_id = grid.subject_id and grid.hour >= ne.from_hrs
 ),
 
 final as (

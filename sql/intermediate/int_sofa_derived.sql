@@ -48,7 +48,6 @@ vasopressors as (
     select
         a.subject_id,
         a.visit,
-        max(case when s.is_ne then s.rate end) as ne_base,
         max(case when s.drug = 'epinephrine' then s.rate end) as epinephrine,
         max(case when s.drug = 'dobutamine' then s.rate end) as dobutamine
     from assessments as a
@@ -57,6 +56,12 @@ vasopressors as (
         and s.start_hrs <= a.at_hrs
         and (s.end_hrs is null or s.end_hrs > a.at_hrs)
     group by all
+),
+
+ne_running as (
+    select a.subject_id, a.visit, ne.rate as ne_base
+    from assessments as a
+    asof join int_ne_running as ne on ne.subject_id = a.subject_id and a.at_hrs >= ne.from_hrs
 ),
 
 pressure as (
@@ -80,7 +85,7 @@ inputs as (
         a.*,
         a.pao2 / nullif(a.fio2, 0) as pf_ratio,
         coalesce(v.ventilated, false) as ventilated,
-        vp.ne_base,
+        ne.ne_base,
         vp.epinephrine,
         vp.dobutamine,
         p."map",
@@ -88,6 +93,7 @@ inputs as (
     from assessments as a
     left join ventilation as v using (subject_id, visit)
     left join vasopressors as vp using (subject_id, visit)
+    left join ne_running as ne using (subject_id, visit)
     left join pressure as p using (subject_id, visit)
     left join urine as u using (subject_id, day)
 ),

@@ -1,4 +1,4 @@
--- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days. Whether the subject died is int_death's rule; a death whose date is partial or missing is imputed: the later of the earliest instant the entered text allows and the last known alive, no later than the latest instant it allows (flags death_dtf / death_tmf).
+-- description: Each randomised subject's clock: H0, death and treatment start/stop in hours from H0, last contact in days. Whether the subject died is int_death's rule; a death whose date is partial or missing is imputed: the later of the earliest instant the entered text allows and the last known alive, no later than the latest instant it allows (int_partial_dates gives the range; flags death_dtf / death_tmf).
 -- materialized: table
 -- grain: subject_id
 -- columns:
@@ -24,7 +24,6 @@ deaths as (
         int_death.dthfl,
         int_death.dthdtm,
         int_death.dthdtm_hrs,
-        int_death.death_partial as partial,
         eos.last_contact_dt,
         eos.icu_disch_dt,
         eos.hosp_disch_dt
@@ -55,8 +54,14 @@ last_alive_records as (
     select subject_id, max(at_hrs) as at_hrs from alive_records group by subject_id
 ),
 
-death_ranges as (
-    -- the earliest (lo) and latest (hi) instant the entered death date-time can stand for
+partial_deaths as (
+    -- the earliest (lo) and latest (hi) instant a death date-time that did not type in full can stand for
+    select subject_id, precision, lo_dtm as partial_lo, hi_dtm as partial_hi, dtf
+    from int_partial_dates
+    where item = 'death_dt'
+),
+
+death_bounds as (
     select
         randomised.subject_id,
         randomised.randdtm,
@@ -64,17 +69,10 @@ death_ranges as (
         deaths.dthdtm,
         deaths.dthdtm_hrs,
         deaths.last_contact_dt,
-        deaths.partial,
-        case
-            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then try_cast(partial as date)::timestamp
-            when regexp_full_match(partial, '\d{4}-\d{2}') then try_cast(partial || '-01' as date)::timestamp
-            when regexp_full_match(partial, '\d{4}') then try_cast(partial || '-01-01' as date)::timestamp
-        end as partial_lo,
-        case
-            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'DAY'
-            when regexp_full_match(partial, '\d{4}-\d{2}') then 'MONTH'
-            when regexp_full_match(partial, '\d{4}') then 'YEAR'
-        end as partial_precision,
+        partial_deaths.precision,
+        partial_deaths.partial_lo,
+        partial_deaths.partial_hi,
+        partial_deaths.dtf,
         greatest(
             0::double,
             dosing.laststart_hrs,
@@ -87,18 +85,7 @@ death_ranges as (
     left join deaths using (subject_id)
     left join dosing using (subject_id)
     left join last_alive_records using (subject_id)
-),
-
-death_bounds as (
-    select
-        *,
-        case when partial_lo is not null then partial_precision end as precision,
-        case partial_precision
-            when 'DAY' then partial_lo + interval 1 day - interval 1 minute
-            when 'MONTH' then partial_lo + interval 1 month - interval 1 minute
-            when 'YEAR' then partial_lo + interval 1 year - interval 1 minute
-        end as partial_hi
-    from death_ranges
+    left join partial_deaths using (subject_id)
 ),
 
 imputed as (
@@ -118,9 +105,8 @@ imputed as (
         end as death_max_hrs,
         case
             when dthdtm is not null then null
-            when precision = 'MONTH' then 'D'
-            when precision = 'YEAR' then 'M'
-            when precision is null and dthfl then 'Y'
+            when precision is not null then dtf
+            when dthfl then 'Y'
         end as death_dtf,
         case when dthdtm is null and (precision is not null or dthfl) then 'H' end as death_tmf
     from death_bounds

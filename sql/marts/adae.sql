@@ -43,51 +43,26 @@ with subjects as (
 ),
 
 parameters as (
-    select max(case when name = 'teae_window_hours' then cast(value as double) end) as teae_window_hours
-    from src.study_parameters
+    select teae_window_hours from src.study_parameters
 ),
 
 partial_starts as (
-    select subject_id, repeat_instance, trim(raw_value) as partial
-    from src.typing_failures
-    where form = 'adverse_events' and item = 'ae_start_dt'
-),
-
-events as (
-    select ae.*, partial_starts.partial
-    from stg_adverse_events as ae
-    left join partial_starts using (subject_id, repeat_instance)
-),
-
-start_ranges as (
-    -- the earliest instant a (possibly partial) start can stand for, and what had to be imputed
-    select
-        events.*,
-        case
-            when aestdtm is not null then aestdtm
-            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then try_cast(partial as date)::timestamp
-            when regexp_full_match(partial, '\d{4}-\d{2}') then try_cast(partial || '-01' as date)::timestamp
-            when regexp_full_match(partial, '\d{4}') then try_cast(partial || '-01-01' as date)::timestamp
-        end as start_lo,
-        case
-            when aestdtm is not null then null
-            when regexp_full_match(partial, '\d{4}-\d{2}-\d{2}') then 'DAY'
-            when regexp_full_match(partial, '\d{4}-\d{2}') then 'MONTH'
-            when regexp_full_match(partial, '\d{4}') then 'YEAR'
-        end as start_precision
-    from events
+    -- a start that did not type in full: the earliest and latest instant it can stand for (int_partial_dates)
+    select subject_id, repeat_instance, precision, lo_dtm, hi_dtm, dtf
+    from int_partial_dates
+    where item = 'ae_start_dt'
 ),
 
 imputed as (
+    -- the earliest instant a (possibly partial) start can stand for, and what had to be imputed
     select
-        start_ranges.*,
-        case when start_lo is not null then start_precision end as precision,
-        case start_precision
-            when 'DAY' then start_lo + interval 1 day - interval 1 minute
-            when 'MONTH' then start_lo + interval 1 month - interval 1 minute
-            when 'YEAR' then start_lo + interval 1 year - interval 1 minute
-        end as start_hi
-    from start_ranges
+        ae.*,
+        coalesce(ae.aestdtm, partial_starts.lo_dtm) as start_lo,
+        partial_starts.hi_dtm as start_hi,
+        partial_starts.precision,
+        partial_starts.dtf as partial_dtf
+    from stg_adverse_events as ae
+    left join partial_starts using (subject_id, repeat_instance)
 ),
 
 timed as (
@@ -111,11 +86,7 @@ dated as (
     select
         timed.*,
         case when imputed_to_first_dose is not null then TRTSDTM else start_lo end as astdtm,
-        case
-            when imputed_to_first_dose = 'MISSING' then 'Y'
-            when precision = 'YEAR' then 'M'
-            when precision = 'MONTH' then 'D'
-        end as astdtf,
+        case when imputed_to_first_dose = 'MISSING' then 'Y' else partial_dtf end as astdtf,
         case when imputed_to_first_dose = 'MISSING' or precision is not null then 'H' end as asttmf,
         case imputed_to_first_dose
             when 'MISSING' then 'START DATE MISSING'

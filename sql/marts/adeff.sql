@@ -37,8 +37,8 @@ map_ne as (
     select subject_id, 'MAPNE' as paramcd, 'MAP / NE dose ratio (mmHg per µg/kg/min)' as param,
         'H' || hour as avisit, cast(hour as double) as avisitn, map_ne_ratio as aval, null as avalc,
         case when map_ne_ratio is null and ne_base = 0 then 'NE STOPPED' end as missrsn, true as has_baseline
-    from int_hemo_hourly
-    where hour in (0, 6, 12, 24)
+    from int_hemo_hourly, src.study_parameters as p
+    where list_contains(p.map_ne_hours, hour)
 ),
 
 ne_exposure as (
@@ -91,11 +91,11 @@ vfd as (
 
 bradycardia as (
     select subject_id, 'BRADY' as paramcd, 'Bradycardia episode (HR below threshold)' as param, period as avisit,
-        case when period = 'H0-H24' then 24.0 end as avisitn,
+        case when period = p.bradycardia_period then p.bradycardia_window_hours end as avisitn,
         case when brady then 1.0 when not brady then 0.0 end as aval,
         case when brady then 'Y' when not brady then 'N' end as avalc,
         case when brady is null then 'NO HR READING' end as missrsn, false as has_baseline
-    from int_bradycardia
+    from int_bradycardia, src.study_parameters as p
 ),
 
 parameters as (

@@ -74,10 +74,10 @@ baseline_sofa as (
 ),
 
 baseline_ne as (
-    select subject_id, rate as nebl
-    from int_vasopressor_segments
-    where is_ne and start_hrs <= 0 and (end_hrs > 0 or end_hrs is null)
-    qualify row_number() over (partition by subject_id order by start_hrs desc, segment desc) = 1
+    -- the NE rate running at H0 (int_ne_running's rule)
+    select h0.subject_id, ne.rate as nebl
+    from (select distinct subject_id, 0.0 as at_hrs from int_ne_running) as h0
+    asof join int_ne_running as ne on ne.subject_id = h0.subject_id and h0.at_hrs >= ne.from_hrs
 ),
 
 final as (

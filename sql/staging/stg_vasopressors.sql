@@ -3,7 +3,7 @@
 -- grain: subject_id, repeat_instance
 -- columns:
 --   drug: Vasopressor (decoded)
---   is_ne: Row is norepinephrine
+--   is_ne: Row is norepinephrine (the study's NE drug code)
 --   chgdtm: Date-time of the rate change
 --   chgdtm_hrs: Rate change, hours from H0
 --   rate_labelled: Rate as labelled on the syringe
@@ -14,6 +14,10 @@ with source as (
     select * from src.vasopressors
 ),
 
+parameters as (
+    select ne_drug_code from src.study_parameters
+),
+
 renamed as (
     select
         -- keys
@@ -22,7 +26,7 @@ renamed as (
         repeat_instance,
         -- drug
         vp_drug_decod as drug,
-        vp_drug = '1' as is_ne,
+        vp_drug = parameters.ne_drug_code as is_ne,
         -- rate change
         vp_dt as chgdtm,
         vp_dt_hrs as chgdtm_hrs,
@@ -30,7 +34,7 @@ renamed as (
         vp_unit_decod as unit,
         vp_salt_decod as salt,
         vp_rate_base as ne_rate_base
-    from source
+    from source, parameters
     where vp_dt is not null
 )
 

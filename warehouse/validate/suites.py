@@ -79,22 +79,76 @@ def suite_to_dict(suite) -> dict[str, Any]:
     return d
 
 
-def load_suite_file(path: Path):
+def load_suite_file(path: Path, study=None):
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     if "name" not in data:
         data["name"] = path.stem
     meta = data.setdefault("meta", {})
     meta.setdefault("source_file", str(path))
-    return suite_to_gx(data)
+    return suite_to_gx(resolve_study_values(data, path, study))
 
 
-def load_suites(stage: str, suites_dir: Path | None = None) -> list:
-    """The stage's suite files (``<suites_dir>/<stage>/*.json``, sorted by name) as gx.ExpectationSuite objects."""
+def resolve_study_values(data: dict[str, Any], path: Path, study=None) -> dict[str, Any]:
+    """Windows and codes come from the study configuration, not copies in the suite file:
+
+    - an expectation naming a window (``meta.window``: ``"pe_h6"``) gets its bounds, ``kwargs.min_value`` /
+      ``max_value``, from the study's ``[windows]``, and ``{window}`` in its ``rule`` and ``message`` reads
+      ``[lo, hi]`` (bounds written in the file too are an error: one place for the numbers);
+    - a value ``{"study": "<parameter>"}`` anywhere (``"parameter": {"study": "ne_drug_code"}``) is that parameter.
+
+    ``study``: the StudyConfig (default: the demo study, loaded only when a suite refers to it)."""
+    loaded: list = [study]
+
+    def config():
+        if loaded[0] is None:
+            from warehouse.study import load_study
+
+            loaded[0] = load_study()
+        return loaded[0]
+
+    def number(v: float) -> int | float:
+        return int(v) if float(v).is_integer() else v
+
+    def walk(value):
+        if isinstance(value, dict):
+            if set(value) == {"study"} and isinstance(value["study"], str):
+                if not hasattr(config(), value["study"]):
+                    raise ValueError(f"{path}: unknown study parameter {value['study']!r}")
+                return getattr(config(), value["study"])
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    data = walk(data)
+    for e in data.get("expectations", []):
+        name = (e.get("meta") or {}).get("window")
+        if not name:
+            continue
+        kwargs = e.setdefault("kwargs", {})
+        if "min_value" in kwargs or "max_value" in kwargs:
+            raise ValueError(f"{path}: window {name!r} gives its bounds in the file: they come from the study "
+                             "configuration ([windows])")
+        try:
+            lo, hi = config().window(name)
+        except KeyError as exc:
+            raise ValueError(f"{path}: {exc.args[0]}") from None
+        kwargs["min_value"], kwargs["max_value"] = number(lo), number(hi)
+        text = f"[{number(lo)}, {number(hi)}]"
+        for key in ("rule", "message"):
+            if isinstance(e["meta"].get(key), str):
+                e["meta"][key] = e["meta"][key].replace("{window}", text)
+    return data
+
+
+def load_suites(stage: str, suites_dir: Path | None = None, study=None) -> list:
+    """The stage's suite files (``<suites_dir>/<stage>/*.json``, sorted by name) as gx.ExpectationSuite objects,
+    windows and codes resolved from ``study`` (default: the demo study; see `resolve_study_values`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     folder = (suites_dir or expectations_dir()) / stage
-    return [load_suite_file(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [load_suite_file(p, study) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
 def save_suites(suites: list, out_dir: Path) -> list[Path]:
