@@ -51,7 +51,7 @@ NON_FORM_SOURCES = {
     "study_parameters": "study configuration",
     "typing_failures": "staging typing failures",
 }
-DERIVED_SUFFIXES = ("_hrs", "_decod", "_base")
+DERIVED_SUFFIXES = ("_hrs", "_decod", "_base", "_dtc")  # staging columns made from one raw item
 # What each analysis result table's computation reads (warehouse/analysis/results.py): mart -> its columns.
 ANALYSIS_READS: dict[str, dict[str, tuple[str, ...]]] = {
     "ar_baseline": {"adsl": ("ITTFL", "TRT01P", "SAFFL", "DTHFL", "SEX", "AGE", "WEIGHTBL", "SAPS2BL", "SOFABL",
