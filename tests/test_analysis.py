@@ -45,6 +45,62 @@ def test_kaplan_meier_by_hand():
     ]
 
 
+def test_two_sample_t_unequal_sizes_by_hand():
+    # a = [0, 2]: mean 1, variance 2; b = [1, 1, 4]: mean 2, variance 3; pooled variance (1*2 + 2*3)/3 = 8/3;
+    # SE = sqrt(8/3 * (1/2 + 1/3)) = sqrt(20/9) = 1.490712; t(0.975, 3) = 3.182446 -> half-width 4.744111
+    got = two_sample_t(np.array([0.0, 2.0]), np.array([1.0, 1.0, 4.0]))
+    assert got["diff"] == pytest.approx(-1.0)
+    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(-5.744111, abs=1e-6), pytest.approx(3.744111, abs=1e-6))
+    assert two_sample_t(np.array([1.0]), np.array([1.0, 2.0]))["ci_low"] is None  # one value: no variance
+
+
+def test_two_sample_t_ci_agrees_with_scipy():
+    """SciPy's own interval (TtestResult.confidence_interval) is the same interval, to rounding."""
+    from scipy import stats
+
+    rng = np.random.default_rng(16)
+    for n1, n2 in [(2, 2), (3, 7), (15, 17), (40, 25)]:
+        a, b = rng.normal(1.3, 0.25, n1), rng.normal(1.4, 0.3, n2)
+        got = two_sample_t(a, b)
+        ci = stats.ttest_ind(a, b, equal_var=True).confidence_interval(0.95)
+        assert got["ci_low"] == pytest.approx(float(ci.low), rel=1e-12, abs=1e-14)
+        assert got["ci_high"] == pytest.approx(float(ci.high), rel=1e-12, abs=1e-14)
+
+
+def km_rows(times: list[float], cnsr: list[int]) -> list[tuple]:
+    adtte = pl.DataFrame({"TRT01P": ["A"] * len(times), "AVAL": times, "CNSR": cnsr})
+    return kaplan_meier(adtte).select("time", "at_risk", "events", "censored", "survival").rows()
+
+
+def test_kaplan_meier_event_and_censoring_at_the_same_time():
+    # t=1: 1 of 4 dies -> 0.75; t=2: one death and one censoring, both at risk (death first): 3 at risk,
+    # 1 dies -> 0.75 * 2/3 = 0.5; t=3: the last subject dies -> 0
+    assert km_rows([1.0, 2.0, 2.0, 3.0], [0, 0, 1, 0]) == [
+        (0.0, 4, 0, 0, 1.0), (1.0, 4, 1, 0, 0.75), (2.0, 3, 1, 1, pytest.approx(0.5)), (3.0, 1, 1, 0, 0.0)]
+
+
+def test_kaplan_meier_all_censored_and_one_subject():
+    assert km_rows([1.0, 2.0, 2.0], [1, 1, 1]) == [(0.0, 3, 0, 0, 1.0), (1.0, 3, 0, 1, 1.0), (2.0, 2, 0, 2, 1.0)]
+    assert km_rows([4.0], [0]) == [(0.0, 1, 0, 0, 1.0), (4.0, 1, 1, 0, 0.0)]
+    assert km_rows([4.0], [1]) == [(0.0, 1, 0, 0, 1.0), (4.0, 1, 0, 1, 1.0)]
+
+
+def test_kaplan_meier_agrees_with_scipy_ecdf():
+    """SciPy's estimator on right-censored data (stats.ecdf) gives the same times and survival, ties included."""
+    from scipy import stats
+
+    rng = np.random.default_rng(6)
+    for n in (1, 5, 30, 200):
+        times = rng.integers(1, 12, n).astype(float)  # few distinct days: many ties, deaths with censorings
+        cnsr = (rng.random(n) < 0.4).astype(int)
+        got = pl.DataFrame({"TRT01P": ["A"] * n, "AVAL": times, "CNSR": cnsr})
+        km = kaplan_meier(got).slice(1)  # without the row at time 0
+        sf = stats.ecdf(stats.CensoredData.right_censored(times, cnsr == 1)).sf
+        assert km.get_column("time").to_list() == sf.quantiles.tolist()
+        assert km.get_column("survival").to_numpy() == pytest.approx(sf.probabilities, rel=1e-13, abs=1e-15)
+        assert km.get_column("at_risk").to_list() == [int((times >= t).sum()) for t in sf.quantiles]
+
+
 def test_mortality_counts_known_status_only():
     adtte = pl.DataFrame({
         "TRT01P": ["Dexmedetomidine"] * 3 + ["Placebo"] * 3,

@@ -331,33 +331,13 @@ def graph_svg(catalog: pl.DataFrame) -> str:
 
 # -- the page -------------------------------------------------------------------------------------------------
 
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#24323f;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
-main{padding:16px 24px}section.table{background:#fff;border:1px solid #ddd;border-radius:6px;margin:14px 0;padding:10px 16px}
-h2{font-size:16px;margin:6px 0}.meta{color:#555;font-size:13px}.layer{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin-left:6px}
-table.cols{border-collapse:collapse;width:100%;margin-top:6px}table.cols th,table.cols td{border-bottom:1px solid #eee;text-align:left;padding:3px 6px;vertical-align:top;font-size:13px}
-code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}#graph{overflow:auto;background:#fff;border:1px solid #ddd;border-radius:6px}
-svg text{font:12px ui-monospace,Menlo,Consolas,monospace;fill:#222}svg text.hdr{font-weight:bold;fill:#555}
-svg .edge{fill:none;stroke:#9aa7b4;stroke-width:1.2}svg .edge.hi{stroke:#c0392b;stroke-width:2.2}svg rect{stroke:#8899aa}
-svg .node.hi rect{stroke:#c0392b;stroke-width:2}#filter{padding:5px 8px;width:320px;font-size:14px}
-nav.toc{column-width:240px;font-size:13px}nav.toc a{color:#24323f}.raw{color:#666;font-size:12px}
-"""
-
-SCRIPT = """
-document.getElementById('filter').addEventListener('input',function(e){var q=e.target.value.toLowerCase();
-document.querySelectorAll('section.table').forEach(function(s){s.style.display=s.textContent.toLowerCase().indexOf(q)>=0?'':'none';});});
-document.querySelectorAll('svg .node').forEach(function(n){var r=n.getAttribute('data-rel');
-n.addEventListener('mouseenter',function(){n.classList.add('hi');document.querySelectorAll('svg .edge').forEach(function(e){
-if(e.getAttribute('data-from')===r||e.getAttribute('data-to')===r)e.classList.add('hi');});});
-n.addEventListener('mouseleave',function(){n.classList.remove('hi');document.querySelectorAll('svg .edge.hi').forEach(function(e){e.classList.remove('hi');});});});
-"""
-
-
 def render_catalog_html(catalog: pl.DataFrame, title: str = "Warehouse catalog",
                         raw_sources: dict[tuple[str, str], list[str]] | None = None, subtitle: str = "") -> str:
-    """The catalog as one self-contained HTML page (no external CSS, script, font or image)."""
-    esc = html.escape
+    """The catalog as one self-contained HTML page (no external CSS, script, font or image), rendered from
+    templates/catalog.html.j2: tables in layer order (marts first), each with its columns, grain, rows, tags, the
+    tables it reads and, where the lineage knows them, the raw eCRF items behind each column."""
+    from warehouse.templates import Markup, render
+
     raw_sources = raw_sources or {}
     order = {"main": 0, "intermediate": 1, "staging": 2, "src": 3}
     tables = (
@@ -365,52 +345,28 @@ def render_catalog_html(catalog: pl.DataFrame, title: str = "Warehouse catalog",
         .with_columns(pl.col("schema_name").replace_strict(order, default=9, return_dtype=pl.Int32).alias("_o"))
         .sort("_o", "table_name")
     )
-    toc, sections = [], []
+    listed = []
     for t in tables.iter_rows(named=True):
-        relation = f"{t['schema_name']}.{t['table_name']}"
-        anchor = f"t-{esc(relation)}"
-        toc.append(f'<a href="#{anchor}">{esc(relation)}</a><br>')
         cols = catalog.filter((pl.col("schema_name") == t["schema_name"]) & (pl.col("table_name") == t["table_name"]))
-        with_raw = any((t["table_name"].lower(), (c or "").lower()) in raw_sources for c in cols["column_name"])
-        rows = []
-        for c in cols.iter_rows(named=True):
-            if c["column_name"] is None:
-                continue
-            raw = raw_sources.get((t["table_name"].lower(), c["column_name"].lower()), [])
-            raw_cell = f'<td class="raw">{esc(", ".join(raw))}</td>' if with_raw else ""
-            rows.append(f"<tr><td><code>{esc(c['column_name'])}</code></td><td><code>{esc(c['column_type'] or '')}</code>"
-                        f"</td><td>{esc(c['description'] or '')}</td>{raw_cell}</tr>")
-        meta = []
+        columns = [{"name": c["column_name"], "type": c["column_type"] or "", "description": c["description"] or "",
+                    "raw": raw_sources.get((t["table_name"].lower(), c["column_name"].lower()), [])}
+                   for c in cols.iter_rows(named=True) if c["column_name"] is not None]
+        meta = []  # (what, value), shown in this order
         if t["grain"]:
-            meta.append(f"grain: <code>{esc(t['grain'])}</code>")
+            meta.append(("grain", t["grain"]))
         if t["rows"] is not None:
-            meta.append(f"rows: {t['rows']}")
+            meta.append(("rows", t["rows"]))
         if t["tags"]:
-            meta.append(f"tags: {esc(t['tags'])}")
+            meta.append(("tags", t["tags"]))
         if t["upstream"]:
-            links = ", ".join(f'<a href="#t-{esc(u.strip())}">{esc(u.strip())}</a>' for u in t["upstream"].split(","))
-            meta.append(f"reads: {links}")
-        colour = LAYER_COLOURS.get(t["layer"] or "build", "#eee")
-        raw_head = "<th>raw eCRF form.item</th>" if with_raw else ""
-        sections.append(
-            f'<section class="table" id="{anchor}"><h2><code>{esc(relation)}</code><span class="layer" '
-            f'style="background:{colour}">{esc(t["layer"] or "")} {esc(t["kind"] or "")}</span></h2>'
-            f'<div>{esc(t["table_description"] or "")}</div><div class="meta">{" · ".join(meta)}</div>'
-            f'<table class="cols"><tr><th>column</th><th>type</th><th>description</th>{raw_head}</tr>'
-            f'{"".join(rows)}</table></section>'
-        )
-    return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-        f"<header><h1>{esc(title)}</h1><div>{esc(subtitle)}</div></header><main>"
-        "<h2>Dependency graph</h2><p class=\"meta\">Left to right by topological depth; colour by layer (blue src, "
-        "green staging, amber intermediate, red marts, violet analysis results); the full name is in each box's "
-        "tooltip. Hover a table to highlight its edges; click to jump.</p>"
-        f'<div id="graph">{graph_svg(catalog)}</div>'
-        f'<h2>Tables</h2><input id="filter" placeholder="filter tables and columns..." aria-label="filter">'
-        f'<nav class="toc">{"".join(toc)}</nav>{"".join(sections)}'
-        f"</main><script>{SCRIPT}</script></body></html>"
-    )
+            meta.append(("reads", [u.strip() for u in t["upstream"].split(",")]))
+        listed.append({
+            "relation": f"{t['schema_name']}.{t['table_name']}", "layer": t["layer"] or "", "kind": t["kind"] or "",
+            "colour": LAYER_COLOURS.get(t["layer"] or "build", "#eee"), "description": t["table_description"] or "",
+            "meta": meta, "columns": columns,
+            "with_raw": any((t["table_name"].lower(), (c or "").lower()) in raw_sources for c in cols["column_name"]),
+        })
+    return render("catalog.html.j2", title=title, subtitle=subtitle, graph=Markup(graph_svg(catalog)), tables=listed)
 
 
 def write_catalog_html(database: Path, out: Path, title: str = "Warehouse catalog") -> Path:

@@ -7,12 +7,12 @@ it), the findings listing of each site as CSV and XLSX, and Great Expectations D
     reports/<build_id>/data_docs/index.html GX Data Docs of the build's validation results
     reports/validation.html                 a copy of the published build's page (made at publish)
 
-The page makes no network request: its style and script are inline, it links only to files beside it.
+The page (templates/validation.html.j2) makes no network request: its style and script are inline, it links only
+to files beside it.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import re
@@ -39,40 +39,6 @@ SITE_COLUMNS: list[tuple[str, str]] = [  # (history column, header a site reads)
     ("finding_id", "finding id"),
 ]
 NO_SITE = "no_site"
-
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.n{text-align:right}.error{color:#a00;font-weight:600}.warning{color:#a60}
-.ok{color:#070}.filters select{margin-right:1em}.up{color:#a00}.down{color:#070}.muted{color:#777}
-#findings td:nth-child(11),#findings td:nth-child(12){max-width:32em}
-"""
-
-_SCRIPT = """
-function applyFilters(){
-  var f={site:document.getElementById('f-site').value, form:document.getElementById('f-form').value,
-         severity:document.getElementById('f-severity').value, stage:document.getElementById('f-stage').value,
-         status:document.getElementById('f-status').value}, shown=0;
-  document.querySelectorAll('#findings tbody tr').forEach(function(r){
-    var ok=true;
-    for(var k in f){ if(f[k] && r.dataset[k]!==f[k]){ ok=false; } }
-    r.style.display=ok?'':'none'; if(ok){shown++;}
-  });
-  document.getElementById('shown').textContent=shown;
-}
-document.querySelectorAll('.filters select').forEach(function(s){s.addEventListener('change',applyFilters);});
-applyFilters();
-"""
-
-
-def esc(value: object) -> str:
-    return "" if value is None else html.escape(str(value))
-
-
-def options(values: list[str]) -> str:
-    return "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in sorted(set(values)) if v)
-
 
 def site_file_name(site: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", site) if site else NO_SITE
@@ -212,13 +178,15 @@ def write_site_listings(reports_dir: Path, build_id: str, findings_history: pl.D
 
 
 # --------------------------------------------------------------------------------------------- the page
+# What the template (templates/validation.html.j2) shows, as plain values: it escapes them.
 
 
-def summary_table(results: pl.DataFrame) -> str:
+def summary_rows(results: pl.DataFrame) -> list[dict] | None:
+    """Expectations run, failed and skipped by stage and suite (None when nothing ran)."""
     if results.height == 0:
-        return "<p>No expectations ran.</p>"
+        return None
     failed = pl.col("success") == False  # noqa: E712
-    summary = (
+    return (
         results.group_by("stage", "suite")
         .agg(
             pl.col("table").drop_nulls().unique().sort().str.join(", ").alias("tables"),
@@ -230,116 +198,44 @@ def summary_table(results: pl.DataFrame) -> str:
         )
         .with_columns(_s=pl.col("stage").replace_strict({"raw": 0, "staging": 1, "marts": 2}, default=3))
         .sort("_s", "suite")
-    )
-    rows = "".join(
-        f"<tr data-stage='{esc(r['stage'])}'><td>{esc(r['stage'])}</td><td>{esc(r['suite'])}</td>"
-        f"<td>{esc(r['tables'])}</td><td class=n>{r['expectations']}</td>"
-        f"<td class='n{' error' if r['errors'] else ''}'>{r['errors']}</td>"
-        f"<td class='n{' warning' if r['warnings'] else ''}'>{r['warnings']}</td>"
-        f"<td class='n{' muted' if r['skipped'] else ''}'>{r['skipped']}</td>"
-        f"<td class=n>{r['failing_rows']}</td></tr>"
-        for r in summary.iter_rows(named=True)
-    )
-    return (
-        "<table id=summary><thead><tr><th>stage</th><th>suite</th><th>tables</th><th>expectations run</th>"
-        "<th>failed (error)</th><th>failed (warning)</th><th>skipped</th><th>failing rows</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        .drop("_s")
+        .to_dicts()
     )
 
 
-def stage_table(validations: list) -> str:
-    rows = "".join(
-        f"<tr><td>{esc(v.stage)}</td><td class='{'ok' if v.success else 'error'}'>{'passed' if v.success else 'FAILED'}"
-        f"</td><td class=n>{v.errors}</td><td class=n>{v.warnings}</td><td class=n>{v.findings.height}</td>"
-        f"<td class=n>{v.skipped}</td></tr>"
-        for v in validations
-    )
-    return ("<table id=stages><thead><tr><th>stage</th><th>result</th><th>failed (error)</th><th>failed (warning)</th>"
-            f"<th>findings</th><th>skipped</th></tr></thead><tbody>{rows}</tbody></table>")
+def stage_rows(validations: list) -> list[dict]:
+    return [{"stage": v.stage, "success": v.success, "errors": v.errors, "warnings": v.warnings,
+             "findings": v.findings.height, "skipped": v.skipped} for v in validations]
 
 
-def _delta(now: int, before: int | None) -> str:
-    if before is None:
-        return "<td class=muted>–</td>"
-    d = now - before
-    cls = "up" if d > 0 else "down" if d < 0 else "muted"
-    return f"<td class='n {cls}'>{'+' if d > 0 else ''}{d}</td>"
+CLOSED_SHOWN = 200
+CLOSED_COLUMNS = ("severity", "stage", "site_id", "subject_id", "event", "form", "field", "rule")
 
 
-def trend_section(trend: dict, previous: dict | None, errors: int, warnings: int) -> str:
-    """Counts against the previous build's record, and new / still open / closed findings."""
-    intro = (f"<p>Previous build <code>{esc(previous['build_id'])}</code> ({esc(previous.get('status'))}); findings "
-             f"compared with the {esc(trend['basis'])}.</p>" if previous
-             else f"<p>No earlier build in this data directory; findings compared with the {esc(trend['basis'])}.</p>")
-    rows = [
-        ("error findings", errors, previous.get("errors") if previous else None),
-        ("warning findings", warnings, previous.get("warnings") if previous else None),
-        ("findings", trend["open"], trend["open_before"] if previous else None),
-    ]
-    body = "".join(f"<tr><td>{esc(k)}</td><td class=n>{now}</td>"
-                   f"<td class=n>{'' if before is None else before}</td>{_delta(now, before)}</tr>"
-                   for k, now, before in rows)
-    closed = trend["closed_rows"]
-    closed_table = ""
-    if closed.height:
-        cols = [c for c in ("severity", "stage", "site_id", "subject_id", "event", "form", "field", "rule")
-                if c in closed.columns]
-        shown = closed.head(200)
-        closed_table = (
-            "<details id=closed><summary>Findings closed by this build"
-            f"{' (first 200)' if closed.height > 200 else ''}</summary><table><thead><tr>"
-            + "".join(f"<th>{c}</th>" for c in cols) + "</tr></thead><tbody>"
-            + "".join("<tr>" + "".join(f"<td>{esc(r.get(c))}</td>" for c in cols) + "</tr>"
-                      for r in shown.iter_rows(named=True))
-            + "</tbody></table></details>"
-        )
-    return (
-        f"{intro}<table id=trend><thead><tr><th></th><th>this build</th><th>previous</th><th>change</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-        f"<p id=trend-findings><span class=up>{trend['new']} new</span>, {trend['still_open']} still open, "
-        f"<span class=down>{trend['closed']} closed</span> (fixed since the previous build).</p>{closed_table}"
-    )
+def closed_listing(closed: pl.DataFrame) -> dict:
+    """The findings closed by this build (the first CLOSED_SHOWN), with the columns the page lists."""
+    columns = [c for c in CLOSED_COLUMNS if c in closed.columns]
+    return {"columns": columns, "more": closed.height > CLOSED_SHOWN,
+            "rows": closed.head(CLOSED_SHOWN).select(columns).to_dicts() if closed.height else []}
 
 
-def findings_table(findings: pl.DataFrame, build_id: str) -> str:
-    columns = ["status", "severity", "stage", "site_id", "subject_id", "event", "repeat_instance", "form", "field",
-               "value", "rule", "message", "first_seen"]
-    if findings.height == 0:
-        return (f"{_filters(findings)}<p id=no-findings>No findings.</p>"
-                "<table id=findings><thead></thead><tbody></tbody></table>")
-    shown = findings.head(FINDINGS_SHOWN)
-    body = "".join(
-        f"<tr data-site='{esc(r.get('site_id'))}' data-form='{esc(r.get('form'))}' "
-        f"data-severity='{esc(r.get('severity'))}' data-stage='{esc(r.get('stage'))}' "
-        f"data-status='{esc(r.get('status'))}'>"
-        + "".join(f"<td class='{esc(r.get('severity')) if c == 'severity' else ''}'>{esc(r.get(c))}</td>"
-                  for c in columns)
-        + "</tr>"
-        for r in shown.iter_rows(named=True)
-    )
-    head = "".join(f"<th>{c}</th>" for c in columns)
-    note = (f"<p>Showing the first {FINDINGS_SHOWN} of {findings.height} findings (errors first); all are in the "
-            "warehouse table <code>findings</code> and in the site listings.</p>" if findings.height > FINDINGS_SHOWN else "")
-    return f"{_filters(findings)}{note}<table id=findings><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+FINDINGS_PAGE_COLUMNS = ["status", "severity", "stage", "site_id", "subject_id", "event", "repeat_instance", "form",
+                         "field", "value", "rule", "message", "first_seen"]
 
 
-def _filters(findings: pl.DataFrame) -> str:
-    def values(c):
-        return [str(v) for v in findings.get_column(c).to_list() if v] if c in findings.columns else []
+def findings_listing(findings: pl.DataFrame) -> dict:
+    """The findings rows the page shows (the first FINDINGS_SHOWN) and their total."""
+    keys = list(dict.fromkeys(FINDINGS_PAGE_COLUMNS + ["site_id", "form", "severity", "stage", "status"]))
+    rows = [{k: r.get(k) for k in keys} for r in findings.head(FINDINGS_SHOWN).iter_rows(named=True)]
+    return {"columns": FINDINGS_PAGE_COLUMNS, "rows": rows, "total": findings.height}
 
-    return (
-        "<div class=filters>site <select id=f-site><option value=''>all</option>"
-        f"{options(values('site_id'))}</select>"
-        "form <select id=f-form><option value=''>all</option>"
-        f"{options(values('form'))}</select>"
-        "severity <select id=f-severity><option value=''>all</option>"
-        "<option>error</option><option>warning</option></select>"
-        "stage <select id=f-stage><option value=''>all</option>"
-        "<option>raw</option><option>staging</option><option>marts</option></select>"
-        "status <select id=f-status><option value=''>all</option>"
-        "<option value=new>new</option><option value=open>still open</option></select>"
-        "<span id=shown></span> shown</div>"
-    )
+
+def filter_values(findings: pl.DataFrame) -> dict[str, list[str]]:
+    """The choices of the site and form filters: the values present, sorted."""
+    def values(c: str) -> list[str]:
+        return sorted({str(v) for v in findings.get_column(c).to_list() if v} if c in findings.columns else set())
+
+    return {"site_id": values("site_id"), "form": values("form")}
 
 
 def _page_findings(findings: pl.DataFrame, history: pl.DataFrame, trend: dict) -> pl.DataFrame:
@@ -362,53 +258,41 @@ def _page_findings(findings: pl.DataFrame, history: pl.DataFrame, trend: dict) -
     )
 
 
-def _links(build_dir: Path, site_files: list[Path], data_docs: Path | None, data_docs_note: str | None) -> str:
+def _links(build_dir: Path, site_files: list[Path], data_docs: Path | None, data_docs_note: str | None) -> dict:
+    """What the page links to: the Data Docs index (relative to the page) or why it is missing, the site listings."""
     from warehouse.validate.datadocs import DATA_DOCS_OFFLINE_NOTE
 
-    items = []
+    href = None
     if data_docs is not None:
         href = Path(data_docs).resolve().relative_to(Path(build_dir).resolve()).as_posix()  # GX's path is absolute
-        items.append(f"<li><a id=data-docs href='{esc(href)}'>Great Expectations "
-                     f"Data Docs</a> (every suite and result). <span id=data-docs-offline>{esc(DATA_DOCS_OFFLINE_NOTE)}"
-                     ".</span></li>")
-    elif data_docs_note:
-        items.append(f"<li class=muted>Data Docs not written: {esc(data_docs_note)}</li>")
-    sites = sorted({p.stem for p in site_files})
-    if sites:
-        links = ", ".join(
-            f"{esc(s)} (<a href='sites/{esc(s)}.csv'>CSV</a>, <a href='sites/{esc(s)}.xlsx'>XLSX</a>)" for s in sites)
-        items.append(f"<li id=site-listings>Open findings by site, to send to sites: {links}</li>")
-    return f"<ul>{''.join(items)}</ul>" if items else ""
+    return {"data_docs": href, "offline_note": DATA_DOCS_OFFLINE_NOTE, "data_docs_note": data_docs_note,
+            "sites": sorted({p.stem for p in site_files})}
 
 
 def render_validation_report(build_id: str, validations: list, history: pl.DataFrame, *,
                              previous: dict | None = None, previous_findings: pl.DataFrame | None = None,
-                             links: str = "") -> str:
+                             links: dict | None = None, blocked: bool = False) -> str:
     """The page. ``previous``: the previous build's record; ``previous_findings``: its findings table (else the
-    trend is read from ``history``)."""
+    trend is read from ``history``); ``links``: what `_links` found beside the page; ``blocked``: the banner of a
+    build that is not published, first thing in the body."""
+    from warehouse.templates import render
+
     results = _concat([v.results for v in validations])
     current = _concat([v.findings for v in validations])
     trend = findings_trend(current, previous_findings, history, build_id, stages=[v.stage for v in validations])
     findings = _page_findings(current, history, trend)
-    failed_errors = sum(v.errors for v in validations)
     n_err = findings.filter(pl.col("severity") == "error").height if findings.height else 0
     n_warn = findings.filter(pl.col("severity") == "warning").height if findings.height else 0
-    status = (f"<p class=error id=verdict>Publishing blocked: {n_err} error finding(s) from {failed_errors} failed "
-              "rule(s); the previous warehouse stays published.</p>" if failed_errors
-              else "<p class=ok id=verdict>No error finding: the build publishes.</p>")
-    return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>Validation report {esc(build_id)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Validation report</h1><p>Build <code>{esc(build_id)}</code></p>{status}"
-        f"<p id=counts>{n_err} error finding(s), {n_warn} warning finding(s) in this build; "
-        f"{trend['new']} new, {trend['closed']} closed since the previous build.</p>{links}"
-        f"<h2>Summary by stage</h2>{stage_table(validations)}"
-        f"<h2>Trend against the previous build</h2>{trend_section(trend, previous, n_err, n_warn)}"
-        f"<h2>Summary by stage and suite</h2>{summary_table(results)}"
-        f"<h2>Findings</h2>{findings_table(findings, build_id)}"
-        f"<script>{_SCRIPT}</script></body></html>"
-    )
+    trend_rows = [  # (what, this build, the previous build's count or None)
+        ("error findings", n_err, previous.get("errors") if previous else None),
+        ("warning findings", n_warn, previous.get("warnings") if previous else None),
+        ("findings", trend["open"], trend["open_before"] if previous else None),
+    ]
+    return render(
+        "validation.html.j2", build_id=build_id, blocked=blocked, failed_errors=sum(v.errors for v in validations),
+        n_err=n_err, n_warn=n_warn, links=links, stages=stage_rows(validations), previous=previous, trend=trend,
+        trend_rows=trend_rows, closed=closed_listing(trend["closed_rows"]), summary=summary_rows(results),
+        filters=filter_values(findings), findings=findings_listing(findings))
 
 
 def write_validation_report(reports_dir: Path, build_id: str, validations: list, history: pl.DataFrame,
@@ -433,21 +317,27 @@ def write_validation_report(reports_dir: Path, build_id: str, validations: list,
     page = render_validation_report(
         build_id, validations, history, previous=previous,
         previous_findings=previous_build_findings(reports_dir, previous["build_id"] if previous else None),
-        links=_links(build_dir, site_files, data_docs, note))
+        links=_links(build_dir, site_files, data_docs, note), blocked=blocked)
     target = build_dir / "validation.html"
-    target.write_text(mark_blocked(page) if blocked else page, encoding="utf-8")
+    target.write_text(page, encoding="utf-8")
     return target
 
 
-BLOCKED_BANNER = ("<div class='blocked' style='background:#b00020;color:#fff;padding:.6em 1em;font-weight:bold'>"
-                  "blocked: not published. Validation found errors in this build; the warehouse that analysts "
-                  "query is the previous published build.</div>")
+def blocked_banner() -> str:
+    """The banner of a blocked build's pages (templates/_blocked.html.j2)."""
+    from warehouse.templates import render
+
+    return render("_blocked.html.j2")
 
 
 def mark_blocked(page: str) -> str:
-    """A blocked build's page, with a banner first thing in its body: numbers nobody may take for published."""
+    """A blocked build's page, with a banner first thing in its body: numbers nobody may take for published.
+    (The templates put it there themselves when rendered with ``blocked=True``; a page that has it is kept.)"""
+    banner = blocked_banner()
+    if banner in page:
+        return page
     head, sep, body = page.partition("<body>")
-    return head + sep + BLOCKED_BANNER + body if sep else BLOCKED_BANNER + page
+    return head + sep + banner + body if sep else banner + page
 
 
 def promote_reports(reports_dir: Path, build_id: str) -> None:
