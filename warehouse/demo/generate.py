@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .design import build_design
+from .design import Design, build_design
 from .inject import KINDS, inject_problems
 from .odm import OdmWriter, odm_file_name
 from .params import DemoParameters
@@ -48,6 +48,26 @@ def generate_demo(out_dir: Path, subjects: int = 32, seed: int = 20190515, injec
     """
     p = params or DemoParameters()
     formats = tuple(formats)
+    _check_request(subjects, inject_rate, formats)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    design = build_design(p, subjects, seed)
+    rand_file = write_randomisation_list(out_dir / "randomisation.csv", design, p)
+    redcap_dir, odm_path, problems = write_subjects(out_dir, design, p, seed, inject_rate, formats)
+
+    written = [rand_file]
+    if redcap_dir is not None:
+        written += [redcap_dir / n for n in file_names(p.study_id, p.export_date).values()]
+    if odm_path is not None:
+        written.append(odm_path)
+    files = {path.relative_to(out_dir).as_posix(): _sha256(path) for path in sorted(written)}
+    manifest_file = write_manifest(out_dir / "manifest.json", p, seed, subjects, inject_rate, formats, files,
+                                   problems)
+    return DemoExport(redcap_dir, odm_path, rand_file, manifest_file, problems, files)
+
+
+def _check_request(subjects: int, inject_rate: float, formats: tuple[str, ...]) -> None:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {formats!r}")
@@ -55,20 +75,25 @@ def generate_demo(out_dir: Path, subjects: int = 32, seed: int = 20190515, injec
         raise ValueError(f"subjects must be >= 1, got {subjects}")
     if not 0.0 <= inject_rate <= 1.0:
         raise ValueError(f"inject_rate must be within [0, 1], got {inject_rate}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
-    design = build_design(p, subjects, seed)
-    clock = Clock(p.first_randomisation)
 
-    # randomisation list (restricted)
-    rand_file = out_dir / "randomisation.csv"
-    with open(rand_file, "w", encoding="utf-8", newline="") as fh:
+def write_randomisation_list(path: Path, design: Design, p: DemoParameters) -> Path:
+    """The randomisation list (restricted): every kit of every allocated block, with its arm."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["kit_no", "arm", "arm_label"])
         for kit, arm in design.kits:
             w.writerow([kit, arm, p.arm_label(arm)])
+    return path
 
+
+def write_subjects(out_dir: Path, design: Design, p: DemoParameters, seed: int, inject_rate: float,
+                   formats: tuple[str, ...]) -> tuple[Path | None, Path | None, list[dict]]:
+    """Simulate each subject in record-id order, inject its problems, and stream it to each format's writer.
+
+    Returns the REDCap folder and the ODM file written (None for a format not asked for) and the injected problems.
+    """
+    clock = Clock(p.first_randomisation)
     redcap_dir = odm_path = None
     rc_fh = odm_fh = None
     rc_writer = odm_writer = None
@@ -100,16 +125,12 @@ def generate_demo(out_dir: Path, subjects: int = 32, seed: int = 20190515, injec
         for fh in (rc_fh, odm_fh):
             if fh is not None:
                 fh.close()
+    return redcap_dir, odm_path, problems
 
-    files: dict[str, str] = {}
-    written = [rand_file]
-    if redcap_dir is not None:
-        written += [redcap_dir / n for n in file_names(p.study_id, p.export_date).values()]
-    if odm_path is not None:
-        written.append(odm_path)
-    for path in sorted(written):
-        files[path.relative_to(out_dir).as_posix()] = _sha256(path)
 
+def write_manifest(path: Path, p: DemoParameters, seed: int, subjects: int, inject_rate: float,
+                   formats: tuple[str, ...], files: dict[str, str], problems: list[dict]) -> Path:
+    """manifest.json: the request, each file's SHA-256, the injected problems (counted by kind), the parameters."""
     manifest = {
         "study_id": p.study_id,
         "generator": "warehouse.demo",
@@ -124,8 +145,7 @@ def generate_demo(out_dir: Path, subjects: int = 32, seed: int = 20190515, injec
         "problems": problems,
         "parameters": p.as_dict(),
     }
-    manifest_file = out_dir / "manifest.json"
-    with open(manifest_file, "w", encoding="utf-8", newline="\n") as fh:
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
         json.dump(manifest, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
-    return DemoExport(redcap_dir, odm_path, rand_file, manifest_file, problems, files)
+    return path

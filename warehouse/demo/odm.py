@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 from xml.sax.saxutils import escape
 
-from .dictionary import EVENTS, FIELDS, FORMS, Field, form_columns, form_fields
+from .dictionary import EVENTS, FORMS, Field, form_columns, form_fields
 from .params import DemoParameters
 from .simulate import Record
 
@@ -85,6 +85,20 @@ class OdmWriter:
         self.form_cols = {form.name: [c for c in form_columns(form.name) if c != "record_id"] for form in FORMS}
 
     def write_header(self) -> None:
+        """The ODM root, the study's metadata (MetaDataVersion), its sites, and the opening of ClinicalData."""
+        p = self.p
+        self._write_study_header()
+        self.fh.write(f'\t<MetaDataVersion OID={_a(f"MDV.{p.study_id}.1")} Name={_a(f"{p.study_id} eCRF")}>\n')
+        self._write_structure()
+        code_lists, code_list_attrs = self._write_item_defs()
+        self._write_code_lists(code_lists, code_list_attrs)
+        self.fh.write("\t</MetaDataVersion>\n")
+        self.fh.write("</Study>\n")
+        self._write_admin_data()
+        self.fh.write(f'<ClinicalData StudyOID={_a(p.study_id)} MetaDataVersionOID={_a(f"MDV.{p.study_id}.1")}>\n')
+
+    def _write_study_header(self) -> None:
+        """The XML declaration, the ODM root, the Study's GlobalVariables and its units (BasicDefinitions)."""
         p = self.p
         w = self.fh.write
         stamp = f"{p.export_date}T00:00:00"
@@ -103,7 +117,10 @@ class OdmWriter:
             w(f"\t\t<MeasurementUnit OID={_a(oid)} Name={_a(unit)}><Symbol><TranslatedText>{escape(unit)}"
               f"</TranslatedText></Symbol></MeasurementUnit>\n")
         w("\t</BasicDefinitions>\n")
-        w(f'\t<MetaDataVersion OID={_a(f"MDV.{p.study_id}.1")} Name={_a(f"{p.study_id} eCRF")}>\n')
+
+    def _write_structure(self) -> None:
+        """The Protocol (events in order), each event's forms, each form's item group and the group's items."""
+        w = self.fh.write
         w("\t\t<Protocol>\n")
         for i, e in enumerate(EVENTS, start=1):
             w(f'\t\t\t<StudyEventRef StudyEventOID={_a(e.name)} OrderNumber="{i}" Mandatory="No"/>\n')
@@ -128,6 +145,10 @@ class OdmWriter:
                 mand = "Yes" if f is not None and f.required else "No"
                 w(f'\t\t\t<ItemRef ItemOID={_a(col)} OrderNumber="{i}" Mandatory="{mand}"/>\n')
             w("\t\t</ItemGroupDef>\n")
+
+    def _write_item_defs(self) -> tuple[dict[str, list[tuple[str, str]]], dict[str, str]]:
+        """An ItemDef per exported column; returns the code lists they refer to (OID -> choices, in order of first
+        reference after the yes/no and form-status lists) and each list's extra attributes."""
         code_lists: dict[str, list[tuple[str, str]]] = {
             YESNO_CL: [("1", "Yes"), ("0", "No")],
             COMPLETE_CL: [("0", "Incomplete"), ("1", "Unverified"), ("2", "Complete")],
@@ -135,55 +156,67 @@ class OdmWriter:
         # code list OID -> its extra attributes: REDCap writes yes/no and checkbox lists as DataType="boolean",
         # and a checkbox column's list with the field's own choices (redcap:CheckboxChoices)
         code_list_attrs: dict[str, str] = {YESNO_CL: ' DataType="boolean"', COMPLETE_CL: ' DataType="integer"'}
-        for oid, dtype, label, f in items:
-            variable = f.name if f is not None else oid
-            attrs = f"OID={_a(oid)} Name={_a(oid)} DataType=\"{dtype}\"" + _redcap_item_attrs(f, variable)
-            if dtype == "float":
-                attrs += ' SignificantDigits="2"'
-            w(f"\t\t<ItemDef {attrs}>\n")
-            w(f"\t\t\t<Question><TranslatedText>{escape(label)}</TranslatedText></Question>\n")
-            cl = None
-            if f is None:
-                cl = COMPLETE_CL
-            else:
-                if f.units and f.units in UNIT_OIDS:
-                    w(f'\t\t\t<MeasurementUnitRef MeasurementUnitOID={_a(UNIT_OIDS[f.units])}/>\n')
-                if f.vmin:
-                    w(f'\t\t\t<RangeCheck Comparator="GE" SoftHard="Soft"><CheckValue>{escape(f.vmin)}</CheckValue>'
-                      f"</RangeCheck>\n")
-                if f.vmax:
-                    w(f'\t\t\t<RangeCheck Comparator="LE" SoftHard="Soft"><CheckValue>{escape(f.vmax)}</CheckValue>'
-                      f"</RangeCheck>\n")
-                if f.ftype == "yesno":
-                    cl = YESNO_CL
-                elif f.ftype == "checkbox":
-                    cl = f"{CHECKBOX_CL}.{f.name}"
-                    code_lists[cl] = [("1", "Checked"), ("0", "Unchecked")]
-                    choices = " | ".join(f"{code}, {text}" for code, text in f.choices)
-                    code_list_attrs[cl] = (f' DataType="boolean" redcap:Variable={_a(f.name)} '
-                                           f'redcap:CheckboxChoices={_a(choices)}')
-                elif f.ftype == "radio":
-                    cl = f"CL.{f.name}"
-                    code_lists[cl] = list(f.choices)
-                    code_list_attrs[cl] = f' DataType="integer" redcap:Variable={_a(f.name)}'
-            if cl:
-                w(f"\t\t\t<CodeListRef CodeListOID={_a(cl)}/>\n")
-            w("\t\t</ItemDef>\n")
+        for oid, dtype, label, f in _item_defs():
+            self._write_item_def(oid, dtype, label, f, code_lists, code_list_attrs)
+        return code_lists, code_list_attrs
+
+    def _write_item_def(self, oid: str, dtype: str, label: str, f: Field | None,
+                        code_lists: dict[str, list[tuple[str, str]]], code_list_attrs: dict[str, str]) -> None:
+        """One ItemDef: question, unit, soft range checks, and its code list (added to `code_lists` if new)."""
+        w = self.fh.write
+        variable = f.name if f is not None else oid
+        attrs = f"OID={_a(oid)} Name={_a(oid)} DataType=\"{dtype}\"" + _redcap_item_attrs(f, variable)
+        if dtype == "float":
+            attrs += ' SignificantDigits="2"'
+        w(f"\t\t<ItemDef {attrs}>\n")
+        w(f"\t\t\t<Question><TranslatedText>{escape(label)}</TranslatedText></Question>\n")
+        cl = None
+        if f is None:
+            cl = COMPLETE_CL
+        else:
+            if f.units and f.units in UNIT_OIDS:
+                w(f'\t\t\t<MeasurementUnitRef MeasurementUnitOID={_a(UNIT_OIDS[f.units])}/>\n')
+            if f.vmin:
+                w(f'\t\t\t<RangeCheck Comparator="GE" SoftHard="Soft"><CheckValue>{escape(f.vmin)}</CheckValue>'
+                  f"</RangeCheck>\n")
+            if f.vmax:
+                w(f'\t\t\t<RangeCheck Comparator="LE" SoftHard="Soft"><CheckValue>{escape(f.vmax)}</CheckValue>'
+                  f"</RangeCheck>\n")
+            if f.ftype == "yesno":
+                cl = YESNO_CL
+            elif f.ftype == "checkbox":
+                cl = f"{CHECKBOX_CL}.{f.name}"
+                code_lists[cl] = [("1", "Checked"), ("0", "Unchecked")]
+                choices = " | ".join(f"{code}, {text}" for code, text in f.choices)
+                code_list_attrs[cl] = (f' DataType="boolean" redcap:Variable={_a(f.name)} '
+                                       f'redcap:CheckboxChoices={_a(choices)}')
+            elif f.ftype == "radio":
+                cl = f"CL.{f.name}"
+                code_lists[cl] = list(f.choices)
+                code_list_attrs[cl] = f' DataType="integer" redcap:Variable={_a(f.name)}'
+        if cl:
+            w(f"\t\t\t<CodeListRef CodeListOID={_a(cl)}/>\n")
+        w("\t\t</ItemDef>\n")
+
+    def _write_code_lists(self, code_lists: dict[str, list[tuple[str, str]]], code_list_attrs: dict[str, str]) -> None:
+        w = self.fh.write
         for oid, choices in code_lists.items():
             w(f'\t\t<CodeList OID={_a(oid)} Name={_a(oid[3:])}{code_list_attrs[oid]}>\n')
             for code, label in choices:
                 w(f'\t\t\t<CodeListItem CodedValue={_a(code)}><Decode><TranslatedText>{escape(label)}'
                   f"</TranslatedText></Decode></CodeListItem>\n")
             w("\t\t</CodeList>\n")
-        w("\t</MetaDataVersion>\n")
-        w("</Study>\n")
+
+    def _write_admin_data(self) -> None:
+        """AdminData: a Location per site (the SubjectData's SiteRef)."""
+        p = self.p
+        w = self.fh.write
         w(f'<AdminData StudyOID={_a(p.study_id)}>\n')
         for site in p.sites:
             w(f'\t<Location OID="site_{site}" Name="Site {site}" LocationType="Site">'
               f'<MetaDataVersionRef StudyOID={_a(p.study_id)} MetaDataVersionOID={_a(f"MDV.{p.study_id}.1")} '
               f'EffectiveDate="{p.first_randomisation}"/></Location>\n')
         w("</AdminData>\n")
-        w(f'<ClinicalData StudyOID={_a(p.study_id)} MetaDataVersionOID={_a(f"MDV.{p.study_id}.1")}>\n')
 
     def write_subject(self, record_id: str, site: str, records: list[Record]) -> None:
         parts = [f'\t<SubjectData SubjectKey={_a(record_id)}>\n', f'\t\t<SiteRef LocationOID="site_{site}"/>\n']

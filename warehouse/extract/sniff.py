@@ -159,7 +159,6 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
     cp1252), every byte is defined in cp1252 and there are no control characters. Otherwise
     ExportError names the line of the first undecodable byte.
     """
-    name = path.name
     head = read_head(path, 4)
     bom = head.startswith(codecs.BOM_UTF8)
     if bom:  # a UTF-8 byte order mark is the file's own declaration: it wins over an override
@@ -167,79 +166,95 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
     candidates = [encoding] if encoding else ["utf-8", "cp1252"]
     first_error: ExportError | None = None
     for enc in candidates:
-        codec = "utf-8" if enc.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig") else enc
-        try:
-            decoder = codecs.getincrementaldecoder(codec)("strict")
-        except LookupError as exc:
-            raise ExportError(name, f"unknown encoding {enc!r}") from exc
-        ascii_codec = codecs.lookup(codec).name in ("utf-8", "cp1252")
-        lines = 0
-        read = 0
-        quotes = 0
-        newline_in_quotes = not ascii_codec
-        ascii_so_far = True
-        last = b""
-        ok = True
-        with open(path, "rb") as fh:
-            while True:
-                chunk = fh.read(CHUNK)
-                if not chunk:
-                    break
-                # control bytes (other than TAB, LF, CR) and line breaks, in one vectorised pass
-                data = np.frombuffer(chunk, dtype=np.uint8)
-                low = np.flatnonzero(data < 0x20)
-                kind = data[low]
-                control = low[(kind != 0x09) & (kind != 0x0A) & (kind != 0x0D)]
-                if control.size:
-                    pos = int(control[0])
-                    raise ExportError(name, f"control byte 0x{chunk[pos]:02x} in a text export "
-                                      "(binary or corrupt file)", location=_line_at(chunk, pos, lines))
-                breaks = low[kind == 0x0A]
-                newlines = int(breaks.size)
-                in_chunk = chunk.count(b'"')
-                if not newline_in_quotes:
-                    newline_in_quotes = _break_inside_quotes(chunk, in_chunk, breaks, quotes % 2 == 1)
-                del data, low, kind, control, breaks
-                try:
-                    # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
-                    # decoder holds the start of a character from the chunk before
-                    if not (ascii_codec and chunk.isascii() and not decoder.getstate()[0]):
-                        decoder.decode(chunk, final=False)
-                except UnicodeDecodeError as exc:
-                    line = _line_at(chunk, max(exc.start, 0), lines)
-                    seen_multibyte = not ascii_so_far or not chunk[: max(exc.start, 0)].isascii()
-                    bad = chunk[max(exc.start, 0): max(exc.start, 0) + 4]
-                    err = ExportError(name, f"bytes {bad!r} cannot be decoded as {enc}"
-                                      + (" (the file mixes UTF-8 and other bytes)" if seen_multibyte and
-                                         codec == "utf-8" else ""), location=line)
-                    err.byte_offset = read + max(exc.start, 0)  # type: ignore[attr-defined]
-                    if first_error is None:
-                        first_error = err
-                    if codec == "utf-8" and seen_multibyte and not encoding:
-                        raise err
-                    ok = False
-                    break
-                ascii_so_far = ascii_so_far and chunk.isascii()
-                lines += newlines
-                quotes += in_chunk
-                read += len(chunk)
-                last = chunk[-1:]
-        if ok:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                err = ExportError(name, f"the file ends in the middle of a {enc} character (truncated?)",
-                                  location=lines + 1)
-                if encoding or codec != "utf-8":
-                    raise err
-                first_error = first_error or err
-                continue
-            if last and last != b"\n":
-                lines += 1
-            return TextInfo(encoding="utf-8" if codec == "utf-8" else enc, bom=bom and codec == "utf-8",
-                            lines=lines, quotes_odd=bool(quotes % 2), newline_in_quotes=newline_in_quotes)
+        scanned = _scan_as(path, enc, encoding, bom)
+        if isinstance(scanned, TextInfo):
+            return scanned
+        first_error = first_error or scanned
     assert first_error is not None
     raise first_error
+
+
+@dataclass
+class _TextScan:
+    """What a scan of a file in one encoding has seen so far."""
+
+    newline_in_quotes: bool
+    lines: int = 0
+    read: int = 0  # bytes
+    quotes: int = 0
+    ascii_so_far: bool = True
+    last: bytes = b""  # the last byte read
+
+
+def _scan_as(path: Path, enc: str, encoding: str | None, bom: bool) -> TextInfo | ExportError:
+    """Scan the whole file as encoding ``enc``: its TextInfo, or the error that rules ``enc`` out (raised
+    instead when no other encoding could do: a control byte, an override's error, a UTF-8 file that is corrupt)."""
+    name = path.name
+    codec = "utf-8" if enc.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig") else enc
+    try:
+        decoder = codecs.getincrementaldecoder(codec)("strict")
+    except LookupError as exc:
+        raise ExportError(name, f"unknown encoding {enc!r}") from exc
+    ascii_codec = codecs.lookup(codec).name in ("utf-8", "cp1252")
+    st = _TextScan(newline_in_quotes=not ascii_codec)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            err = _scan_chunk(name, chunk, st, decoder, ascii_codec, enc, codec, encoding)
+            if err is not None:
+                return err
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        err = ExportError(name, f"the file ends in the middle of a {enc} character (truncated?)",
+                          location=st.lines + 1)
+        if encoding or codec != "utf-8":
+            raise err
+        return err
+    lines = st.lines + 1 if st.last and st.last != b"\n" else st.lines
+    return TextInfo(encoding="utf-8" if codec == "utf-8" else enc, bom=bom and codec == "utf-8",
+                    lines=lines, quotes_odd=bool(st.quotes % 2), newline_in_quotes=st.newline_in_quotes)
+
+
+def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bool, enc: str, codec: str,
+                encoding: str | None) -> ExportError | None:
+    """One chunk: control bytes, line breaks and quotes counted, decoded; the error of an undecodable byte."""
+    # control bytes (other than TAB, LF, CR) and line breaks, in one vectorised pass
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    low = np.flatnonzero(data < 0x20)
+    kind = data[low]
+    control = low[(kind != 0x09) & (kind != 0x0A) & (kind != 0x0D)]
+    if control.size:
+        pos = int(control[0])
+        raise ExportError(name, f"control byte 0x{chunk[pos]:02x} in a text export "
+                          "(binary or corrupt file)", location=_line_at(chunk, pos, st.lines))
+    breaks = low[kind == 0x0A]
+    newlines = int(breaks.size)
+    in_chunk = chunk.count(b'"')
+    if not st.newline_in_quotes:
+        st.newline_in_quotes = _break_inside_quotes(chunk, in_chunk, breaks, st.quotes % 2 == 1)
+    del data, low, kind, control, breaks
+    try:
+        # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
+        # decoder holds the start of a character from the chunk before
+        if not (ascii_codec and chunk.isascii() and not decoder.getstate()[0]):
+            decoder.decode(chunk, final=False)
+    except UnicodeDecodeError as exc:
+        line = _line_at(chunk, max(exc.start, 0), st.lines)
+        seen_multibyte = not st.ascii_so_far or not chunk[: max(exc.start, 0)].isascii()
+        bad = chunk[max(exc.start, 0): max(exc.start, 0) + 4]
+        err = ExportError(name, f"bytes {bad!r} cannot be decoded as {enc}"
+                          + (" (the file mixes UTF-8 and other bytes)" if seen_multibyte and
+                             codec == "utf-8" else ""), location=line)
+        err.byte_offset = st.read + max(exc.start, 0)  # type: ignore[attr-defined]
+        if codec == "utf-8" and seen_multibyte and not encoding:
+            raise err
+        return err
+    st.ascii_so_far = st.ascii_so_far and chunk.isascii()
+    st.lines += newlines
+    st.quotes += in_chunk
+    st.read += len(chunk)
+    st.last = chunk[-1:]
+    return None
 
 
 def _break_inside_quotes(chunk: bytes, count: int, breaks: np.ndarray, open_before: bool) -> bool:
