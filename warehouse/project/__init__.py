@@ -1,0 +1,7 @@
+"""Study projects: a folder of study.toml, sql/ and expectations/ that the engine builds (docs/architecture.md).
+
+`init_project` writes a working project from an export's own metadata (`warehouse init`)."""
+
+from .init import InitResult, init_project
+
+__all__ = ["InitResult", "init_project"]
