@@ -5,7 +5,7 @@
 
 For each N the demo study is generated once (hemodynamics at bedside-monitor resolution, one reading a minute)
 under bench/out/, then, each in a fresh process so that peak RSS is the build's own:
-- `direct`: the build without Prefect (warehouse.pipeline.run_build), timed per stage;
+- `direct`: the build without Prefect (warehouse.build.run_build), timed per stage;
 - `rebuild`: the same export again into the same data directory (unchanged export, code and study: the build
   finds the published build up to date and rebuilds nothing);
 - `flow`: the Prefect flow, timed after its temporary server is up (the orchestration overhead is flow - direct);
@@ -35,8 +35,8 @@ SECTION = "## Whole build"
 CHILD_DIRECT = r"""
 import json, resource, sys, time
 from pathlib import Path
-from warehouse import pipeline
-from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
+from warehouse import build
+from warehouse.build import BuildRequest, PublishBlocked, run_build
 export, data_dir = Path(sys.argv[1]), Path(sys.argv[2])
 
 def high_water_mb():
@@ -50,8 +50,10 @@ def watched(name, fn):  # the process's peak RSS so far, after each stage: where
         rss_after[name] = round(high_water_mb())
         return out
     return call
-for name in ("land", "stage", "run_models", "validate_raw", "validate_staging", "validate_marts", "publish"):
-    setattr(pipeline, name, watched(name, getattr(pipeline, name)))
+for module, name in (("extract", "land"), ("stage", "stage"), ("transform", "run_models"), ("validate", "validate_raw"),
+                     ("validate", "validate_staging"), ("validate", "validate_marts"), ("publish", "publish")):
+    steps = getattr(build, module)  # the stage modules warehouse.build calls through
+    setattr(steps, name, watched(name, getattr(steps, name)))
 started = time.perf_counter()
 try:
     result = run_build(BuildRequest(data_dir=data_dir, export=export))
@@ -84,7 +86,7 @@ CHILD_FLOOR = r"""
 import json, resource, sys, time
 from pathlib import Path
 import duckdb
-from warehouse.models import discover_models, execution_order, prepare_schemas
+from warehouse.transform.runner import discover_models, execution_order, prepare_schemas
 from warehouse.resources import sql_dir
 csv_file, typed_build, work = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 work.mkdir(parents=True, exist_ok=True)

@@ -12,12 +12,12 @@ On the demo study build (32 subjects; built under DIR first when DIR has no buil
 - compile: qualifying every model against the src schema and inferring its output types; cold and warm as for
   parse (warm: the compile cache in DIR/cache, same models and src schema);
 - graph: resolving dependencies and ordering them;
-- dispatch: running each model as the build does (`pipeline.run_models` with `pipeline.transform_model`: one
+- dispatch: running each model as the build does (`transform.steps.run_models` with `transform.steps.transform_model`: one
   connection held open around the loop, which transform_model runs on; the comments, the row count) minus its
   direct execution time; also on one connection with `ModelSession.run` (as `warehouse run`), and with no
   connection held (transform_model connects per model; each close checkpoints the file), for comparison;
 - with --prefect: each model as the build's Prefect task (flows/build.py) inside a flow, dispatched by
-  `pipeline.run_models` as `warehouse build` does (a temporary Prefect server is started first and not counted;
+  `transform.steps.run_models` as `warehouse build` does (a temporary Prefect server is started first and not counted;
   one warm-up flow run, then --repeat rounds of a direct pass and a flow run, median per model of the task's
   time minus the direct time of the same round; Prefect logs at INFO to the API as in the build).
 
@@ -45,20 +45,20 @@ SECTION = "## SQL model runner overhead"
 
 
 def ensure_build(data_dir: Path) -> Path:
-    from warehouse.compile import find_source_database
+    from warehouse.transform.compile import find_source_database
 
     try:
         return find_source_database(data_dir, unblinded=False)
     except FileNotFoundError:
-        from warehouse.pipeline import BuildRequest, run_build
+        from warehouse.build import BuildRequest, run_build
 
         run_build(BuildRequest(data_dir=data_dir))
         return find_source_database(data_dir, unblinded=False)
 
 
 def cold_caches() -> None:
-    import warehouse.compile as compile_module
-    import warehouse.models as models_module
+    import warehouse.transform.compile as compile_module
+    import warehouse.transform.runner as models_module
 
     models_module._AST_CACHE.clear()
     models_module._TABLE_SOURCES.clear()
@@ -66,9 +66,9 @@ def cold_caches() -> None:
 
 
 def one_round(build: Path, work: Path) -> dict:
-    from warehouse.compile import compile_model_set, source_schema_of
-    from warehouse.models import ModelSession, discover_models, execution_order, prepare_schemas
-    from warehouse.pipeline import run_models, transform_model
+    from warehouse.transform.compile import compile_model_set, source_schema_of
+    from warehouse.transform.runner import ModelSession, discover_models, execution_order, prepare_schemas
+    from warehouse.transform.steps import run_models, transform_model
     from warehouse.resources import sql_dir
 
     direct_file, runner_file = work / "direct.duckdb", work / "runner.duckdb"
@@ -119,7 +119,7 @@ def one_round(build: Path, work: Path) -> dict:
     held_file = work / "held.duckdb"
     shutil.copyfile(build, held_file)
     held: dict[str, float] = {}
-    # as the build: pipeline.run_models holds one connection open and transform_model runs on it
+    # as the build: transform.steps.run_models holds one connection open and transform_model runs on it
     run_models(held_file, [models[name] for name in order], timed(transform_model, held)).raise_for_failures()
     return {"held": held, "parse": parse, "compile": compile_s, "graph": graph, "direct": direct, "runner": runner,
             "shared": shared, "parse_warm": parse_warm, "compile_warm": compile_warm}
@@ -127,7 +127,7 @@ def one_round(build: Path, work: Path) -> dict:
 
 def direct_pass(build_file: Path, models: list) -> dict[str, float]:
     """Each model's SQL executed in DuckDB on one connection, nothing around it: the baseline."""
-    from warehouse.models import prepare_schemas
+    from warehouse.transform.runner import prepare_schemas
 
     direct: dict[str, float] = {}
     with duckdb.connect(str(build_file)) as con:
@@ -159,7 +159,7 @@ def prefect_round(build: Path, work: Path, repeat: int = 1) -> dict[str, float]:
     from prefect.testing.utilities import prefect_test_harness
 
     import flows.build as build_flow
-    from warehouse.pipeline import plan_models, run_models
+    from warehouse.transform.steps import plan_models, run_models
 
     timings: dict[str, float] = {}
     overheads: list[dict[str, float]] = []
@@ -257,7 +257,7 @@ def report(rounds: list[dict], prefect: dict[str, float] | None, command: str,
         row("graph: resolve dependencies, topological order", graph, digits=2),
         row("dispatch, one connection (`ModelSession.run`: transaction, comments, row count) minus direct",
             sum(dispatch_shared.values())),
-        row("dispatch as the build calls it (`pipeline.run_models`: `transform_model` with one connection held "
+        row("dispatch as the build calls it (`transform.steps.run_models`: `transform_model` with one connection held "
             "open around the loop) minus direct", sum(dispatch_held.values())),
         row("for comparison: `transform_model` with no connection held (each close checkpoints the file) minus "
             "direct", sum(dispatch.values())),

@@ -6,9 +6,9 @@ rule failing on a million rows.
 
 1. Generates the demo study with ``--subjects`` subjects (hemodynamics every ``--monitor-minutes``; problems
    injected at ``--inject-rate``), lands it, stages it and runs the transform as the build does (compile, then every
-   model on one held connection: ``pipeline.plan_models`` + ``pipeline.run_models``).
+   model on one held connection: ``transform.steps.plan_models`` + ``transform.steps.run_models``).
 2. Validates raw (views over the raw zone's Parquet files), staging (``src``) and marts as the build does
-   (``pipeline.validate_raw`` / ``validate_staging`` / ``validate_marts``: every suite, on the engine the build
+   (``validate.steps.validate_raw`` / ``validate_staging`` / ``validate_marts``: every suite, on the engine the build
    picks: DuckDB once a table of the stage has more than 200,000 rows, as at 10,000 subjects), and, unless --no-gx,
    with Great Expectations on pandas, the tables read into Polars first (the build's path for small studies).
    Both give the same findings (checked). GX is imported before timing. Target: DuckDB validation of all stages
@@ -46,15 +46,11 @@ def timed(fn, *args, **kw):
 
 def prepare(work: Path, subjects: int, inject_rate: float, seed: int, minutes: int) -> dict:
     from warehouse.demo import DemoParameters, generate_demo
-    from warehouse.pipeline import (
-        BuildRequest,
-        land,
-        plan_models,
-        run_models,
-        stage,
-        start_build,
-        transform_model,
-    )
+    from warehouse.build import BuildRequest
+    from warehouse.extract.steps import land
+    from warehouse.transform.steps import plan_models, run_models, transform_model
+    from warehouse.stage.load import stage
+    from warehouse.publish.steps import start_build
 
     res, t_gen = timed(generate_demo, work / "demo", subjects=subjects, seed=seed, inject_rate=inject_rate,
                        formats=("redcap",), params=DemoParameters(hemo_interval_minutes=minutes))
@@ -84,10 +80,10 @@ def prepare(work: Path, subjects: int, inject_rate: float, seed: int, minutes: i
 
 
 def validate_duckdb(b: dict) -> tuple[list, dict[str, float]]:
-    """Every stage as the build validates it (``pipeline.validate_raw`` / ``validate_staging`` /
+    """Every stage as the build validates it (``validate.steps.validate_raw`` / ``validate_staging`` /
     ``validate_marts``): at this size each stage has a table above the pushdown threshold, so DuckDB evaluates it,
     over views of the raw zone's Parquet files and over the build file."""
-    from warehouse.pipeline import validate_marts, validate_raw, validate_staging
+    from warehouse.validate.steps import validate_marts, validate_raw, validate_staging
 
     seconds = {}
     raw, seconds["raw"] = timed(validate_raw, b["data_dir"], b["export_id"])
@@ -98,8 +94,9 @@ def validate_duckdb(b: dict) -> tuple[list, dict[str, float]]:
 
 def validate_gx(b: dict) -> tuple[list, dict[str, float]]:
     """Great Expectations on pandas over every table read into Polars (the build's path for small studies)."""
-    from warehouse.pipeline import read_meta, read_raw, tables_of_schema, withhold_identifier_values
-    from warehouse.stage import identifier_items
+    from warehouse.extract.steps import read_meta, read_raw
+    from warehouse.validate.steps import tables_of_schema, withhold_identifier_values
+    from warehouse.stage.typed import identifier_items
     from warehouse.validate import validate_stage
 
     seconds = {}
@@ -174,7 +171,7 @@ def report(b: dict, db: dict, gx: dict | None, rows: dict, big: dict, n_findings
         f"{b['transform']:.2f} | 1.00 |",
     ]
     for stage in ("raw", "staging", "marts"):
-        lines.append(f"| validate {stage}, as the build runs it (`pipeline.validate_{stage}`) | {db[stage]:.2f} | "
+        lines.append(f"| validate {stage}, as the build runs it (`validate.steps.validate_{stage}`) | {db[stage]:.2f} | "
                      f"{db[stage] / b['transform']:.2f} |")
     lines.append(f"| **validate all stages, as the build runs them** | **{total_db:.2f}** | **{ratio:.2f}** "
                  f"({'meets' if ratio <= 0.5 else 'misses'} the 0.5x target) |")

@@ -23,18 +23,25 @@ from prefect.cache_policies import NONE
 from prefect.utilities.annotations import quote  # a Model is passed as is: Prefect does not walk its fields
 
 from flows.progress import report as progress
-from warehouse import pipeline
+from warehouse.analyse import steps as analyse_steps
 from warehouse.build import Runner, run
-from warehouse.models import Model, ModelRun
-from warehouse.validate.artifacts import findings_markdown
+from warehouse.extract import steps as extract_steps
 from warehouse.publish import build_lock
+from warehouse.publish import steps as publish_steps
+from warehouse.request import BuildError, BuildRequest, BuildResult, NoNewExport
+from warehouse.stage import load as stage_steps
+from warehouse.transform import catalog as catalog_steps
+from warehouse.transform import steps as transform_steps
+from warehouse.transform.runner import Model, ModelRun
+from warehouse.validate import steps as validate_steps
+from warehouse.validate.artifacts import findings_markdown
 
 GCL_LEASE_SECONDS = 60  # a persistent server gives a killed build's slot back after this (Prefect's minimum)
 GCL_WAIT_SECONDS = 30  # the slot is free once the build lock is held: a longer wait is a fault, not a queue
 
 
-NoNewExport = pipeline.NoNewExport  # re-exported: callers of the flow check for it
-export_content_id = pipeline.export_content_id
+NoNewExport = NoNewExport  # re-exported: callers of the flow check for it
+export_content_id = extract_steps.export_content_id
 
 
 def snapshot_landed(data_dir: Path, export_id: str | None) -> bool:
@@ -61,7 +68,7 @@ def retry_on_io_only(task, task_run, state) -> bool:
 
     try:
         state.result()
-    except (pipeline.BuildError, ExportError):
+    except (BuildError, ExportError):
         return False
     except Exception:  # noqa: BLE001 - anything else may be transient
         return True
@@ -72,24 +79,24 @@ def retry_on_io_only(task, task_run, state) -> bool:
 
 
 @task(name="prepare-export", cache_policy=NONE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
-def prepare_export(request: pipeline.BuildRequest) -> tuple[Path, Path | None]:
-    return pipeline.resolve_export(request)
+def prepare_export(request: BuildRequest) -> tuple[Path, Path | None]:
+    return extract_steps.resolve_export(request)
 
 
 @task(name="extract", cache_key_fn=extract_cache_key, persist_result=True, retries=2, retry_delay_seconds=2,
       retry_condition_fn=retry_on_io_only)
 def extract(export: Path, data_dir: Path, study=None) -> str:
-    return pipeline.land(export, data_dir, study)
+    return extract_steps.land(export, data_dir, study)
 
 
 @task(name="stage", cache_policy=NONE, retries=1, retry_delay_seconds=2, retry_condition_fn=retry_on_io_only)
-def stage(request: pipeline.BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict:
-    return pipeline.stage(request, export_id, build_file, randomisation)
+def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict:
+    return stage_steps.stage(request, export_id, build_file, randomisation)
 
 
 @task(cache_policy=NONE)
 def run_model(build_file: Path, model: Model) -> ModelRun:
-    return pipeline.transform_model(build_file, model)
+    return transform_steps.transform_model(build_file, model)
 
 
 _MODEL_TASKS: dict[str, Task] = {}  # model name -> its task (see model_task)
@@ -120,16 +127,16 @@ TASKS: dict[str, Task] = {
     "prepare-export": prepare_export,
     "extract": extract,
     "stage": stage,
-    "document": plain_task("document", pipeline.document),
-    "validate-raw": plain_task("validate-raw", pipeline.validate_raw),
-    "validate-staging": plain_task("validate-staging", pipeline.validate_staging),
-    "validate-marts": plain_task("validate-marts", pipeline.validate_marts),
-    "changes": plain_task("changes", pipeline.record_changes),
-    "analyse": plain_task("analyse", pipeline.analyse),
-    "findings": plain_task("findings", pipeline.record_validation),
-    "report": plain_task("report", pipeline.write_report),
-    "catalog": plain_task("catalog", pipeline.refresh_build_catalog),
-    "publish": plain_task("publish", pipeline.publish),
+    "document": plain_task("document", transform_steps.document),
+    "validate-raw": plain_task("validate-raw", validate_steps.validate_raw),
+    "validate-staging": plain_task("validate-staging", validate_steps.validate_staging),
+    "validate-marts": plain_task("validate-marts", validate_steps.validate_marts),
+    "changes": plain_task("changes", analyse_steps.record_changes),
+    "analyse": plain_task("analyse", analyse_steps.analyse),
+    "findings": plain_task("findings", validate_steps.record_validation),
+    "report": plain_task("report", analyse_steps.write_report),
+    "catalog": plain_task("catalog", catalog_steps.refresh_build_catalog),
+    "publish": plain_task("publish", publish_steps.publish),
 }
 
 
@@ -153,7 +160,7 @@ def resolve_study(study: str | None):
     try:
         return resolve(study)
     except UnknownStudy as err:
-        raise pipeline.BuildError(str(err)) from None
+        raise BuildError(str(err)) from None
 
 
 def concurrency_name(study_id: str, data_dir: Path) -> str:
@@ -209,7 +216,7 @@ def findings_rows(validations: list) -> list[dict[str, Any]]:
     return findings_table_rows(pl.concat(frames, how="diagonal_relaxed")) if frames else []
 
 
-def summary_markdown(study_id: str, result: pipeline.BuildResult, extract_cached: bool,
+def summary_markdown(study_id: str, result: BuildResult, extract_cached: bool,
                      validations: list | None = None) -> str:
     """The run's summary: result, stages, per-model timing and the validation summary (counts, rules, sites)."""
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.stage_seconds.items())
@@ -296,7 +303,7 @@ def build_warehouse(
     only_new: bool = False,
     keep_builds: int | None = None,
     force: bool = False,
-) -> pipeline.BuildResult | NoNewExport:
+) -> BuildResult | NoNewExport:
     """Build the study's warehouse from an eCRF export (the demo study when none is given) and publish it.
 
     `only_new` (scheduled runs): do nothing, and return NoNewExport, when the export's content hash equals the
@@ -305,7 +312,7 @@ def build_warehouse(
     (`up_to_date`), unless `force`. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
     The sequence is warehouse.build.run; this flow only makes each of its steps a task.
     """
-    request = pipeline.BuildRequest(
+    request = BuildRequest(
         data_dir=Path(data_dir), export=Path(export) if export else None, blinded=not unblinded,
         randomisation=Path(randomisation) if randomisation else None, study=resolve_study(study),
         keep_builds=keep_builds, force=force, only_new=only_new)

@@ -32,7 +32,7 @@ def prefect_harness():
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory):
     """The demo study built once, unblinded, without Prefect: the marts most end-to-end tests read."""
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     data_dir = tmp_path_factory.mktemp("demo-build")
     result = run_build(BuildRequest(data_dir=data_dir, blinded=False))

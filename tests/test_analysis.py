@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from warehouse.analysis.results import ancova, kaplan_meier, mortality, primary_endpoint, teae_summary, two_sample_t
+from warehouse.analyse.results import ancova, kaplan_meier, mortality, primary_endpoint, teae_summary, two_sample_t
 
 ARMS = ["Dexmedetomidine", "Placebo"]
 
@@ -159,7 +159,7 @@ def test_analysis_report_is_self_contained(demo_build):
 def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
     import pyreadstat
 
-    from warehouse.analysis.exports import export_marts
+    from warehouse.analyse.exports import export_marts
 
     exported = {m.table: m for m in export_marts(demo_build.published, tmp_path)}
     assert set(exported) == {"adsl", "adeff", "adae", "adtte", "hemodynamics"}
@@ -178,7 +178,7 @@ def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
 
 
 def test_xpt_labels_are_cut_at_a_word_boundary():
-    from warehouse.analysis.exports import xpt_label
+    from warehouse.analyse.exports import xpt_label
 
     # 70 characters; the first 41 are "Baseline norepinephrine dose as base (ug/" once µ is spelled u: the last
     # space is at 36, and the open bracket goes with the unfinished aside
@@ -200,7 +200,7 @@ def test_xpt_writes_dates_as_sas_dates_and_labels_within_40_bytes(tmp_path):
 
     import pyreadstat
 
-    from warehouse.analysis.exports import write_xpt
+    from warehouse.analyse.exports import write_xpt
 
     frame = pl.DataFrame({
         "LSTALVDT": [dt.date(2019, 6, 3), None, dt.date(1960, 1, 1)],
@@ -227,7 +227,7 @@ def test_xpt_writes_dates_as_sas_dates_and_labels_within_40_bytes(tmp_path):
 def test_exported_adsl_dates_read_back_as_dates(demo_build, tmp_path):
     import pyreadstat
 
-    from warehouse.analysis.exports import export_marts
+    from warehouse.analyse.exports import export_marts
 
     export_marts(demo_build.published, tmp_path, formats=("xpt",), tables=("adsl",))
     frame, meta = pyreadstat.read_xport(str(tmp_path / "adsl.xpt"))
@@ -242,7 +242,7 @@ def test_exported_adsl_dates_read_back_as_dates(demo_build, tmp_path):
 @pytest.fixture(scope="module")
 def blinded_build(tmp_path_factory):
     """The demo study built blinded (the default), as tests/test_build.py's test_blinded_build_masks_treatment does."""
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     return run_build(BuildRequest(data_dir=tmp_path_factory.mktemp("blinded-build")))
 
@@ -271,7 +271,7 @@ def test_blinded_build_results_pool_the_arms_and_test_nothing(blinded_build):
 
 
 def test_subject_lines_split_by_subject_in_time_order():
-    from warehouse.analysis.figures import subject_lines
+    from warehouse.analyse.figures import subject_lines
 
     frame = pl.DataFrame({"USUBJID": ["B", "A", "B", "A", "C"], "HOUR": [2, 1, 0, 0, 5],
                           "NE_BASE": [0.2, None, 0.4, 0.1, 0.3]})
@@ -283,7 +283,7 @@ def test_subject_lines_split_by_subject_in_time_order():
 
 
 def test_many_subject_lines_are_drawn_as_an_image_few_as_paths():
-    from warehouse.analysis.figures import RASTER_ABOVE, ne_trajectories_figure
+    from warehouse.analyse.figures import RASTER_ABOVE, ne_trajectories_figure
 
     def hemo(subjects: int) -> pl.DataFrame:
         return pl.DataFrame({"USUBJID": [f"S{i}" for i in range(subjects) for _ in range(3)],

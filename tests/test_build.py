@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.pipeline import BuildRequest, run_build
+from warehouse.build import BuildRequest, run_build
 
 
 def query(path: Path, sql: str):
@@ -131,11 +131,11 @@ def test_flow_builds_and_publishes(prefect_harness, tmp_path):
 
 
 def test_a_failed_model_stops_only_its_descendants_and_the_build_names_them(demo_build, tmp_path):
-    """The model loop the flow and the direct build share (pipeline.run_models), on a copy of a real build."""
+    """The model loop the flow and the direct build share (transform.steps.run_models), on a copy of a real build."""
     import shutil
 
-    from warehouse.models import ModelError
-    from warehouse.pipeline import plan_models, run_models, transform_model
+    from warehouse.transform.runner import ModelError
+    from warehouse.transform.steps import plan_models, run_models, transform_model
 
     build_file = tmp_path / "copy.duckdb"
     shutil.copyfile(demo_build.published, build_file)

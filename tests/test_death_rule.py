@@ -13,7 +13,7 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from warehouse.model_testing import assert_rows, run_model_on
+from warehouse.transform.testing import assert_rows, run_model_on
 
 H0 = "2024-03-01 10:00:00"
 DEATH = "2024-03-03 10:00:00"  # 48 h after H0
@@ -70,12 +70,12 @@ def test_int_death_decides_by_status_or_date_and_names_the_contradiction():
 
 def test_a_death_date_that_did_not_type_counts_as_entered():
     # alive, but '2024-03' typed into the death date: a date was entered -> dead by the rule, and a contradiction;
-    # whitespace only is no entry
+    # whitespace only is no entry (staging keeps the text as entered, trimmed, in death_dt_dtc: null when blank)
     rows = run_model_on("int_death", {
         "stg_end_of_study": [{"subject_id": "AP", "dthfl": False}, {"subject_id": "AW", "dthfl": False}],
-        "src.typing_failures": [
-            {"form": "end_of_study", "item": "death_dt", "subject_id": "AP", "raw_value": "2024-03"},
-            {"form": "end_of_study", "item": "death_dt", "subject_id": "AW", "raw_value": "   "},
+        "src.end_of_study": [
+            {"subject_id": "AP", "death_dt": None, "death_dt_dtc": "2024-03", "_source_row": 2},
+            {"subject_id": "AW", "death_dt": None, "death_dt_dtc": None, "_source_row": 3},
         ],
     })
     assert_rows(rows, [

@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 
 from warehouse.extract import read_raw_form, read_raw_meta
-from warehouse.model_testing import assert_rows, run_model_on
-from warehouse.models import run_models
-from warehouse.pipeline import BuildRequest, write_sources
+from warehouse.transform.testing import assert_rows, run_model_on
+from warehouse.transform.runner import run_models
+from warehouse.build import BuildRequest
+from warehouse.stage.load import write_sources
 from warehouse.resources import sql_dir
-from warehouse.stage import stage_forms
+from warehouse.stage.typed import stage_forms
 from warehouse.study import load_study
 
 FORMS = ["eligibility", "demographics", "randomisation", "study_drug", "hemodynamics", "vasopressors",

@@ -1,11 +1,11 @@
 """Issue 14 item 6, the rule without a build: unblinded exports go under DIR/unblinded/ only; a blinded export never
-goes there (warehouse.analysis.exports.check_export_dir, used by `warehouse export`)."""
+goes there (warehouse.analyse.exports.check_export_dir, used by `warehouse export`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from warehouse.analysis.exports import check_export_dir, default_export_dir
+from warehouse.analyse.exports import check_export_dir, default_export_dir
 
 
 def test_defaults_keep_the_two_apart(tmp_path):

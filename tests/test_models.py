@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.models import ModelError, discover_models, execution_order, parse_header, run_models
+from warehouse.transform.runner import ModelError, discover_models, execution_order, parse_header, run_models
 from warehouse.resources import sql_dir
 
 
@@ -159,8 +159,8 @@ def comments_of(database: Path) -> dict[str, str | None]:
 def test_column_descriptions_are_inherited_from_what_a_model_reads(described, tmp_path):
     import shutil
 
-    from warehouse.compile import compile_model_set, source_schema_of
-    from warehouse.pipeline import run_models as run_in_build, transform_model
+    from warehouse.transform.compile import compile_model_set, source_schema_of
+    from warehouse.transform.steps import run_models as run_in_build, transform_model
 
     root, database = described
     copies = {way: tmp_path / f"{way}.duckdb" for way in ("held", "own", "compiled", "direct")}
@@ -213,9 +213,9 @@ def test_column_descriptions_are_inherited_from_what_a_model_reads(described, tm
 
 
 def test_a_failed_model_rolls_back_and_the_held_connection_runs_the_next(described, monkeypatch):
-    import warehouse.models as models_module
-    from warehouse.models import ModelError
-    from warehouse.pipeline import run_models as run_in_build, transform_model
+    import warehouse.transform.runner as models_module
+    from warehouse.transform.runner import ModelError
+    from warehouse.transform.steps import run_models as run_in_build, transform_model
 
     root, database = described
     write(root, "marts", "broken", "-- description: Fails at run time.\nselect cast(hr as varchar) || 'x' as n, "

@@ -18,7 +18,7 @@ import pytest
 
 from warehouse.demo.generate import generate_demo
 from warehouse.extract.rawzone import quoted_table
-from warehouse.pipeline import BuildRequest, BuildResult, run_build
+from warehouse.build import BuildRequest, BuildResult, run_build
 
 MARTS = ("adsl", "adeff", "adae", "adtte", "hemodynamics")
 BUILD_COLUMNS = {"build_id", "export_id", "built_at"}

@@ -31,7 +31,7 @@ PER_BUILD_COLUMNS = {
 BUILD = """
 import json, sys
 from pathlib import Path
-from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
+from warehouse.build import BuildRequest, PublishBlocked, run_build
 from warehouse.publish import BuildPaths, read_records
 data_dir = Path(sys.argv[1])
 try:

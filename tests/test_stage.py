@@ -5,7 +5,7 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from warehouse.stage import item_kind, stage_forms
+from warehouse.stage.typed import item_kind, stage_forms
 from warehouse.study import load_study
 
 ITEMS = pl.DataFrame(
@@ -189,7 +189,7 @@ def test_item_kind(field_type, validation, has_choices, expected):
 
 
 def test_dates_type():
-    from warehouse.stage import ItemSpec, typed_expression
+    from warehouse.stage.typed import ItemSpec, typed_expression
 
     frame = pl.DataFrame({"d": ["2019-02-28", "2019-02-30", "", None, "2019-6"]})
     out = frame.select(typed_expression("d", ItemSpec("d", "date", "ymd")).alias("d")).get_column("d").to_list()
@@ -222,7 +222,7 @@ def test_a_value_that_fails_typing_keeps_its_raw_text_beside_it(staged):
     ],
 )
 def test_dates_and_datetimes_in_every_export_order(kind, order, raws, expected):
-    from warehouse.stage import ItemSpec, typed_expression
+    from warehouse.stage.typed import ItemSpec, typed_expression
 
     frame = pl.DataFrame({"v": raws})
     out = frame.select(typed_expression("v", ItemSpec("v", kind, order)).alias("v")).get_column("v").to_list()
@@ -234,8 +234,8 @@ def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
     (pipeline.typing_failures_query): the same rows, types and order as staging's own in Polars."""
     import duckdb
 
-    from warehouse.pipeline import load_frame, typing_failures_query
-    from warehouse.stage import form_checks, stage_lazy
+    from warehouse.stage.load import load_frame, typing_failures_query
+    from warehouse.stage.typed import form_checks, stage_lazy
 
     forms = {
         "demographics": raw([
@@ -282,7 +282,7 @@ def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
      "2019-06-03", "10:00", "2019-02-30 10:00", "", None, "x"],
 ])
 def test_datetime_formats_are_those_of_coalescing_every_format(values):
-    from warehouse.stage import _DATETIME_FORMATS, ItemSpec, typed_expression
+    from warehouse.stage.typed import _DATETIME_FORMATS, ItemSpec, typed_expression
 
     frame = pl.DataFrame({"v": values}, schema={"v": pl.Utf8})
     for order, formats in _DATETIME_FORMATS.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from warehouse.report import _links, mark_blocked, promote_reports, render_validation_report
+from warehouse.validate.report import _links, mark_blocked, promote_reports, render_validation_report
 from warehouse.templates import Markup, environment, render
 from warehouse.validate import FINDINGS_COLUMNS, StageValidation, finding_id, update_findings_history
 from warehouse.validate.core import RESULTS_SCHEMA

@@ -14,11 +14,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from warehouse import pipeline
-from warehouse.models import Model, ModelRun
-from warehouse.pipeline import BuildRequest, BuildResult, NoNewExport, PublishBlocked
+from warehouse import rebuild
+from warehouse.analyse import steps as analyse
+from warehouse.extract import steps as extract
+from warehouse.publish import build_lock
+from warehouse.publish import steps as publish
+from warehouse.request import DEMO_SEED, BuildError, BuildRequest, BuildResult, NoNewExport, PublishBlocked
+from warehouse.stage import load as stage
+from warehouse.transform import catalog
+from warehouse.transform import steps as transform
+from warehouse.transform.runner import Model, ModelRun
+from warehouse.validate import steps as validate
 
 T = TypeVar("T")
+__all__ = ["DEMO_SEED", "BuildError", "BuildRequest", "BuildResult", "NoNewExport", "PublishBlocked", "Runner",
+           "DirectRunner", "run", "run_build"]
 
 
 class Runner:
@@ -29,11 +39,11 @@ class Runner:
         return fn(*args)
 
     def model(self, build_file: Path, model: Model) -> ModelRun:
-        return pipeline.transform_model(build_file, model)
+        return transform.transform_model(build_file, model)
 
     @contextmanager
     def one_build_at_a_time(self, request: BuildRequest) -> Iterator[None]:
-        with pipeline.build_lock(request.data_dir):
+        with build_lock(request.data_dir):
             yield
 
     def say(self, stage: str, message: str) -> None:
@@ -71,83 +81,83 @@ class Clock:
 
 def run(request: BuildRequest, runner: Runner | None = None) -> BuildResult | NoNewExport:
     """Build the study's warehouse from its export (the demo study when none is given) and publish it, unless
-    there is nothing to do (see pipeline.nothing_to_do) or validation blocks it (PublishBlocked, after the
+    there is nothing to do (see rebuild.nothing_to_do) or validation blocks it (PublishBlocked, after the
     blocked build's reports are written). A build that raises is recorded as failed, its partial file removed."""
     runner = runner or DirectRunner()
     request.data_dir.mkdir(parents=True, exist_ok=True)
     with runner.one_build_at_a_time(request):
-        export, randomisation = runner.step("prepare-export", pipeline.resolve_export, request)
-        early = pipeline.nothing_to_do(request, export, randomisation)
+        export, randomisation = runner.step("prepare-export", extract.resolve_export, request)
+        early = rebuild.nothing_to_do(request, export, randomisation)
         if early is not None:
             runner.say("skip", describe_nothing_to_do(early))
             runner.finished(request, early, None)
             return early
         clock = Clock()
-        export_id = clock.timed(runner, "extract", "extract", pipeline.land, export, request.data_dir,
+        export_id = clock.timed(runner, "extract", "extract", extract.land, export, request.data_dir,
                                 request.study)
         runner.say("extract", f"export {export_id} in {clock.seconds['extract']:.1f} s")
-        fingerprint = pipeline.build_fingerprint(request, export_id, randomisation)
-        build_id, build_file = pipeline.start_build(request, export_id, fingerprint)
+        fingerprint = rebuild.build_fingerprint(request, export_id, randomisation)
+        build_id, build_file = publish.start_build(request, export_id, fingerprint)
         try:
             return build_and_publish(request, runner, clock, export_id, build_id, build_file, randomisation)
         except PublishBlocked:
             raise
         except BaseException as err:
-            pipeline.fail_build(request.paths, build_id, export_id, request.blinded, err)
+            publish.fail_build(request.paths, build_id, export_id, request.blinded, err)
             raise
 
 
 def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, export_id: str, build_id: str,
                       build_file: Path, randomisation: Path | None) -> BuildResult:
     """The stages of one build, in order, from the landed export to the published (or blocked) warehouse."""
-    pipeline.preload_validation()
+    validate.preload_validation()
     runner.say("stage", f"build {build_id}: typing forms into {build_file.name}")
-    clock.timed(runner, "stage", "stage", pipeline.stage, request, export_id, build_file, randomisation)
+    clock.timed(runner, "stage", "stage", stage.stage, request, export_id, build_file, randomisation)
     runner.say("stage", f"done in {clock.seconds['stage']:.1f} s")
-    runs = transform(runner, clock, build_file)
+    runs = run_transform(runner, clock, build_file)
     validations = [
-        clock.timed(runner, "validate", "validate-raw", pipeline.validate_raw, request.data_dir, export_id),
-        clock.timed(runner, "validate", "validate-staging", pipeline.validate_staging, request.data_dir,
+        clock.timed(runner, "validate", "validate-raw", validate.validate_raw, request.data_dir, export_id),
+        clock.timed(runner, "validate", "validate-staging", validate.validate_staging, request.data_dir,
                     export_id, build_file),
-        clock.timed(runner, "validate", "validate-marts", pipeline.validate_marts, build_file),
+        clock.timed(runner, "validate", "validate-marts", validate.validate_marts, build_file),
     ]
     # no identifier value leaves the raw zone, whatever stage a finding comes from (belt and braces: each stage
     # already withholds them where it makes findings)
-    pipeline.withhold_identifier_values(validations, data_dir=request.data_dir, export_id=export_id)
+    validate.withhold_identifier_values(validations, data_dir=request.data_dir, export_id=export_id)
     runner.say("validate", f"3 stages in {clock.seconds['validate']:.1f} s")
     blocked = not all(v.success for v in validations)
     paths = request.paths
-    clock.timed(runner, "analyse", "changes", pipeline.record_changes, build_file, request.data_dir, export_id)
-    analysis = clock.timed(runner, "analyse", "analyse", pipeline.analyse, request, build_file, build_id, blocked)
-    history = clock.timed(runner, "report", "findings", pipeline.record_validation, build_file, paths, build_id,
+    clock.timed(runner, "analyse", "changes", analyse.record_changes, build_file, request.data_dir, export_id)
+    analysis = clock.timed(runner, "analyse", "analyse", analyse.analyse, request, build_file, build_id, blocked)
+    history = clock.timed(runner, "report", "findings", validate.record_validation, build_file, paths, build_id,
                           validations)
-    report = clock.timed(runner, "report", "report", pipeline.write_report, paths, build_id, validations, history,
+    report = clock.timed(runner, "report", "report", analyse.write_report, paths, build_id, validations, history,
                          blocked)
     # the catalog and lineage of the tables written after the models (ar_*, findings, changes)
-    clock.timed(runner, "report", "catalog", pipeline.refresh_build_catalog, build_file)
-    published = clock.timed(runner, "publish", "publish", pipeline.publish, paths, build_id, blocked,
+    clock.timed(runner, "report", "catalog", catalog.refresh_build_catalog, build_file)
+    published = clock.timed(runner, "publish", "publish", publish.publish, paths, build_id, blocked,
                             request.keep_builds)
     runner.say("publish", f"{'published' if published else 'not published'} in {clock.seconds['publish']:.1f} s")
-    result = pipeline.record_outcome(request, build_id, export_id, build_file, validations, history, runs,
+    result = publish.record_outcome(request, build_id, export_id, build_file, validations, history, runs,
                                      clock.seconds, published, report, analysis)
     if blocked:
-        message = pipeline.blocked_message(validations, result)
+        message = validate.blocked_message(validations, result)
         runner.finished(request, result, validations, blocked=message)
         raise PublishBlocked(message)
     runner.finished(request, result, validations)
     return result
 
 
-def transform(runner: Runner, clock: Clock, build_file: Path) -> list[ModelRun]:
+def run_transform(runner: Runner, clock: Clock, build_file: Path) -> list[ModelRun]:
     """Compile every model against the staged schema, run them in order (a task per model), then document the
     build (catalog, column lineage)."""
     started = time.perf_counter()
-    models = pipeline.plan_models(build_file)
-    transformed = pipeline.run_models(
+    models = transform.plan_models(build_file)
+    transformed = transform.run_models(
         build_file, models, runner.model,
         after=lambda i, model: runner.say("transform", f"{i}/{len(models)} {model.name}"))
     transformed.raise_for_failures()
-    runner.step("document", pipeline.document, build_file, models)
+    runner.step("document", transform.document, build_file, models)
     clock.seconds["transform"] = time.perf_counter() - started
     runner.say("transform", f"{len(models)} models in {clock.seconds['transform']:.1f} s")
     return transformed.runs
@@ -158,3 +168,8 @@ def describe_nothing_to_do(early: BuildResult | NoNewExport) -> str:
         return str(early)
     return (f"up to date: build {early.build_id} is published from export {early.export_id} with this code and "
             "study (--force rebuilds)")
+
+
+def run_build(request: BuildRequest) -> BuildResult | NoNewExport:
+    """The whole build without Prefect (tests, benchmarks, the floor of orchestration overhead)."""
+    return run(request)

@@ -92,8 +92,8 @@ def build(
             return
         typer.echo(("\r" if live else "") + line, err=True)
 
+    from warehouse.build import BuildError, PublishBlocked
     from warehouse.commands.ops import EXIT_BUSY
-    from warehouse.pipeline import BuildError, PublishBlocked
     from warehouse.publish import BuildLocked
 
     # what needs no flow is decided before any Prefect server starts: a bad export, no new export, up to date
@@ -106,7 +106,7 @@ def build(
 
     from flows import progress
     from flows.build import build_warehouse
-    from warehouse.pipeline import NoNewExport
+    from warehouse.build import NoNewExport
 
     if not PREFECT_API_URL.value():
         show("prefect", f"no PREFECT_API_URL: starting a temporary Prefect server (allowing up to "
@@ -167,7 +167,7 @@ def server_did_not_start(err: BaseException) -> bool:
 
 def one_line(err: BaseException) -> str:
     """The first line of an error, bounded: a compile failure's first line names its first error."""
-    from warehouse.pipeline import failure_message
+    from warehouse.publish.steps import failure_message
 
     return failure_message(err).splitlines()[0]
 
@@ -176,25 +176,27 @@ def decide_before_prefect(export, data_dir, unblinded, randomisation, study, onl
     """The build's decisions that need no flow, taken before a Prefect server starts (about a second): a study
     that does not exist or an export that is not one (exit 2, the export quarantined), no export yet or no new
     export (`--only-new`), or a published build that is up to date. None: a build is due."""
-    from warehouse import pipeline
+    from warehouse import rebuild
     from warehouse.extract import ExportError
+    from warehouse.extract import steps as extract
+    from warehouse.request import BuildError, BuildRequest, NoNewExport
     from warehouse.study import UnknownStudy, resolve_study
 
     try:
-        request = pipeline.BuildRequest(
+        request = BuildRequest(
             data_dir=data_dir, export=export, blinded=not unblinded, randomisation=randomisation,
             study=resolve_study(study), force=force, only_new=only_new)
-        export_path, randomisation_path = pipeline.resolve_export(request)
-        if only_new and not pipeline.export_present(export_path):
-            return pipeline.NoNewExport("", None, str(data_dir))
-        pipeline.check_export(export_path, data_dir, request.study)
-        return pipeline.nothing_to_do(request, export_path, randomisation_path)
-    except (UnknownStudy, pipeline.BuildError, ExportError) as err:
+        export_path, randomisation_path = extract.resolve_export(request)
+        if only_new and not extract.export_present(export_path):
+            return NoNewExport("", None, str(data_dir))
+        extract.check_export(export_path, data_dir, request.study)
+        return rebuild.nothing_to_do(request, export_path, randomisation_path)
+    except (UnknownStudy, BuildError, ExportError) as err:
         fail(one_line(err) if isinstance(err, ExportError) else str(err), EXIT_BAD_INPUT)
 
 
 def print_nothing_to_do(result, export, verbose: bool) -> None:
-    from warehouse.pipeline import NoNewExport
+    from warehouse.build import NoNewExport
 
     if not isinstance(result, NoNewExport):
         print_build_summary(result, verbose)

@@ -21,7 +21,9 @@ from warehouse.extract.rawzone import (
     table_name,
     unique_table_name,
 )
-from warehouse.pipeline import BuildError, BuildRequest, connect_build, load_frame, stage
+from warehouse.build import BuildError, BuildRequest
+from warehouse.db import connect_build
+from warehouse.stage.load import load_frame, stage
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from warehouse.catalog import BUILD_TABLE_GRAINS, graph_layout, graph_svg, render_catalog_html, write_catalog_html
+from warehouse.transform.catalog import BUILD_TABLE_GRAINS, graph_layout, graph_svg, render_catalog_html, write_catalog_html
 from warehouse.cli import app
-from warehouse.lineage import ANALYSIS_READS
+from warehouse.transform.lineage import ANALYSIS_READS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validate"))
 from cdp import HeadlessChromium, find_chromium  # noqa: E402
@@ -82,7 +82,7 @@ def test_build_table_grains_identify_one_row(demo_build):
 def test_analysis_reads_are_what_the_analysis_reads(demo_build):
     """The declared inputs of the ar_* tables (their lineage) are enough to compute them: the analysis on the marts
     cut down to those columns gives the same tables."""
-    from warehouse.analysis import RESULT_TABLES, analyse, read_marts
+    from warehouse.analyse import RESULT_TABLES, analyse, read_marts
     from warehouse.study import load_study
 
     assert set(ANALYSIS_READS) == set(RESULT_TABLES) == {t for t in BUILD_TABLE_GRAINS if t.startswith("ar_")}

@@ -6,9 +6,9 @@ import duckdb
 import pytest
 
 from model_fixtures import SRC, small_project, write
-from warehouse.compile import CompileError, compile_models, compile_sql, find_source_database
-from warehouse.model_testing import load_src_schema
-from warehouse.models import ModelError
+from warehouse.transform.compile import CompileError, compile_models, compile_sql, find_source_database
+from warehouse.transform.testing import load_src_schema
+from warehouse.transform.runner import ModelError
 
 
 def test_types_are_inferred_through_the_graph(tmp_path: Path):
@@ -96,10 +96,10 @@ def test_the_project_compiles_against_the_src_snapshot():
 
 
 def test_snapshot_matches_the_demo_build(demo_build):
-    from warehouse.compile import source_schema_of
+    from warehouse.transform.compile import source_schema_of
 
     assert source_schema_of(demo_build.published) == load_src_schema(), (
-        "tests/models/src_schema.json is stale: python -m warehouse.model_testing --dump-src-schema "
+        "tests/models/src_schema.json is stale: python -m warehouse.transform.testing --dump-src-schema "
         "<build.duckdb> > tests/models/src_schema.json"
     )
 
@@ -123,8 +123,8 @@ def test_find_source_database(tmp_path: Path):
 
 def forget_in_memory_caches() -> None:
     """What a new process starts with: nothing parsed or compiled in memory."""
-    import warehouse.compile as compile_module
-    import warehouse.models as models_module
+    import warehouse.transform.compile as compile_module
+    import warehouse.transform.runner as models_module
 
     models_module._AST_CACHE.clear()
     models_module._TABLE_SOURCES.clear()
@@ -132,7 +132,7 @@ def forget_in_memory_caches() -> None:
 
 
 def test_the_compile_cache_gives_what_the_compile_gives_lineage_included(tmp_path: Path):
-    from warehouse.lineage import Lineage
+    from warehouse.transform.lineage import Lineage
 
     root, cache = small_project(tmp_path / "sql"), tmp_path / "cache"
     forget_in_memory_caches()
@@ -157,7 +157,7 @@ def test_the_compile_cache_gives_what_the_compile_gives_lineage_included(tmp_pat
 
 
 def models_module_ast_cache() -> dict:
-    import warehouse.models as models_module
+    import warehouse.transform.runner as models_module
 
     return dict(models_module._AST_CACHE)
 
@@ -200,7 +200,7 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path: Path):
 
 
 def test_a_build_file_uses_the_caches_in_its_data_dir(tmp_path: Path):
-    from warehouse.compile import build_cache_dir
+    from warehouse.transform.compile import build_cache_dir
 
     assert build_cache_dir(tmp_path / "builds" / "x.duckdb") == tmp_path / "cache"
     assert build_cache_dir(tmp_path / "unblinded" / "builds" / "x.duckdb") == tmp_path / "unblinded" / "cache"

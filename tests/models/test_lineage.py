@@ -5,10 +5,10 @@ import shutil
 import duckdb
 import pytest
 
-from warehouse.compile import compile_sql
-from warehouse.lineage import Lineage, format_chain, raw_item, stored_lineage, write_lineage
-from warehouse.model_testing import load_src_schema
-from warehouse.models import ModelError, discover_models
+from warehouse.transform.compile import compile_sql
+from warehouse.transform.lineage import Lineage, format_chain, raw_item, stored_lineage, write_lineage
+from warehouse.transform.testing import load_src_schema
+from warehouse.transform.runner import ModelError, discover_models
 from warehouse.resources import sql_dir
 
 
@@ -81,7 +81,7 @@ def test_write_lineage_stores_every_mart_column(demo_build, tmp_path):
 
 
 def test_lineage_cache_gives_the_computed_lineage_and_follows_the_sql(demo_build, tmp_path):
-    from warehouse.lineage import lineage_cache_key, project_lineage
+    from warehouse.transform.lineage import lineage_cache_key, project_lineage
 
     path = tmp_path / "w.duckdb"
     shutil.copyfile(demo_build.published, path)

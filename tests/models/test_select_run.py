@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from model_fixtures import small_project, write
-from warehouse.models import (
+from warehouse.transform.runner import (
     ModelError,
     RunTracker,
     discover_models,

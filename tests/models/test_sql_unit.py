@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from warehouse.model_testing import assert_rows, check_case, load_cases, run_model_on
-from warehouse.models import ModelError
+from warehouse.transform.testing import assert_rows, check_case, load_cases, run_model_on
+from warehouse.transform.runner import ModelError
 
 CASES_DIR = Path(__file__).parent / "sql_unit"
 CASES = [(path, case) for path in sorted(CASES_DIR.glob("*.yml")) for case in load_cases(path)]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from warehouse.compile import CompileError, compile_sql
-from warehouse.model_testing import load_src_schema, run_model_on
+from warehouse.transform.compile import CompileError, compile_sql
+from warehouse.transform.testing import load_src_schema, run_model_on
 from warehouse.study import load_study
 
 
@@ -47,7 +47,8 @@ def test_the_parameter_row_is_typed_and_says_what_the_study_file_says():
 
 def test_the_build_writes_one_row(tmp_path: Path):
     import duckdb
-    from warehouse.pipeline import BuildRequest, build_facts
+    from warehouse.build import BuildRequest
+    from warehouse.stage.load import build_facts
 
     request = BuildRequest(data_dir=tmp_path, blinded=True)
     params = build_facts(request, "b", "e", None)["study_parameters"]

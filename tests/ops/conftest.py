@@ -13,7 +13,7 @@ def ops_data_dir(tmp_path_factory) -> Path:
 
     Tests may add builds and locks; each compares against the state it finds, not against this first build.
     """
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     data_dir = tmp_path_factory.mktemp("ops-data")
     run_build(BuildRequest(data_dir=data_dir))
@@ -27,7 +27,7 @@ def demo_secrets(tmp_path_factory) -> dict:
     from ops_support import read_identifiers, read_randomisation
 
     from warehouse.demo import generate_demo
-    from warehouse.pipeline import DEMO_SEED
+    from warehouse.build import DEMO_SEED
 
     out = tmp_path_factory.mktemp("demo-secrets")
     result = generate_demo(out, subjects=32, seed=DEMO_SEED)

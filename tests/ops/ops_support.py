@@ -41,7 +41,7 @@ def direct_build_code(data_dir: Path, **request) -> str:
     published build is up to date), as these tests build the same export again on purpose."""
     request.setdefault("force", True)
     extra = "".join(f", {k}={v!r}" for k, v in request.items())
-    return ("from pathlib import Path\nfrom warehouse.pipeline import BuildRequest, run_build\n"
+    return ("from pathlib import Path\nfrom warehouse.build import BuildRequest, run_build\n"
             f"r = run_build(BuildRequest(data_dir=Path({str(data_dir)!r}){extra}))\nprint('BUILT', r.build_id)\n")
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def both_builds(tmp_path_factory) -> Path:
     """One data directory holding a blinded and an unblinded build of the demo study."""
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     data_dir = tmp_path_factory.mktemp("export-blinding")
     run_build(BuildRequest(data_dir=data_dir, blinded=True))
@@ -110,7 +110,7 @@ def test_refused_destinations_write_nothing(both_builds):
 
 
 def test_export_marts_refuses_a_warehouse_built_the_other_way(both_builds, tmp_path):
-    from warehouse.analysis.exports import export_marts
+    from warehouse.analyse.exports import export_marts
 
     with pytest.raises(ValueError, match="unblinded warehouse: a blinded export may not write it"):
         export_marts(both_builds / "unblinded" / "warehouse.duckdb", tmp_path / "b", blinded=True)

@@ -27,7 +27,7 @@ def no_server_env(tmp_path: Path) -> dict:
 
 
 def test_up_to_date_and_only_new_answer_before_any_prefect_server(ops_data_dir, tmp_path):
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     run_build(BuildRequest(data_dir=ops_data_dir))  # the published build is up to date with this code
     before = len(read_records(BuildPaths(ops_data_dir, True)))
@@ -117,7 +117,7 @@ def test_the_readme_build_succeeds_while_both_cores_are_busy(tmp_path):
 def test_a_failed_build_leaves_no_partial_file_and_says_why(tmp_path, monkeypatch):
     """A build that fails (not killed) removes its partial build file at once, as the next build would after a
     crash, and its record says failed with the reason (here: DuckDB refused to work in 1 MB of memory)."""
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     monkeypatch.setenv("WAREHOUSE_DUCKDB_MEMORY", "1MB")
     with pytest.raises(Exception) as failure:
@@ -132,7 +132,7 @@ def test_a_failed_build_leaves_no_partial_file_and_says_why(tmp_path, monkeypatc
 
 def injected_export(tmp_path: Path) -> Path:
     from warehouse.demo import generate_demo
-    from warehouse.pipeline import DEMO_SEED
+    from warehouse.build import DEMO_SEED
 
     return generate_demo(tmp_path / "injected", subjects=32, seed=DEMO_SEED, inject_rate=0.05,
                          formats=("redcap",)).redcap_dir
@@ -140,7 +140,7 @@ def injected_export(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_top_level_reports_are_the_published_builds_and_a_blocked_build_says_so(tmp_path):
-    from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
+    from warehouse.build import BuildRequest, PublishBlocked, run_build
 
     data_dir = tmp_path / "data"
     published = run_build(BuildRequest(data_dir=data_dir))
@@ -168,7 +168,7 @@ def test_a_build_that_fails_to_compile_names_the_first_error_and_status_shows_th
     import shutil
 
     import warehouse.resources
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
     from warehouse.resources import sql_dir
 
     sql = tmp_path / "sql"

@@ -69,7 +69,7 @@ def plant(redcap_dir: Path, dob: str | None, initials: str) -> list[str]:
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory) -> dict:
     from warehouse.demo import generate_demo
-    from warehouse.pipeline import DEMO_SEED, BuildRequest, PublishBlocked, run_build
+    from warehouse.build import DEMO_SEED, BuildRequest, PublishBlocked, run_build
     from warehouse.publish import BuildPaths, read_records
 
     root = tmp_path_factory.mktemp("identifiers")
@@ -250,7 +250,7 @@ def test_findings_on_identifier_fields_name_subject_and_field_only(two_builds):
 def test_prefect_artifacts_of_the_blocked_build(two_builds):
     """What the flow hands to Prefect for the blocked build: the findings table rows and the markdown summary,
     made from that build's validations exactly as the flow makes them (no server needed)."""
-    from warehouse import pipeline
+    from warehouse.validate import steps as validate
     from warehouse.validate import findings_markdown, findings_table_rows
 
     try:
@@ -262,9 +262,9 @@ def test_prefect_artifacts_of_the_blocked_build(two_builds):
 
     data_dir, blocked = two_builds["data_dir"], two_builds["blocked"]
     build_file = data_dir / "builds" / f"{blocked.build_id}.duckdb"
-    validations = [pipeline.validate_raw(data_dir, blocked.export_id),
-                   pipeline.validate_staging(data_dir, blocked.export_id, build_file),
-                   pipeline.validate_marts(build_file)]
+    validations = [validate.validate_raw(data_dir, blocked.export_id),
+                   validate.validate_staging(data_dir, blocked.export_id, build_file),
+                   validate.validate_marts(build_file)]
     rows = findings_rows(validations)
     markdown = findings_markdown(validations, blocked.build_id)
     assert [r for r in rows if r["field"] == "dob" and r["value"] == WITHHELD]

@@ -77,7 +77,7 @@ def test_a_killed_landing_leaves_temporaries_that_the_next_landing_removes(tmp_p
 @pytest.mark.slow
 def test_a_demo_generation_killed_midway_leaves_no_randomisation_list_in_the_blinded_directory(tmp_path):
     data_dir = tmp_path / "data"
-    code = ("from pathlib import Path\nfrom warehouse.pipeline import BuildRequest, run_build\n"
+    code = ("from pathlib import Path\nfrom warehouse.build import BuildRequest, run_build\n"
             f"run_build(BuildRequest(data_dir=Path({str(data_dir)!r})))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "WAREHOUSE_CRASH_AT": "demo"})
@@ -92,7 +92,7 @@ def test_a_demo_generation_killed_midway_leaves_no_randomisation_list_in_the_bli
             text = path.read_bytes().decode("utf-8", errors="replace")
             assert not any(label in text for label in labels), path
     # the next build removes what the killed generation left, and leaves no list outside unblinded/
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     run_build(BuildRequest(data_dir=data_dir))
     assert not list((data_dir / "unblinded").glob(".demo-*"))
@@ -106,7 +106,7 @@ def test_a_published_file_changed_after_publish_is_reported_not_trusted(ops_data
 
     import duckdb
 
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
     from warehouse.publish import BuildPaths, verify_published
 
     data_dir = tmp_path / "tamper"

@@ -14,7 +14,7 @@ import pytest
 from ops_support import PROJECT, build_info, cli, direct_build_code
 
 from warehouse.extract import list_snapshots
-from warehouse.pipeline import BuildRequest, run_build
+from warehouse.build import BuildRequest, run_build
 from warehouse.publish import PARTIAL_SUFFIX, SWAP_NAME, BuildPaths, read_records
 
 

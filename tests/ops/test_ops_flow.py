@@ -108,7 +108,7 @@ def test_two_builds_of_the_same_study_at_once_run_one_after_the_other(flow_build
 
 
 def test_a_rebuild_of_an_unchanged_export_and_code_does_nothing(flow_builds):
-    from warehouse.pipeline import published_build_id
+    from warehouse.rebuild import published_build_id
 
     paths = BuildPaths(flow_builds["data_dir"], True)
     state = flow_builds["again_state"]
@@ -266,7 +266,7 @@ def test_a_flow_build_stores_lineage_catalog_and_change_report(flow_builds):
 
 
 def test_each_model_is_a_task_named_after_it_and_the_summary_times_them(flow_builds):
-    from warehouse.models import discover_models
+    from warehouse.transform.runner import discover_models
     from warehouse.resources import sql_dir
 
     task_runs, artifacts, _ = read_run_objects(flow_run_ids(flow_builds["states"][:1]))

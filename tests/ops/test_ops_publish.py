@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from ops_support import PROJECT, build_info, cli
 
-from warehouse.pipeline import BuildRequest, run_build
+from warehouse.build import BuildRequest, run_build
 from warehouse.publish import BuildPaths, lock_snapshot, prune_builds, read_records
 
 

@@ -153,7 +153,7 @@ def test_served_deployment_does_nothing_without_a_new_export(server, demo_secret
 
     api, data_dir, export = server["api"], server["data_dir"], demo_secrets["redcap_dir"]
     if not any(r.status == "published" for r in read_records(BuildPaths(data_dir, True))):  # run alone
-        from warehouse.pipeline import BuildRequest, run_build
+        from warehouse.build import BuildRequest, run_build
 
         run_build(BuildRequest(data_dir=data_dir, export=export))
     builds_before = len(read_records(BuildPaths(data_dir, True)))

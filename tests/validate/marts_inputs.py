@@ -1,12 +1,12 @@
-"""The relations the build's marts stage validates (``warehouse.pipeline.validate_marts``), captured as it passes
-them to the validation rather than copied, so that tests follow the pipeline."""
+"""The relations the build's marts stage validates (``warehouse.validate.steps.validate_marts``), captured as it passes
+them to the validation rather than copied, so that tests follow the build."""
 
 from __future__ import annotations
 
 
 def marts_relations(build_file) -> list[str]:
     import warehouse.validate as validate_pkg
-    from warehouse import pipeline
+    from warehouse.validate import steps
 
     captured: list[str] = []
     real = validate_pkg.validate_stage_auto
@@ -17,7 +17,7 @@ def marts_relations(build_file) -> list[str]:
 
     validate_pkg.validate_stage_auto = capture
     try:
-        pipeline.validate_marts(build_file)
+        steps.validate_marts(build_file)
     finally:
         validate_pkg.validate_stage_auto = real
     return captured

@@ -15,7 +15,7 @@ from warehouse.validate.datadocs import CDN_HOSTS, DATA_DOCS_OFFLINE_NOTE
 @pytest.fixture(scope="module")
 def relative_build(tmp_path_factory):
     """A whole demo build (blinded, the default) run from inside a folder with `data_dir=Path("data")`."""
-    from warehouse.pipeline import BuildRequest, run_build
+    from warehouse.build import BuildRequest, run_build
 
     root = tmp_path_factory.mktemp("relative")
     with pytest.MonkeyPatch.context() as mp:

@@ -1,4 +1,4 @@
-"""Recall on the demo study, through the real build (``warehouse.pipeline.run_build``): every problem the generator
+"""Recall on the demo study, through the real build (``warehouse.build.run_build``): every problem the generator
 injected (its manifest: subject, form, event, instance, field, kind) is a finding of the build on that subject,
 form, event, instance and field; the clean demo study yields no error-level finding and publishes.
 

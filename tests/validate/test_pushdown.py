@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from marts_inputs import marts_relations
 
-from warehouse.pipeline import META_TABLES, read_raw, tables_of_schema
+from warehouse.extract.steps import META_TABLES, read_raw
+from warehouse.validate.steps import tables_of_schema
 from warehouse.validate import validate_stage, validate_stage_auto, validate_stage_duckdb
 from warehouse.validate.pushdown import SQL_EXPECTATIONS, compile_expectation, parquet_views, use_pushdown
 

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from cdp import HeadlessChromium, find_chromium
 
-from warehouse.report import SITE_COLUMNS, render_validation_report, write_site_listings, write_validation_report
+from warehouse.validate.report import SITE_COLUMNS, render_validation_report, write_site_listings, write_validation_report
 from warehouse.validate import (
     FINDINGS_COLUMNS,
     StageValidation,

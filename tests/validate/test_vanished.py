@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 
 from warehouse.demo import generate_demo
-from warehouse.pipeline import BuildRequest, PublishBlocked, land, run_build
+from warehouse.build import BuildRequest, PublishBlocked, run_build
+from warehouse.extract.steps import land
 from warehouse.publish import BuildPaths, BuildRecord, read_records, write_record
 from warehouse.validate.vanished import (
     ACCEPTED_REMOVALS_FILE,

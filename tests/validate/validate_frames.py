@@ -70,7 +70,7 @@ def drop_duplicate_records(redcap_dir) -> int:
 
 
 class DemoBuild:
-    """A demo study built through ``warehouse.pipeline.run_build``: the build file, its findings and the
+    """A demo study built through ``warehouse.build.run_build``: the build file, its findings and the
     generator's manifest of injected problems."""
 
     def __init__(self, data_dir, subjects: int, seed: int, inject_rate: float):
@@ -79,7 +79,7 @@ class DemoBuild:
         import duckdb
 
         from warehouse.extract.errors import ExportError
-        from warehouse.pipeline import BuildRequest, PublishBlocked, run_build
+        from warehouse.build import BuildRequest, PublishBlocked, run_build
 
         self.data_dir = data_dir
         self.demo_dir = data_dir / "demo" / f"seed-{seed}-n{subjects}"

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         warehouse: Annotated[Optional[Path], typer.Option(help="A warehouse file (default: the published one).")] = None,
     ) -> None:
         """Write every mart as Parquet, CSV and SAS transport (XPT v5, with variable labels)."""
-        from warehouse.analysis.exports import check_export_dir, default_export_dir, export_marts
+        from warehouse.analyse.exports import check_export_dir, default_export_dir, export_marts
         from warehouse.publish import BuildPaths
 
         out = out or default_export_dir(data_dir, unblinded)

@@ -46,7 +46,7 @@ def _database(path: Path, blinded: bool | None = None) -> Path:
 
 
 def _source(data_dir: Path, unblinded: bool | None) -> Path:
-    from warehouse.compile import find_source_database
+    from warehouse.transform.compile import find_source_database
 
     _data_dir(data_dir)
     try:
@@ -65,8 +65,8 @@ def compile_command(
 
     The `src` schema comes from the newest build file under DIR/builds (or DIR/unblinded/builds), else the
     published warehouse; --database names a file instead."""
-    from warehouse.compile import CompileError, compile_database
-    from warehouse.models import ModelError
+    from warehouse.transform.compile import CompileError, compile_database
+    from warehouse.transform.runner import ModelError
 
     source = _database(database) if database is not None else _source(data_dir, None)
     started = time.perf_counter()
@@ -94,9 +94,9 @@ def lineage_command(
 
     A mart column is read from the published warehouse's `main.lineage` (what the published numbers came from);
     any other column, or --live, is derived from the current SQL files."""
-    from warehouse.compile import compile_database
-    from warehouse.lineage import Lineage, format_chain, stored_lineage
-    from warehouse.models import ModelError
+    from warehouse.transform.compile import compile_database
+    from warehouse.transform.lineage import Lineage, format_chain, stored_lineage
+    from warehouse.transform.runner import ModelError
 
     table, _, name = column.rpartition(".")
     if not table or not name:
@@ -124,7 +124,7 @@ def docs_command(
     out: Annotated[Optional[Path], typer.Option(help="HTML file to write; default DIR/reports/catalog.html.")] = None,
 ) -> None:
     """Write the catalog of the published warehouse as one self-contained HTML page with the dependency graph."""
-    from warehouse.catalog import write_catalog_html
+    from warehouse.transform.catalog import write_catalog_html
     from warehouse.publish import BuildPaths
 
     paths = BuildPaths(_data_dir(data_dir), blinded=not unblinded)
@@ -155,8 +155,8 @@ def run_command(
     The published warehouse is never touched. A failed model stops its descendants; the others still run."""
     import duckdb
 
-    from warehouse.compile import CompileError, compile_database
-    from warehouse.models import ModelError, prepare_schemas, run_project
+    from warehouse.transform.compile import CompileError, compile_database
+    from warehouse.transform.runner import ModelError, prepare_schemas, run_project
     from warehouse.publish import BuildPaths
 
     dev = BuildPaths(_data_dir(data_dir), blinded=not unblinded).root / "dev" / "warehouse.duckdb"

@@ -105,7 +105,7 @@ def _tables(data_dir: Path, export_id: str) -> dict[str, tuple[Path, list[str]]]
 
 def identifier_fields(data_dir: Path, export_id: str) -> set[str]:
     """Items flagged as identifiers in a snapshot's metadata (empty when it has no items table)."""
-    from warehouse.stage import identifier_items
+    from warehouse.stage.typed import identifier_items
 
     items = snapshot_dir(data_dir, export_id) / "_meta" / "items.parquet"
     return identifier_items(pl.read_parquet(items)) if items.is_file() else set()
@@ -118,7 +118,7 @@ def snapshot_forms(data_dir: Path, export_id: str) -> list[str]:
 
 def _form_sql(form: str, old: tuple[Path, list[str]] | None, new: tuple[Path, list[str]] | None,
               identifiers: set[str] = frozenset()) -> str:
-    from warehouse.stage import is_identifier
+    from warehouse.stage.typed import is_identifier
 
     fields = list(dict.fromkeys((old[1] if old else []) + (new[1] if new else [])))
     fields = ["site_id"] + [f for f in fields if f != "site_id"] if "site_id" in fields else fields

@@ -11,7 +11,7 @@ validation produces:
 2. Belt and braces (``withhold_identifiers`` with the export's values): every text column of the findings (value,
    message, rule, ...) and of the results (rule, note), and every string of the GX results, is scrubbed of every
    identifier value of the export, whatever rule or template produced it. Applied once, where a build's
-   validations are finalised (``pipeline.finish``), before findings, history, results, report, site listings,
+   validations are finalised (``warehouse.build``), before findings, history, results, report, site listings,
    Data Docs and artifacts take them.
 
 Scrubbing is vectorised: values of 4 characters or more (dates of birth, names, ...) are replaced wherever they
@@ -51,14 +51,14 @@ GX_VALUE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partia
 
 def identifier_items(items: pl.DataFrame | None) -> set[str]:
     """Items flagged as identifiers in the export's metadata (``_meta/items.parquet``): staging's rule."""
-    from warehouse.stage import identifier_items as flagged
+    from warehouse.stage.typed import identifier_items as flagged
 
     return set() if items is None else flagged(items)
 
 
 def is_identifier(column: str | None, identifiers: set[str]) -> bool:
     """A column of an identifier item (checkbox columns ``field___code`` follow their field's flag)."""
-    from warehouse.stage import is_identifier as flagged
+    from warehouse.stage.typed import is_identifier as flagged
 
     return bool(column) and bool(identifiers) and flagged(column, identifiers)
 

@@ -21,7 +21,7 @@ The lineage of every mart column (schema `main`) is stored in the warehouse as `
 | upstream_table, upstream_column | what the step reads (`intermediate.int_pe_response`, `pe_response`); null when the column is a constant |
 | raw_form, raw_item | set where upstream_table is an eCRF form in `src`: the raw form and item |
 
-The analysis result tables (`ar_*`, written by `warehouse.analysis` in Python after validation, not SQL models)
+The analysis result tables (`ar_*`, written by `warehouse.analyse` in Python after validation, not SQL models)
 are explained by what they read: every column of an `ar_*` table has a depth-1 step per mart column its
 computation reads (`ANALYSIS_READS`), then that mart column's own lineage one level deeper. The build adds
 these rows to `main.lineage` once the analysis tables exist (`extend_lineage_with_analysis`, called by
@@ -42,8 +42,8 @@ from sqlglot.lineage import Node, lineage
 from sqlglot.optimizer.scope import build_scope
 from sqlglot.schema import MappingSchema
 
-from warehouse.compile import DIALECT, Compiled, compile_model_set, read_source_schema
-from warehouse.models import Model, ModelError, quote_literal
+from warehouse.transform.compile import DIALECT, Compiled, compile_model_set, read_source_schema
+from warehouse.transform.runner import Model, ModelError, quote_literal
 
 NON_FORM_SOURCES = {
     "build_info": "build metadata",
@@ -64,7 +64,7 @@ ANALYSIS_READS: dict[str, dict[str, tuple[str, ...]]] = {
                 "adsl": ("SAFFL", "TRT01A")},
     "ar_km": {"adtte": ("TRT01P", "AVAL", "CNSR")},
 }
-ANALYSIS_STEP = "computed in Python by the build's analysis step (warehouse.analysis) from {reads}"
+ANALYSIS_STEP = "computed in Python by the build's analysis step (warehouse.analyse) from {reads}"
 # Tables the build writes that are not derived from the marts: what they are, for a lineage question about them.
 BUILD_TABLE_ORIGINS = {
     "findings": "the validation step (one row per failing row and field)",
@@ -296,7 +296,7 @@ class Lineage:
 
 def analysis_column(table: str, column: str) -> str:
     """An analysis result table's column as the analysis spells it; ModelError naming the columns it can have."""
-    from warehouse.analysis import RESULT_COLUMNS  # every column an analysis table can have, described
+    from warehouse.analyse import RESULT_COLUMNS  # every column an analysis table can have, described
 
     real = next((c for c in RESULT_COLUMNS if c.lower() == column.lower()), None)
     if real is None:

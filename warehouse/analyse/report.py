@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.analysis import Analysis
-from warehouse.analysis.figures import (
+from warehouse.analyse import Analysis
+from warehouse.analyse.figures import (
     hemodynamics_figure,
     kaplan_meier_figure,
     ne_trajectories_figure,

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.models import LAYER_SCHEMAS, Model, model_graph, quote_literal
+from warehouse.transform.runner import LAYER_SCHEMAS, Model, model_graph, quote_literal
 
 CATALOG_SCHEMAS = ("src", "staging", "intermediate", "main")
 CATALOG_COMMENT = (
@@ -67,7 +67,7 @@ BUILD_TABLE_GRAINS = {
 
 def build_table_config(schema: str, table: str) -> dict | None:
     """Layer, grain and upstream of a table in `main` the build writes that is not a model; None for others."""
-    from warehouse.lineage import ANALYSIS_READS
+    from warehouse.transform.lineage import ANALYSIS_READS
 
     if schema != "main" or table not in BUILD_TABLE_GRAINS:
         return None
@@ -180,7 +180,7 @@ def refresh_catalog(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Complete `main.catalog` (and `main.lineage`) of the open build with the tables written after the models:
     analysis results, findings, validation results, the change report. The models' config is kept from the
     stored catalog, so the models need not be read again. Call just before publishing; returns the catalog."""
-    from warehouse.lineage import extend_lineage_with_analysis
+    from warehouse.transform.lineage import extend_lineage_with_analysis
 
     extend_lineage_with_analysis(con)
     return write_catalog(con, {}, known=stored_table_config(con))
@@ -195,7 +195,7 @@ def refresh_build_catalog(build_file: Path) -> None:
 
 def read_catalog(database: Path, models: list[Model] | dict[str, Model] | None = None) -> pl.DataFrame:
     """The catalog of a warehouse file: its stored `main.catalog`, else computed (read-only) from its tables."""
-    from warehouse.models import discover_models
+    from warehouse.transform.runner import discover_models
     from warehouse.resources import sql_dir
 
     with duckdb.connect(str(database), read_only=True) as con:
@@ -383,7 +383,7 @@ def document_build(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[st
     """After the models ran: store `main.lineage` (every mart column back to its raw form and item), then
     `main.catalog` (which lists the lineage table too). Both are derived from the models' SQL and the open build;
     the lineage is cached in `cache_dir` (see lineage.cached_mart_lineage)."""
-    from warehouse.lineage import write_lineage
+    from warehouse.transform.lineage import write_lineage
 
     write_lineage(con, models, cache_dir)
     write_catalog(con, models)

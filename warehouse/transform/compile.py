@@ -54,7 +54,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
-from warehouse.models import (
+from warehouse.transform.runner import (
     Model,
     ModelError,
     discover_models,
@@ -407,7 +407,7 @@ def code_digest() -> bytes:
     if not _CODE_DIGEST:
         import hashlib
 
-        import warehouse.models as models_module
+        import warehouse.transform.runner as models_module
 
         digest = hashlib.sha256()
         for module_file in (__file__, models_module.__file__):

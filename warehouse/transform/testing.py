@@ -2,7 +2,7 @@
 
 In Python (any pytest file):
 
-    from warehouse.model_testing import run_model_on, assert_rows
+    from warehouse.transform.testing import run_model_on, assert_rows
 
     rows = run_model_on("int_vasopressor_segments", {
         "stg_vasopressors": [
@@ -45,10 +45,10 @@ from typing import Any, Iterable
 
 import duckdb
 
-from warehouse.compile import SourceSchema, compile_model_set
-from warehouse.models import Model, ModelError, ancestors, discover_models, prepare_schemas, run_model
+from warehouse.transform.compile import SourceSchema, compile_model_set
+from warehouse.transform.runner import Model, ModelError, ancestors, discover_models, prepare_schemas, run_model
 
-_PROJECT = Path(__file__).resolve().parents[1]
+_PROJECT = Path(__file__).resolve().parents[2]
 DEFAULT_SRC_SCHEMA = _PROJECT / "tests" / "models" / "src_schema.json"
 Rows = list[dict[str, Any]]
 
@@ -59,13 +59,13 @@ def load_src_schema(path: Path | None = None) -> SourceSchema:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no src schema snapshot; write one from any build with "
-            f"`python -m warehouse.model_testing --dump-src-schema <build.duckdb> > {path}`"
+            f"`python -m warehouse.transform.testing --dump-src-schema <build.duckdb> > {path}`"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def dump_src_schema(database: Path) -> str:
-    from warehouse.compile import source_schema_of
+    from warehouse.transform.compile import source_schema_of
 
     return json.dumps(source_schema_of(database), indent=1, sort_keys=True) + "\n"
 
@@ -259,4 +259,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--dump-src-schema":
         sys.stdout.write(dump_src_schema(Path(sys.argv[2])))
     else:
-        sys.exit("usage: python -m warehouse.model_testing --dump-src-schema <build.duckdb>")
+        sys.exit("usage: python -m warehouse.transform.testing --dump-src-schema <build.duckdb>")

@@ -85,7 +85,7 @@ class BuildRecord:
     warnings: int = 0
     message: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    fingerprint: str = ""  # what the content depends on (export, code, study, blinding): see pipeline.build_fingerprint
+    fingerprint: str = ""  # what the content depends on (export, code, study, blinding): see rebuild.build_fingerprint
     sha256: str = ""  # the complete build file's content hash, taken when it was made read-only (tamper evidence)
 
 
@@ -483,7 +483,7 @@ def code_version() -> str:
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if (root / ".git").exists():
         try:
             out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--tags"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.analysis.results import (
+from warehouse.analyse.results import (
     baseline_characteristics,
     kaplan_meier,
     logrank_p,
@@ -117,8 +117,8 @@ def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels
     """Compute the analysis of a build, store its tables in the build, and write the HTML report (in the build's
     own report folder; a blocked build's report says so at the top; the published one is copied to the top level
     at publish)."""
-    from warehouse.analysis.report import render_analysis_report
-    from warehouse.report import mark_blocked
+    from warehouse.analyse.report import render_analysis_report
+    from warehouse.validate.report import mark_blocked
 
     with duckdb.connect(str(build_file)) as con:
         marts = read_marts(con)
