@@ -71,9 +71,6 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs and every model's time.")] = False,
 ) -> None:
     """Build and publish the warehouse from an eCRF export (the demo study when none is given)."""
-    import os
-    import time
-
     if randomisation is not None and not unblinded:
         fail("--randomisation is only read by an --unblinded build", EXIT_BAD_INPUT)
     if export is not None:
@@ -81,33 +78,51 @@ def build(
             fail(f"export not found: {export}", EXIT_BAD_INPUT)
         if export.is_dir() and not any(export.iterdir()) and not only_new:  # --only-new: nothing arrived yet
             fail(f"export folder is empty: {export}", EXIT_BAD_INPUT)
-    started = time.monotonic()
-    live = sys.stderr.isatty()
+    # what needs no flow is decided before any Prefect server starts: a bad export, no new export, up to date
+    early = decide_before_prefect(export, data_dir, unblinded, randomisation, study, only_new, force)
+    if early is None:
+        early = run_build_flow(verbose, data_dir=str(data_dir), export=str(export) if export else None,
+                               unblinded=unblinded, randomisation=str(randomisation) if randomisation else None,
+                               study=study, only_new=only_new, keep_builds=keep_builds, force=force)
+    print_outcome(early, export, verbose)
 
-    def show(stage_name: str, message: str) -> None:
-        line = f"{time.monotonic() - started:6.1f}s  {stage_name:<9} {message}"
+
+class StageLines:
+    """The build's progress on stderr, one line per stage with the seconds since the start; per-model progress
+    as one line rewritten in place on a terminal."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.started = self.clock()
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, stage_name: str, message: str) -> None:
+        line = f"{self.clock() - self.started:6.1f}s  {stage_name:<9} {message}"
         if stage_name == "transform" and "/" in message.split(" ", 1)[0]:  # per-model progress: one live line
-            if live:
+            if self.live:
                 typer.echo(f"\r{line[:100]:<100}", err=True, nl=False)
             return
-        typer.echo(("\r" if live else "") + line, err=True)
+        typer.echo(("\r" if self.live else "") + line, err=True)
+
+
+def run_build_flow(verbose: bool, **parameters):
+    """Run the build flow (a temporary Prefect server when none is configured) with stage lines on stderr; every
+    failure becomes one line and its exit code."""
+    import os
 
     from warehouse.build import BuildError, PublishBlocked
     from warehouse.commands.ops import EXIT_BUSY
     from warehouse.publish import BuildLocked
 
-    # what needs no flow is decided before any Prefect server starts: a bad export, no new export, up to date
-    early = decide_before_prefect(export, data_dir, unblinded, randomisation, study, only_new, force)
-    if early is not None:
-        print_nothing_to_do(early, export, verbose)
-        return
     configure_prefect(verbose)
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows import progress
     from flows.build import build_warehouse
-    from warehouse.build import NoNewExport
 
+    show = StageLines()
     if not PREFECT_API_URL.value():
         show("prefect", f"no PREFECT_API_URL: starting a temporary Prefect server (allowing up to "
                         f"{os.environ[STARTUP_TIMEOUT_ENV]} s; `warehouse server start` keeps one running)")
@@ -116,16 +131,7 @@ def build(
         # no heartbeat thread for a build run from the command line: it saves the ~1 s join at the end of the run;
         # heartbeats only serve to detect crashed runs of deployments (workers, `warehouse serve`).
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            result = build_warehouse(
-                data_dir=str(data_dir),
-                export=str(export) if export else None,
-                unblinded=unblinded,
-                randomisation=str(randomisation) if randomisation else None,
-                study=study,
-                only_new=only_new,
-                keep_builds=keep_builds,
-                force=force,
-            )
+            return build_warehouse(**parameters)
     except PublishBlocked as err:
         fail(str(err), EXIT_BLOCKED)
     except BuildLocked as err:
@@ -136,15 +142,10 @@ def build(
         if server_did_not_start(err):
             fail(f"the temporary Prefect server did not start within {os.environ[STARTUP_TIMEOUT_ENV]} s (a busy "
                  f"machine?): run again with {STARTUP_TIMEOUT_ENV} set higher, or start a server that stays up "
-                 "(`prefect server start`, then set PREFECT_API_URL)", EXIT_FAILED)
-        code = EXIT_BAD_INPUT if type(err).__name__ == "ExportError" else EXIT_FAILED
-        fail(one_line(err), code)
+                 "(`warehouse server start`, or `prefect server start` and PREFECT_API_URL)", EXIT_FAILED)
+        fail(one_line(err), EXIT_BAD_INPUT if type(err).__name__ == "ExportError" else EXIT_FAILED)
     finally:
         progress.unsubscribe(show)
-    if isinstance(result, NoNewExport):
-        print_nothing_to_do(result, export, verbose)
-        return
-    print_build_summary(result, verbose)
 
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
@@ -195,7 +196,8 @@ def decide_before_prefect(export, data_dir, unblinded, randomisation, study, onl
         fail(one_line(err) if isinstance(err, ExportError) else str(err), EXIT_BAD_INPUT)
 
 
-def print_nothing_to_do(result, export, verbose: bool) -> None:
+def print_outcome(result, export, verbose: bool) -> None:
+    """What a build did: its summary, or why there was nothing to do."""
     from warehouse.build import NoNewExport
 
     if not isinstance(result, NoNewExport):

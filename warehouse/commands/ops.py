@@ -136,133 +136,127 @@ def prefect_api_url() -> str | None:
     return PREFECT_API_URL.value() or None
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def query(
-        sql: Annotated[str, typer.Argument(help="One SQL statement, run read-only.")],
-        data_dir: DataDirOption = Path("data"),
-        unblinded: UnblindedOption = False,
-        snapshot: SnapshotOption = None,
-        limit: LimitOption = None,
-        format: FormatOption = "table",
-    ) -> None:
-        """Run one read-only SQL statement on the published warehouse and print the result."""
-        from warehouse.readonly import BadInput
+def query(
+    sql: Annotated[str, typer.Argument(help="One SQL statement, run read-only.")],
+    data_dir: DataDirOption = Path("data"),
+    unblinded: UnblindedOption = False,
+    snapshot: SnapshotOption = None,
+    limit: LimitOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """Run one read-only SQL statement on the published warehouse and print the result."""
+    from warehouse.readonly import BadInput
 
-        if format not in ("table", "csv", "json"):
-            fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
-        path = database_file(data_dir, unblinded, snapshot)
-        con = connect_read_only(path, unblinded)
-        try:
-            run_read_statement(con, sql, effective_limit(limit, format), format)
-        except BadInput as err:
-            fail(str(err), EXIT_BAD_INPUT)
-        finally:
-            con.close()
+    if format not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
+    path = database_file(data_dir, unblinded, snapshot)
+    con = connect_read_only(path, unblinded)
+    try:
+        run_read_statement(con, sql, effective_limit(limit, format), format)
+    except BadInput as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    finally:
+        con.close()
 
-    @app.command()
-    def shell(
-        data_dir: DataDirOption = Path("data"),
-        unblinded: UnblindedOption = False,
-        snapshot: SnapshotOption = None,
-        limit: LimitOption = None,
-        format: FormatOption = "table",
-    ) -> None:
-        """A read-only SQL prompt on the published warehouse (statements end with `;`; .tables, .help, .quit).
+def shell(
+    data_dir: DataDirOption = Path("data"),
+    unblinded: UnblindedOption = False,
+    snapshot: SnapshotOption = None,
+    limit: LimitOption = None,
+    format: FormatOption = "table",
+) -> None:
+    """A read-only SQL prompt on the published warehouse (statements end with `;`; .tables, .help, .quit).
 
-        SQL piped on standard input runs statement by statement; the first error stops it (one line, exit 2)."""
-        if format not in ("table", "csv", "json"):
-            fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
-        path = database_file(data_dir, unblinded, snapshot)
-        con = connect_read_only(path, unblinded)
-        try:
-            code = sql_shell(con, path, lambda c, sql: run_read_statement(c, sql, effective_limit(limit, format),
-                                                                           format))
-        finally:
-            con.close()
-        if code:
-            raise typer.Exit(code)
+    SQL piped on standard input runs statement by statement; the first error stops it (one line, exit 2)."""
+    if format not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
+    path = database_file(data_dir, unblinded, snapshot)
+    con = connect_read_only(path, unblinded)
+    try:
+        code = sql_shell(con, path, lambda c, sql: run_read_statement(c, sql, effective_limit(limit, format),
+                                                                       format))
+    finally:
+        con.close()
+    if code:
+        raise typer.Exit(code)
 
-    @app.command()
-    def lock(
-        label: Annotated[str, typer.Option("--label", help="Name of the lock, e.g. interim-1 or final-db-lock.")],
-        data_dir: DataDirOption = Path("data"),
-        unblinded: UnblindedOption = False,
-        note: Annotated[str, typer.Option(help="Free text kept in the manifest (why, who approved).")] = "",
-    ) -> None:
-        """Lock the published warehouse as a named read-only snapshot with a manifest of content hashes."""
-        from warehouse.publish import BuildPaths, SnapshotError, lock_snapshot
-        from warehouse.readonly import BadInput, check_dir
+def lock(
+    label: Annotated[str, typer.Option("--label", help="Name of the lock, e.g. interim-1 or final-db-lock.")],
+    data_dir: DataDirOption = Path("data"),
+    unblinded: UnblindedOption = False,
+    note: Annotated[str, typer.Option(help="Free text kept in the manifest (why, who approved).")] = "",
+) -> None:
+    """Lock the published warehouse as a named read-only snapshot with a manifest of content hashes."""
+    from warehouse.publish import BuildPaths, SnapshotError, lock_snapshot
+    from warehouse.readonly import BadInput, check_dir
 
-        paths = BuildPaths(data_dir, blinded=not unblinded)
-        try:
-            check_dir(data_dir)
-        except BadInput as err:
-            fail(str(err), EXIT_BAD_INPUT)
-        if paths.published.exists():  # a file that is not a readable warehouse: say so before copying it
-            connect_read_only(paths.published, unblinded).close()
-        try:
-            target = lock_snapshot(paths, label, note=note)
-        except SnapshotError as err:
-            fail(str(err), EXIT_BAD_INPUT)
-        except Exception as err:  # noqa: BLE001 - one line for people; nothing of a failed lock stays visible
-            fail(f"{type(err).__name__}: {err}".splitlines()[0], EXIT_FAILED)
-        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
-        typer.echo(f"Locked {label}: {target}")
-        typer.echo(f"  build {manifest['build_id']}  export {', '.join(e['export_id'] for e in manifest['exports'])}"
-                   f"  code {manifest['code_version']}")
-        typer.echo(f"  {len(manifest['tables'])} tables, {sum(t['rows'] for t in manifest['tables'].values())} rows;"
-                   f" file sha256 {manifest['file']['sha256'][:16]}...")
+    paths = BuildPaths(data_dir, blinded=not unblinded)
+    try:
+        check_dir(data_dir)
+    except BadInput as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    if paths.published.exists():  # a file that is not a readable warehouse: say so before copying it
+        connect_read_only(paths.published, unblinded).close()
+    try:
+        target = lock_snapshot(paths, label, note=note)
+    except SnapshotError as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    except Exception as err:  # noqa: BLE001 - one line for people; nothing of a failed lock stays visible
+        fail(f"{type(err).__name__}: {err}".splitlines()[0], EXIT_FAILED)
+    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    typer.echo(f"Locked {label}: {target}")
+    typer.echo(f"  build {manifest['build_id']}  export {', '.join(e['export_id'] for e in manifest['exports'])}"
+               f"  code {manifest['code_version']}")
+    typer.echo(f"  {len(manifest['tables'])} tables, {sum(t['rows'] for t in manifest['tables'].values())} rows;"
+               f" file sha256 {manifest['file']['sha256'][:16]}...")
 
-    @app.command()
-    def locks(
-        data_dir: DataDirOption = Path("data"),
-        unblinded: UnblindedOption = False,
-    ) -> None:
-        """List the locked snapshots."""
-        from warehouse.publish import BuildPaths, list_locks
-        from warehouse.readonly import BadInput, check_dir
+def locks(
+    data_dir: DataDirOption = Path("data"),
+    unblinded: UnblindedOption = False,
+) -> None:
+    """List the locked snapshots."""
+    from warehouse.publish import BuildPaths, list_locks
+    from warehouse.readonly import BadInput, check_dir
 
-        try:
-            check_dir(data_dir)
-        except BadInput as err:
-            fail(str(err), EXIT_BAD_INPUT)
-        manifests = list_locks(BuildPaths(data_dir, blinded=not unblinded))
-        if not manifests:
-            typer.echo("no locked snapshots")
-        for m in manifests:
-            typer.echo(f"{m['label']:<24} {m['locked_at']}  build {m['build_id']}  "
-                       f"export {', '.join(e['export_id'] for e in m['exports'])}  {m.get('note', '')}")
+    try:
+        check_dir(data_dir)
+    except BadInput as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    manifests = list_locks(BuildPaths(data_dir, blinded=not unblinded))
+    if not manifests:
+        typer.echo("no locked snapshots")
+    for m in manifests:
+        typer.echo(f"{m['label']:<24} {m['locked_at']}  build {m['build_id']}  "
+                   f"export {', '.join(e['export_id'] for e in m['exports'])}  {m.get('note', '')}")
 
-    @app.command()
-    def serve(
-        export: Annotated[Optional[Path], typer.Option(help="Folder the eCRF system drops exports into; default: "
-                                                            "the demo study.")] = None,
-        data_dir: DataDirOption = Path("data"),
-        study: Annotated[Optional[str], typer.Option(help="Study name or TOML file; default: the demo study.")] = None,
-        cron: Annotated[str, typer.Option(help="When to look for a new export (cron).")] = "0 6 * * *",
-        timezone: Annotated[str, typer.Option(help="Time zone of the cron schedule.")] = "Europe/Paris",
-        name: Annotated[str, typer.Option(help="Deployment name (build-warehouse/<name>).")] = "served",
-        keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1)] = None,
-    ) -> None:
-        """Serve the scheduled build as a Prefect deployment in this process (needs PREFECT_API_URL)."""
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def serve(
+    export: Annotated[Optional[Path], typer.Option(help="Folder the eCRF system drops exports into; default: "
+                                                        "the demo study.")] = None,
+    data_dir: DataDirOption = Path("data"),
+    study: Annotated[Optional[str], typer.Option(help="Study name or TOML file; default: the demo study.")] = None,
+    cron: Annotated[str, typer.Option(help="When to look for a new export (cron).")] = "0 6 * * *",
+    timezone: Annotated[str, typer.Option(help="Time zone of the cron schedule.")] = "Europe/Paris",
+    name: Annotated[str, typer.Option(help="Deployment name (build-warehouse/<name>).")] = "served",
+    keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1)] = None,
+) -> None:
+    """Serve the scheduled build as a Prefect deployment in this process (needs PREFECT_API_URL)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            fail(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)", EXIT_BAD_INPUT)
-        if export is not None and not export.exists():
-            fail(f"export folder not found: {export}", EXIT_BAD_INPUT)
-        if not prefect_api_url():
-            fail("`warehouse serve` needs a Prefect server to schedule on: set PREFECT_API_URL (e.g. "
-                 "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`) or start one with "
-                 "`prefect server start`", EXIT_BAD_INPUT)
-        from flows.serve import serve_builds
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)", EXIT_BAD_INPUT)
+    if export is not None and not export.exists():
+        fail(f"export folder not found: {export}", EXIT_BAD_INPUT)
+    if not prefect_api_url():
+        fail("`warehouse serve` needs a Prefect server to schedule on: set PREFECT_API_URL (e.g. "
+             "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`) or start one with "
+             "`prefect server start`", EXIT_BAD_INPUT)
+    from flows.serve import serve_builds
 
-        typer.echo(f"Serving build-warehouse/{name}: cron '{cron}' ({timezone}), data {data_dir}, "
-                   f"export {export or 'demo'}; Ctrl-C to stop", err=True)
-        serve_builds(data_dir, export, study, cron=cron, timezone=timezone, name=name, keep_builds=keep_builds)
+    typer.echo(f"Serving build-warehouse/{name}: cron '{cron}' ({timezone}), data {data_dir}, "
+               f"export {export or 'demo'}; Ctrl-C to stop", err=True)
+    serve_builds(data_dir, export, study, cron=cron, timezone=timezone, name=name, keep_builds=keep_builds)
 
 
 # -- the SQL prompt of `warehouse shell` --------------------------------------------------------------------------
@@ -273,8 +267,16 @@ SUMMARIZE, EXPLAIN, read-only PRAGMA).
   .help            this help
   .quit / .exit    leave (or Ctrl-D)"""
 TABLES_SQL = ("select schema_name as schema, table_name as table, estimated_size as rows from duckdb_tables() "
-              "where database_name = current_database() order by schema_name, table_name")
+          "where database_name = current_database() order by schema_name, table_name")
 HISTORY_FILE = Path("~/.warehouse_history")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(query)
+    app.command()(shell)
+    app.command()(lock)
+    app.command()(locks)
+    app.command()(serve)
 
 
 def statement_complete(text: str) -> bool:
