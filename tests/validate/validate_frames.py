@@ -1,4 +1,4 @@
-"""Small frames for the validation tests (the raw zone and staging contracts of docs/architecture.md)."""
+"""Small frames for the validation tests (the raw zone and staging contracts of docs/contracts.md)."""
 
 from __future__ import annotations
 

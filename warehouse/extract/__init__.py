@@ -1,5 +1,5 @@
 """Extract: land eCRF exports (REDCap CSV + dictionary, CDISC ODM XML) into a lossless, versioned
-Parquet raw zone. The contract is ``docs/architecture.md`` ("Raw zone contract")."""
+Parquet raw zone. The contract is ``docs/contracts.md`` ("Raw zone contract")."""
 
 from .errors import ExportError
 from .land import LandResult, land_export

@@ -1,6 +1,6 @@
 """The raw zone on disk: Parquet tables written in chunks, the metadata tables, and the readers.
 
-Layout (see docs/architecture.md, "Raw zone contract")::
+Layout (see docs/contracts.md, "Raw zone contract")::
 
     DIR/landing/<export_id>/<files>            byte copies of the export, never edited
     DIR/raw/<export_id>/<form>.parquet         one table per form, every column Utf8

@@ -1,4 +1,4 @@
-"""Study projects: a folder of study.toml, sql/ and expectations/ that the engine builds (docs/architecture.md).
+"""Study projects: a folder of study.toml, sql/ and expectations/ that the engine builds (docs/contracts.md).
 
 `init_project` writes a working project from an export's own metadata (`warehouse init`)."""
 

@@ -4,7 +4,7 @@ Per model, sqlglot's `lineage.lineage` walks the compiled (qualified, stars expa
 sub-queries to the tables it reads, giving each output column's direct inputs: columns of upstream models or of
 staged forms (`src.<form>.<column>`). Chaining these per-model steps gives a column's whole lineage.
 
-A staged form is the raw form of the same name (see docs/architecture.md, staging contract), and a staged column
+A staged form is the raw form of the same name (see docs/contracts.md, staging contract), and a staged column
 is the raw item of the same name, except the columns staging derives: `<item>_hrs` (study time), `<item>_decod`
 (decoded label) and `<item>_base` (NE as base) come from `<item>`. `build_info`, `randomisation_list`,
 `study_parameters` and `typing_failures` are written by the build, not read from the eCRF: they keep raw_form
