@@ -86,7 +86,9 @@ CHILD_FLOOR = r"""
 import json, resource, sys, time
 from pathlib import Path
 import duckdb
-from warehouse.transform.runner import discover_models, execution_order, prepare_schemas
+from warehouse.transform.models import discover_models
+from warehouse.transform.order import execution_order
+from warehouse.transform.runner import prepare_schemas
 from warehouse.resources import sql_dir
 csv_file, typed_build, work = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 work.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def ensure_build(data_dir: Path) -> Path:
 
 def cold_caches() -> None:
     import warehouse.transform.compile as compile_module
-    import warehouse.transform.runner as models_module
+    import warehouse.transform.models as models_module
 
     models_module._AST_CACHE.clear()
     models_module._TABLE_SOURCES.clear()
@@ -67,7 +67,9 @@ def cold_caches() -> None:
 
 def one_round(build: Path, work: Path) -> dict:
     from warehouse.transform.compile import compile_model_set, source_schema_of
-    from warehouse.transform.runner import ModelSession, discover_models, execution_order, prepare_schemas
+    from warehouse.transform.models import discover_models
+    from warehouse.transform.order import execution_order
+    from warehouse.transform.runner import ModelSession, prepare_schemas
     from warehouse.transform.steps import run_models, transform_model
     from warehouse.resources import sql_dir
 

@@ -32,7 +32,8 @@ from warehouse.request import BuildError, BuildRequest, BuildResult, NoNewExport
 from warehouse.stage import load as stage_steps
 from warehouse.transform import catalog as catalog_steps
 from warehouse.transform import steps as transform_steps
-from warehouse.transform.runner import Model, ModelRun
+from warehouse.transform.models import Model
+from warehouse.transform.runner import ModelRun
 from warehouse.validate import steps as validate_steps
 from warehouse.validate.artifacts import findings_markdown
 

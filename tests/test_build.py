@@ -134,7 +134,7 @@ def test_a_failed_model_stops_only_its_descendants_and_the_build_names_them(demo
     """The model loop the flow and the direct build share (transform.steps.run_models), on a copy of a real build."""
     import shutil
 
-    from warehouse.transform.runner import ModelError
+    from warehouse.transform.models import ModelError
     from warehouse.transform.steps import plan_models, run_models, transform_model
 
     build_file = tmp_path / "copy.duckdb"

@@ -5,7 +5,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from warehouse.transform.runner import ModelError, discover_models, execution_order, parse_header, run_models
+from warehouse.transform.models import ModelError, discover_models, parse_header
+from warehouse.transform.order import execution_order
+from warehouse.transform.runner import run_models
 from warehouse.resources import sql_dir
 
 
@@ -214,7 +216,7 @@ def test_column_descriptions_are_inherited_from_what_a_model_reads(described, tm
 
 def test_a_failed_model_rolls_back_and_the_held_connection_runs_the_next(described, monkeypatch):
     import warehouse.transform.runner as models_module
-    from warehouse.transform.runner import ModelError
+    from warehouse.transform.models import ModelError
     from warehouse.transform.steps import run_models as run_in_build, transform_model
 
     root, database = described

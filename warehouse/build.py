@@ -23,7 +23,8 @@ from warehouse.request import DEMO_SEED, BuildError, BuildRequest, BuildResult, 
 from warehouse.stage import load as stage
 from warehouse.transform import catalog
 from warehouse.transform import steps as transform
-from warehouse.transform.runner import Model, ModelRun
+from warehouse.transform.models import Model
+from warehouse.transform.runner import ModelRun
 from warehouse.validate import steps as validate
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from warehouse.transform.catalog import document_build, graph_layout, read_catalog, render_catalog_html, write_catalog_html
-from warehouse.transform.runner import discover_models
+from warehouse.transform.models import discover_models
 from warehouse.resources import sql_dir
 
 

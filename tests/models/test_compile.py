@@ -8,7 +8,7 @@ import pytest
 from model_fixtures import SRC, small_project, write
 from warehouse.transform.compile import CompileError, compile_models, compile_sql, find_source_database
 from warehouse.transform.testing import load_src_schema
-from warehouse.transform.runner import ModelError
+from warehouse.transform.models import ModelError
 
 
 def test_types_are_inferred_through_the_graph(tmp_path: Path):
@@ -124,7 +124,7 @@ def test_find_source_database(tmp_path: Path):
 def forget_in_memory_caches() -> None:
     """What a new process starts with: nothing parsed or compiled in memory."""
     import warehouse.transform.compile as compile_module
-    import warehouse.transform.runner as models_module
+    import warehouse.transform.models as models_module
 
     models_module._AST_CACHE.clear()
     models_module._TABLE_SOURCES.clear()
@@ -157,7 +157,7 @@ def test_the_compile_cache_gives_what_the_compile_gives_lineage_included(tmp_pat
 
 
 def models_module_ast_cache() -> dict:
-    import warehouse.transform.runner as models_module
+    import warehouse.transform.models as models_module
 
     return dict(models_module._AST_CACHE)
 

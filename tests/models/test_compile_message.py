@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from model_fixtures import SRC, small_project, write
-from warehouse.transform.compile import CompileError, Problem, compile_sql
+from warehouse.transform.compile import CompileError, compile_sql
+from warehouse.transform.problems import Problem
 
 
 def test_first_line_is_the_first_error_and_counts_the_others(tmp_path: Path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from model_fixtures import write
-from warehouse.transform.runner import ModelError, discover_models, parse_header
+from warehouse.transform.models import ModelError, discover_models, parse_header
 
 
 def test_header_keys_and_lines():

@@ -8,7 +8,7 @@ import pytest
 from warehouse.transform.compile import compile_sql
 from warehouse.transform.lineage import Lineage, format_chain, raw_item, stored_lineage, write_lineage
 from warehouse.transform.testing import load_src_schema
-from warehouse.transform.runner import ModelError, discover_models
+from warehouse.transform.models import ModelError, discover_models
 from warehouse.resources import sql_dir
 
 

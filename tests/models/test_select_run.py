@@ -6,15 +6,9 @@ import duckdb
 import pytest
 
 from model_fixtures import small_project, write
-from warehouse.transform.runner import (
-    ModelError,
-    RunTracker,
-    discover_models,
-    execution_order,
-    run_models,
-    run_project,
-    select_models,
-)
+from warehouse.transform.models import ModelError, discover_models
+from warehouse.transform.order import execution_order, select_models
+from warehouse.transform.runner import RunTracker, run_models, run_project
 
 
 @pytest.fixture()

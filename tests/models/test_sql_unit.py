@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from warehouse.transform.testing import assert_rows, check_case, load_cases, run_model_on
-from warehouse.transform.runner import ModelError
+from warehouse.transform.models import ModelError
 
 CASES_DIR = Path(__file__).parent / "sql_unit"
 CASES = [(path, case) for path in sorted(CASES_DIR.glob("*.yml")) for case in load_cases(path)]

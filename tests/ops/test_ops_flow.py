@@ -266,7 +266,7 @@ def test_a_flow_build_stores_lineage_catalog_and_change_report(flow_builds):
 
 
 def test_each_model_is_a_task_named_after_it_and_the_summary_times_them(flow_builds):
-    from warehouse.transform.runner import discover_models
+    from warehouse.transform.models import discover_models
     from warehouse.resources import sql_dir
 
     task_runs, artifacts, _ = read_run_objects(flow_run_ids(flow_builds["states"][:1]))

@@ -103,7 +103,7 @@ def header(sql: str) -> tuple[dict[str, str], dict[str, str]]:
 def engine_header_check(sql: str, path: Path) -> None:
     """The runner's own header parser too, while it is importable where it is today."""
     try:
-        from warehouse.transform.runner import parse_header
+        from warehouse.transform.models import parse_header
     except ImportError:
         return
     parse_header(sql, path)

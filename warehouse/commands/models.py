@@ -66,7 +66,7 @@ def compile_command(
     The `src` schema comes from the newest build file under DIR/builds (or DIR/unblinded/builds), else the
     published warehouse; --database names a file instead."""
     from warehouse.transform.compile import CompileError, compile_database
-    from warehouse.transform.runner import ModelError
+    from warehouse.transform.models import ModelError
 
     source = _database(database) if database is not None else _source(data_dir, None)
     started = time.perf_counter()
@@ -96,7 +96,7 @@ def lineage_command(
     any other column, or --live, is derived from the current SQL files."""
     from warehouse.transform.compile import compile_database
     from warehouse.transform.lineage import Lineage, format_chain, stored_lineage
-    from warehouse.transform.runner import ModelError
+    from warehouse.transform.models import ModelError
 
     table, _, name = column.rpartition(".")
     if not table or not name:
@@ -156,7 +156,8 @@ def run_command(
     import duckdb
 
     from warehouse.transform.compile import CompileError, compile_database
-    from warehouse.transform.runner import ModelError, prepare_schemas, run_project
+    from warehouse.transform.models import ModelError
+    from warehouse.transform.runner import prepare_schemas, run_project
     from warehouse.publish import BuildPaths
 
     dev = BuildPaths(_data_dir(data_dir), blinded=not unblinded).root / "dev" / "warehouse.duckdb"

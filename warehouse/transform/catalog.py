@@ -25,7 +25,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from warehouse.transform.runner import LAYER_SCHEMAS, Model, model_graph, quote_literal
+from warehouse.transform.models import LAYER_SCHEMAS, Model
+from warehouse.transform.order import model_graph
+from warehouse.transform.runner import quote_literal
 
 CATALOG_SCHEMAS = ("src", "staging", "intermediate", "main")
 CATALOG_COMMENT = (
@@ -195,7 +197,7 @@ def refresh_build_catalog(build_file: Path) -> None:
 
 def read_catalog(database: Path, models: list[Model] | dict[str, Model] | None = None) -> pl.DataFrame:
     """The catalog of a warehouse file: its stored `main.catalog`, else computed (read-only) from its tables."""
-    from warehouse.transform.runner import discover_models
+    from warehouse.transform.models import discover_models
     from warehouse.resources import sql_dir
 
     with duckdb.connect(str(database), read_only=True) as con:

@@ -16,7 +16,7 @@ Each model, in dependency order, is
 4. located, only when DuckDB refused it: the qualified query is walked scope by scope and every column
    reference that does not resolve (an unknown or ambiguous column, an unknown column of a named table or CTE)
    is a problem naming the model file, line and column (all of a model's problems, not only the first); when
-   sqlglot finds nothing, DuckDB's message is the problem, with its line.
+   sqlglot finds nothing, DuckDB's message is the problem, with its line (see `problems`).
 
 A model whose upstream failed to compile is not compiled itself (its errors would only echo the first one); the
 message lists it. Header checks ride along: every `grain` column must be an output column (error); a described
@@ -27,11 +27,11 @@ reuse the compile that gated the build). A build file under DIR/builds also uses
 cache is): `models-v1-<key>.json`, what sqlglot read from the files (the tables each model reads, and where), keyed
 by every file's bytes, the sqlglot version and models.py; and `compile-v1-<key>.json`, the outcome of a compile
 that passed (every model's output columns and types, the warnings), keyed by every model's file and SQL, the `src`
-schema, the sqlglot and DuckDB versions and the code of this module and models.py. A build whose models and
-staged schema did not change (a new export of the same study) then neither parses nor compiles; a compile that
-fails is never cached, so its errors are reported every time. A model taken from the cache is qualified again
-only if its qualified SELECT is asked for (lineage not in its own cache). Entries are written atomically; a
-damaged one is recomputed.
+schema, the sqlglot and DuckDB versions and the code of this module, models.py, order.py and problems.py (see
+code_digest). A build whose models and staged schema did not change (a new export of the same study) then neither
+parses nor compiles; a compile that fails is never cached, so its errors are reported every time. A model taken
+from the cache is qualified again only if its qualified SELECT is asked for (lineage not in its own cache).
+Entries are written atomically; a damaged one is recomputed.
 
 Where the `src` schema comes from: in a build, from the build file just staged (`compile_models`); for
 `warehouse compile`, from the newest complete build file under DIR/builds or DIR/unblinded/builds, else from the
@@ -41,7 +41,6 @@ against: run `warehouse build` once (the demo build takes seconds).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,35 +50,27 @@ import duckdb
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.schema import MappingSchema
 
-from warehouse.transform.runner import (
+from warehouse.transform.models import (
     Model,
     ModelError,
     discover_models,
-    execution_order,
-    position,
     read_json_cache,
-    resolve_dependency,
     take_model_ast,
     write_json_cache,
+)
+from warehouse.transform.order import execution_order, resolve_dependency
+from warehouse.transform.problems import (
+    Problem,
+    binding_problems,
+    header_problems,
+    qualify_problem,
 )
 
 DIALECT = "duckdb"
 SourceSchema = dict[str, dict[str, str]]  # src table -> column -> DuckDB type, in column order
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: Path
-    line: int
-    col: int
-    message: str
-
-    def __str__(self) -> str:
-        where = f":{self.line}:{self.col}" if self.line and self.col else (f":{self.line}" if self.line else "")
-        return f"{self.path}{where}: {self.message}"
 
 
 class CompileError(ModelError):
@@ -205,79 +196,6 @@ def resolve_tables(ast: exp.Query, models: dict[str, Model], sources: set[str],
             source.set("catalog", None)
 
 
-def source_columns(source: exp.Table | Scope, schema: MappingSchema) -> set[str] | None:
-    """The columns a FROM source offers (lower-case), None when unknown (a star we cannot expand)."""
-    if isinstance(source, exp.Table):
-        if not source.name or not source.db:
-            return None  # a table function or an unresolved name
-        try:
-            return {c.lower() for c in schema.column_names(source)}
-        except SqlglotError:
-            return None
-    expression = source.expression
-    if isinstance(expression, exp.Query) and not getattr(expression, "is_star", False):
-        return {name.lower() for name in expression.named_selects}
-    return None
-
-
-def unresolved_columns(qualified: exp.Query, schema: MappingSchema) -> list[tuple[exp.Column, str]]:
-    """Every column reference that does not resolve, with the reason; checks all scopes, not only the first."""
-    problems: list[tuple[exp.Column, str]] = []
-    for scope in traverse_scope(qualified):
-        if not isinstance(scope.expression, exp.Select):
-            continue
-        available = {alias: source_columns(source, schema) for alias, source in scope.sources.items()}
-        candidates = sorted({c for cols in available.values() if cols for c in cols})
-        if not scope.is_correlated_subquery and not scope.pivots:
-            for column in scope.external_columns:
-                if not column.table:
-                    continue  # unqualified: reported below as unknown or ambiguous
-                problems.append((column, f"unknown table or alias '{column.table}' in column '{column.sql()}'"))
-        for column in scope.unqualified_columns:
-            name = column.name.lower()
-            holders = [alias for alias, cols in available.items() if cols and name in cols]
-            if len(holders) > 1:
-                problems.append((column, f"ambiguous column '{column.name}' (in {', '.join(sorted(holders))})"))
-            else:
-                problems.append((column, f"unknown column '{column.name}'{suggest(name, candidates)}"))
-        for column in scope.columns:
-            if not column.table or column.table not in available:
-                continue
-            cols = available[column.table]
-            if cols is not None and column.name.lower() not in cols and column.name != "*":
-                where = scope.sources[column.table]
-                label = f"{where.db}.{where.name}" if isinstance(where, exp.Table) else column.table
-                problems.append((column, f"unknown column '{column.name}' in {label}{suggest(column.name, sorted(cols))}"))
-    return problems
-
-
-def locate(ast: exp.Query, message: str) -> tuple[int, int]:
-    """Where the name an error message ends with (`Unknown table: x`) first occurs in the model."""
-    name = re.split(r"[:\s'\"]+", message.strip().rstrip(".'\""))[-1].lower()
-    for node in ast.find_all(exp.Column, exp.Table, exp.Identifier):
-        if node.name.lower() == name:
-            return position(node)
-    return 0, 0
-
-
-def suggest(name: str, candidates: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
-
-
-_LOCATED = re.compile(r"Line: (\d+), Col: (\d+)")
-_DUCKDB_LINE = re.compile(r"LINE (\d+):")
-
-
-def duckdb_problem(model: Model, err: duckdb.Error, line_offset: int) -> Problem:
-    text = str(err)
-    match = _DUCKDB_LINE.search(text)
-    line = int(match.group(1)) - line_offset if match else 0
-    return Problem(model.path, max(line, 0), 0, text.splitlines()[0])
-
-
 def infer_output(mem: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]:
     """Run the model over empty inputs (the upstream stand-ins already in `mem`) and read its column types."""
     mem.execute(f"create or replace table {model.relation} as select * from (\n{model.sql}\n) limit 0")
@@ -285,22 +203,6 @@ def infer_output(mem: duckdb.DuckDBPyConnection, model: Model) -> dict[str, str]
     # without running another statement (each costs DuckDB ~0.3 ms whatever it does)
     stand_in = mem.table(model.relation)
     return {name: str(dtype) for name, dtype in zip(stand_in.columns, stand_in.types)}
-
-
-def header_problems(model: Model, columns: dict[str, str]) -> tuple[list[Problem], list[str]]:
-    outputs = {c.lower() for c in columns}
-    problems = [
-        Problem(model.path, model.header_lines.get("grain", 0), 0, f"grain column '{g}' is not an output column")
-        for g in model.grain_columns
-        if g.lower() not in outputs
-    ]
-    warnings = [
-        f"{model.path}:{model.header_lines.get(f'columns.{c}', 0)}: describes column '{c}' which the model "
-        f"does not output"
-        for c in model.columns
-        if c not in outputs
-    ]
-    return problems, warnings
 
 
 def qualify_model(ast: exp.Query, schema: MappingSchema) -> exp.Query:
@@ -327,21 +229,14 @@ def compile_one(
     try:
         qualified = qualify_model(ast, schema)
     except SqlglotError as err:
-        message = str(err).splitlines()[0]
-        located = _LOCATED.search(message)
-        line, col = (int(located.group(1)), int(located.group(2))) if located else locate(ast, message)
-        return None, [Problem(model.path, line, col, _LOCATED.sub("", message).rstrip(" .(") )], []
+        return None, [qualify_problem(model, ast, err)], []
     # DuckDB binding the model over empty stand-ins is the check of record; only when it fails is the query
     # walked scope by scope, to name the column (file, line, column) rather than quote DuckDB's message. A model
     # that binds costs one statement, not a second scope traversal (~5 ms a model, cold)
     try:
         columns = infer_output(mem, model)
     except duckdb.Error as err:
-        problems = [Problem(model.path, *position(column), reason)
-                    for column, reason in unresolved_columns(qualified, schema)]
-        if problems:
-            return None, sorted(set(problems), key=lambda p: (p.line, p.col)), []
-        return None, [duckdb_problem(model, err, line_offset=1)], []
+        return None, binding_problems(model, qualified, schema, err), []
     head_problems, warnings = header_problems(model, columns)
     return CompiledModel(model, columns, qualified), head_problems, warnings
 
@@ -402,15 +297,16 @@ _CODE_DIGEST: list[bytes] = []
 
 
 def code_digest() -> bytes:
-    """A hash of this module's and warehouse/models.py's source: a change of the checks themselves must not be
-    answered from a cache written by the old code."""
+    """A hash of the source of this module and of the modules the compile's outcome depends on (models: the
+    headers and the tables read; order: resolving and ordering; problems: the checks and their messages): a change
+    of the checks themselves must not be answered from a cache written by the old code."""
     if not _CODE_DIGEST:
         import hashlib
 
-        import warehouse.transform.runner as models_module
+        from warehouse.transform import models, order, problems
 
         digest = hashlib.sha256()
-        for module_file in (__file__, models_module.__file__):
+        for module_file in (__file__, models.__file__, order.__file__, problems.__file__):
             digest.update(Path(module_file).read_bytes())
         _CODE_DIGEST.append(digest.digest())
     return _CODE_DIGEST[0]

@@ -43,7 +43,8 @@ from sqlglot.optimizer.scope import build_scope
 from sqlglot.schema import MappingSchema
 
 from warehouse.transform.compile import DIALECT, Compiled, compile_model_set, read_source_schema
-from warehouse.transform.runner import Model, ModelError, quote_literal
+from warehouse.transform.models import Model, ModelError
+from warehouse.transform.runner import quote_literal
 
 NON_FORM_SOURCES = {
     "build_info": "build metadata",

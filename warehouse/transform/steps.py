@@ -11,8 +11,8 @@ from warehouse.db import connect_build
 from warehouse.publish import (
     crash_point,
 )
+from warehouse.transform.models import Model
 from warehouse.transform.runner import (
-    Model,
     ModelRun,
     RunResult,
     RunTracker,

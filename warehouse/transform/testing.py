@@ -46,7 +46,9 @@ from typing import Any, Iterable
 import duckdb
 
 from warehouse.transform.compile import SourceSchema, compile_model_set
-from warehouse.transform.runner import Model, ModelError, ancestors, discover_models, prepare_schemas, run_model
+from warehouse.transform.models import Model, ModelError, discover_models
+from warehouse.transform.order import ancestors
+from warehouse.transform.runner import prepare_schemas, run_model
 
 _PROJECT = Path(__file__).resolve().parents[2]
 DEFAULT_SRC_SCHEMA = _PROJECT / "tests" / "models" / "src_schema.json"
