@@ -190,8 +190,6 @@ BUILD_TABLE_COLUMNS = {  # columns of the build's own tables in `src` (an eCRF i
     "kit_no": "Kit number",
     "arm": "Arm code of the kit (restricted: unblinded builds only)",
     "arm_label": "Arm label of the kit (restricted: unblinded builds only)",
-    "name": "Parameter name",
-    "value": "Parameter value, as text",
     "form": "Form of the value that did not type",
     "item": "Item of the value that did not type",
     "raw_value": "The value as exported",
@@ -215,12 +213,45 @@ def describe_sources(con: duckdb.DuckDBPyConnection, meta: dict[str, pl.DataFram
         text = SOURCE_TABLES.get(table) or f"eCRF form {forms.get(table) or table} ({table}), typed by staging"
         con.execute(f"comment on table {quoted_table(table, 'src')} is {quote_literal(text)}")
     for table, column in columns:
-        text = SOURCE_COLUMNS.get(column) or item_description(column, items) or BUILD_TABLE_COLUMNS.get(column)
+        if table == "study_parameters":
+            text = parameter_description(column)
+        else:
+            text = SOURCE_COLUMNS.get(column) or item_description(column, items) or BUILD_TABLE_COLUMNS.get(column)
         if text:
             target = exp.column(exp.to_identifier(column, quoted=True), table=exp.to_identifier(table, quoted=True),
                                 db="src").sql(dialect="duckdb")
             con.execute(f"comment on column {target} is {quote_literal(text)}")
     con.execute("commit")
+
+
+PARAMETER_COLUMNS = {
+    "study_id": "Study id (study configuration [study] id)",
+    "anchor": "Study time zero (H0): form.item of the anchor date-time ([time])",
+    "ne_drug_code": "Code of norepinephrine in the vasopressor drug item ([norepinephrine] drug_code)",
+    "bradycardia_hr_threshold": "Bradycardia: heart rate strictly below this, beats/min ([bradycardia])",
+    "bradycardia_min_readings": "Bradycardia: consecutive low readings that make an episode ([bradycardia])",
+    "bradycardia_window_hours": "Bradycardia: period observed, hours from H0 ([bradycardia])",
+    "bradycardia_period": "Bradycardia: the period's label, as AVISIT reads it",
+    "teae_window_hours": "Treatment-emergent window after the last study-drug stop, hours ([adverse_events])",
+    "hemo_hourly_last_hour": "Last nominal hour of the hourly hemodynamics grid (H0 to this hour)",
+    "map_ne_hours": "Nominal hours at which MAP/NE is an endpoint ([schedule])",
+    "export_encoding": "CSV encoding override of the study's exports ([export]); null = detected",
+    "export_delimiter": "CSV delimiter override of the study's exports ([export]); null = detected",
+    "export_decimal_comma": "Declared decimal mark of the study's exports ([export]); null = detected",
+}
+
+
+def parameter_description(column: str) -> str:
+    """The description of a `src.study_parameters` column (one per parameter of the study configuration)."""
+    if column in PARAMETER_COLUMNS:
+        return PARAMETER_COLUMNS[column]
+    if column.startswith("ne_salt_factor_"):
+        return (f"Norepinephrine salt code {column.removeprefix('ne_salt_factor_')}: factor from the labelled dose "
+                "to the dose as base ([norepinephrine] salt_factors)")
+    if column.startswith("window_") and column.endswith(("_lo", "_hi")):
+        name, end = column[len("window_"):-3], "earliest" if column.endswith("_lo") else "latest"
+        return f"Visit window {name}: {end} time, hours ([windows] {name})"
+    return f"Study parameter {column} (study configuration)"
 
 
 def item_description(column: str, items: dict[str, dict]) -> str | None:
