@@ -290,7 +290,7 @@ def withhold_identifiers(validations, identifiers: set[str] | None = None, value
 
 
 def _withhold_by_field(v, identifiers: set[str]) -> None:
-    from warehouse.validate.core import _columns_referenced
+    from warehouse.validate.plan import columns_referenced
 
     findings = v.findings
     if findings.height and {"field", "value"} <= set(findings.columns):
@@ -304,7 +304,7 @@ def _withhold_by_field(v, identifiers: set[str]) -> None:
         for result in getattr(suite_result, "results", []) or []:
             cfg = getattr(result, "expectation_config", None)
             if cfg is not None:
-                withhold_gx_result(result, identifiers, _columns_referenced(cfg.kwargs or {}))
+                withhold_gx_result(result, identifiers, columns_referenced(cfg.kwargs or {}))
 
 
 __all__ = ["IDENTIFIER_WITHHELD", "IdentifierValues", "SCRUBBED", "export_identifier_values", "identifier_items",

@@ -349,74 +349,91 @@ def generate_raw_suites(
         cols = None if tables is None or form not in tables else set(tables[form].columns)
         if tables is not None and cols is None:
             continue
-        has = (lambda c: True) if cols is None else (lambda c: c in cols)
-        exps: list[dict] = []
-        done_complete = False
-        for it in rows:
-            item, ftype = str(it["item"]), (it.get("field_type") or "").strip().lower()
-            label = it.get("label") or item
-            if ftype in _SKIP_TYPES or ftype.startswith("survey_"):
-                continue
-            if ftype == "form_status" or item == f"{form}_complete":
-                if has(item):
-                    codes = choices.get(item) or parse_choices(it.get("choices")) or _COMPLETE
-                    exps.append(_exp("expect_column_values_to_be_in_set", {"column": item, "value_set": [c for c, _ in codes]},
-                                     sev["form_complete"], f"{item} must be one of {_codes_text(codes)}", "form_complete"))
-                    done_complete = True
-                continue
-            if ftype == "checkbox" and "___" in item:
-                # the extract lists each checkbox column as its own item (field___code)
-                if has(item):
-                    what = f"checkbox '{label}'" + (f": {it.get('choice_label')}" if it.get("choice_label") else "")
-                    exps.append(_exp("expect_column_values_to_be_in_set", {"column": item, "value_set": ["0", "1"]},
-                                     sev["code"], f"{item} ({what}) must be 0 or 1", "code"))
-                continue
-            if ftype == "checkbox":
-                codes = choices.get(item) or parse_choices(it.get("choices"))
-                for code, lab in codes:
-                    col = f"{item}___{code}"
-                    if has(col):
-                        exps.append(_exp("expect_column_values_to_be_in_set", {"column": col, "value_set": ["0", "1"]},
-                                         sev["code"], f"{col} (checkbox '{label}': {lab}) must be 0 or 1", "code"))
-                continue
-            if not has(item):
-                continue
-            if _truthy(it.get("required")):
-                # required applies to a form that was entered (REDCap enforces it on save): a form never started on
-                # an event (its `_complete` status empty: a subject who died before the visit) is not a missing
-                # value; the cross-form checks report the missing visit itself
-                kwargs = {"column": item}
-                if cols is not None and f"{form}_complete" in cols:
-                    kwargs["row_condition"] = {"type": "nullity", "column": {"name": f"{form}_complete"},
-                                               "is_null": False}
-                exps.append(_exp("expect_column_values_to_not_be_null", kwargs, sev["required"],
-                                 f"{item} ('{label}') is required", "required"))
-            coded = ftype in ("radio", "dropdown", "yesno", "truefalse") or (
-                item in choices and ftype not in ("slider", "boolean"))  # ODM items with a code list
-            if coded:
-                codes = _YES_NO.get(ftype) or choices.get(item) or parse_choices(it.get("choices"))
-                if codes:
-                    exps.append(_exp("expect_column_values_to_be_in_set",
-                                     {"column": item, "value_set": [c for c, _ in codes]}, sev["code"],
-                                     f"{item} must be one of its codes: {_codes_text(codes)}", "code"))
-                continue
-            pat = type_pattern(it.get("validation"), ftype) if ftype not in ("slider",) else (_NUMBER, "a number")
-            if pat:
-                regex = r"^\s*(" + pat[0].removeprefix("^").removesuffix("$") + r")\s*$"
-                regex = re.sub(r"(?<!\\)\((?!\?)", "(?:", regex)  # non-capturing: pandas warns on groups
-                exps.append(_exp("expect_column_values_to_match_regex", {"column": item, "regex": regex}, sev["type"],
-                                 f"{item} must be {pat[1]} (validation '{it.get('validation') or ftype}')", "type"))
-        complete = f"{form}_complete"
-        if not done_complete and cols is not None and has(complete):
-            exps.append(_exp("expect_column_values_to_be_in_set", {"column": complete, "value_set": ["0", "1", "2"]},
-                             sev["form_complete"], f"{complete} must be one of {_codes_text(_COMPLETE)}", "form_complete"))
         suites.append({
             "name": f"raw_dictionary_{form}",
-            "expectations": exps,
+            "expectations": _form_expectations(form, rows, cols, choices, sev),
             "meta": {"table": form, "generated_from": "export metadata (items, choices)",
                      "description": f"Dictionary checks of form {form}: required items, value types, code lists."},
         })
     return suites
+
+
+def _form_expectations(form: str, rows: list[dict], cols: set[str] | None, choices: dict[str, list[tuple[str, str]]],
+                       sev: dict[str, str]) -> list[dict]:
+    """The dictionary checks of one form's items, in item order; ``cols``: the raw form's columns (None: all)."""
+    has = (lambda c: True) if cols is None else (lambda c: c in cols)
+    exps: list[dict] = []
+    done_complete = False
+    for it in rows:
+        item, ftype = str(it["item"]), (it.get("field_type") or "").strip().lower()
+        if ftype in _SKIP_TYPES or ftype.startswith("survey_"):
+            continue
+        if ftype == "form_status" or item == f"{form}_complete":
+            if has(item):
+                codes = choices.get(item) or parse_choices(it.get("choices")) or _COMPLETE
+                exps.append(_exp("expect_column_values_to_be_in_set", {"column": item, "value_set": [c for c, _ in codes]},
+                                 sev["form_complete"], f"{item} must be one of {_codes_text(codes)}", "form_complete"))
+                done_complete = True
+        elif ftype == "checkbox":
+            exps += _checkbox_expectations(it, choices, has, sev)
+        elif has(item):
+            exps += _item_expectations(form, it, ftype, cols, choices, sev)
+    complete = f"{form}_complete"
+    if not done_complete and cols is not None and has(complete):
+        exps.append(_exp("expect_column_values_to_be_in_set", {"column": complete, "value_set": ["0", "1", "2"]},
+                         sev["form_complete"], f"{complete} must be one of {_codes_text(_COMPLETE)}", "form_complete"))
+    return exps
+
+
+def _checkbox_expectations(it: dict, choices: dict[str, list[tuple[str, str]]], has, sev: dict[str, str]) -> list[dict]:
+    """A checkbox's columns (``item___code``) in 0/1: the extract lists each as its own item, or the item's codes
+    name them."""
+    item, label = str(it["item"]), it.get("label") or str(it["item"])
+    if "___" in item:
+        if not has(item):
+            return []
+        what = f"checkbox '{label}'" + (f": {it.get('choice_label')}" if it.get("choice_label") else "")
+        return [_exp("expect_column_values_to_be_in_set", {"column": item, "value_set": ["0", "1"]},
+                     sev["code"], f"{item} ({what}) must be 0 or 1", "code")]
+    exps = []
+    for code, lab in choices.get(item) or parse_choices(it.get("choices")):
+        col = f"{item}___{code}"
+        if has(col):
+            exps.append(_exp("expect_column_values_to_be_in_set", {"column": col, "value_set": ["0", "1"]},
+                             sev["code"], f"{col} (checkbox '{label}': {lab}) must be 0 or 1", "code"))
+    return exps
+
+
+def _item_expectations(form: str, it: dict, ftype: str, cols: set[str] | None,
+                       choices: dict[str, list[tuple[str, str]]], sev: dict[str, str]) -> list[dict]:
+    """An item's checks: required -> not null; then its code list, or else the pattern of its validation type."""
+    item, label = str(it["item"]), it.get("label") or str(it["item"])
+    exps = []
+    if _truthy(it.get("required")):
+        # required applies to a form that was entered (REDCap enforces it on save): a form never started on
+        # an event (its `_complete` status empty: a subject who died before the visit) is not a missing
+        # value; the cross-form checks report the missing visit itself
+        kwargs = {"column": item}
+        if cols is not None and f"{form}_complete" in cols:
+            kwargs["row_condition"] = {"type": "nullity", "column": {"name": f"{form}_complete"}, "is_null": False}
+        exps.append(_exp("expect_column_values_to_not_be_null", kwargs, sev["required"],
+                         f"{item} ('{label}') is required", "required"))
+    coded = ftype in ("radio", "dropdown", "yesno", "truefalse") or (
+        item in choices and ftype not in ("slider", "boolean"))  # ODM items with a code list
+    if coded:
+        codes = _YES_NO.get(ftype) or choices.get(item) or parse_choices(it.get("choices"))
+        if codes:
+            exps.append(_exp("expect_column_values_to_be_in_set",
+                             {"column": item, "value_set": [c for c, _ in codes]}, sev["code"],
+                             f"{item} must be one of its codes: {_codes_text(codes)}", "code"))
+        return exps
+    pat = type_pattern(it.get("validation"), ftype) if ftype not in ("slider",) else (_NUMBER, "a number")
+    if pat:
+        regex = r"^\s*(" + pat[0].removeprefix("^").removesuffix("$") + r")\s*$"
+        regex = re.sub(r"(?<!\\)\((?!\?)", "(?:", regex)  # non-capturing: pandas warns on groups
+        exps.append(_exp("expect_column_values_to_match_regex", {"column": item, "regex": regex}, sev["type"],
+                         f"{item} must be {pat[1]} (validation '{it.get('validation') or ftype}')", "type"))
+    return exps
 
 
 def generate_staging_range_suites(
