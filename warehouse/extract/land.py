@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import ExportError
 from .odm import OdmReader
+from .odm_files import pair_odm_files, survey
 from .rawzone import Extracted, list_snapshots, read_export_json, write_json, write_meta
 from .redcap import RedcapReader
 from .sniff import FileKind, check_dialect, classify
@@ -134,9 +135,12 @@ def _detect(folder: Path, names: list[str], single: bool, encoding: str | None,
         return "redcap", kinds, []
     odms = [k for k in xmls if k.what.startswith("an ODM")]
     if len(odms) == 1:
+        odms[0].role = "odm data"
         return "odm", kinds, []
-    if len(odms) > 1:
-        raise ExportError(display, "several ODM files in one export: " + ", ".join(k.name for k in odms))
+    if len(odms) > 1:  # one data file and the metadata file it refers to (OpenEDC), or refused
+        data, meta = pair_odm_files([survey(folder / k.name) for k in odms], display)
+        kinds[data].role, kinds[meta].role = "odm data", "odm metadata"
+        return "odm", kinds, []
     if single:
         k = next(iter(kinds.values()))
         what = k.what or ("a CSV file without the REDCap data dictionary" if k.kind == "csv" and len(k.header) > 1
@@ -146,7 +150,8 @@ def _detect(folder: Path, names: list[str], single: bool, encoding: str | None,
     for k in kinds.values():
         described.append(f"{k.name} ({k.what or ('CSV, first column ' + repr(k.header[0][:40])) if k.header else k.kind})")
     raise ExportError(display, "no export found (need a REDCap data dictionary with its records CSV, "
-                      "or one ODM XML file); files: " + "; ".join(described))
+                      "or one ODM XML file, or an ODM data file with its metadata file); files: "
+                      + "; ".join(described))
 
 
 def recognise_export(export: Path, data_dir: Path, *, encoding: str | None = None,
@@ -266,8 +271,10 @@ def _extract(source_dir: Path, names: list[str], export: Path, raw_tmp: Path, ex
         res = RedcapReader(source_dir, kinds, raw_tmp, export_id=export_id, hashes=hashes, encoding=encoding,
                            delimiter=delimiter, decimal_comma=decimal_comma, display=export.name or str(export)).run()
     else:
-        odm = next(k for k in kinds.values() if k.kind == "xml" and k.what.startswith("an ODM"))
-        res = OdmReader(source_dir / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name]).run()
+        odm = next(k for k in kinds.values() if k.role == "odm data")
+        meta = next((k for k in kinds.values() if k.role == "odm metadata"), None)
+        res = OdmReader(source_dir / odm.name, raw_tmp, export_id=export_id, sha256=hashes[odm.name],
+                        metadata=source_dir / meta.name if meta is not None else None).run()
         if overrides:
             res.notes.append(f"CSV dialect overrides not used (an ODM export is XML): {overrides}")
     return res, fmt, kinds
@@ -296,6 +303,12 @@ def _export_json(export_id: str, fmt: str, landed_at: str, source: Path, files: 
             if k is not None:
                 info["what"] = k.what or (f"{k.kind}" + (" (REDCap's ODM of the same project: the CSV export is "
                                                          "the export)" if k.kind == "xml" else ""))
+        if k is not None:  # the encoding of every text file: as read (CSV), declared (XML), detected (ignored)
+            if k.encoding is not None:
+                info.setdefault("encoding", k.encoding)
+            if k.kind == "csv" and info["role"] != "ignored":
+                info.setdefault("bom", bool(k.bom))
+                info.setdefault("delimiter", k.delimiter)
         file_rows.append(info)
     return {
         "export_id": export_id,

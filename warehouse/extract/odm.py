@@ -31,6 +31,7 @@ import defusedxml.ElementTree as DET
 import polars as pl
 
 from .errors import ExportError
+from .odm_files import NO_METADATA_NOTE, metadata_from_data
 from .odm_meta import REDCAP_DAG_ITEM, OdmMetadata, attrs, item_field_type, local, vendor_attrs
 from .odm_state import ParseState, Position, xpath_literal as _q
 from .rawzone import (
@@ -51,9 +52,17 @@ ODM_FILE_ATTRIBUTES = ("ODMVersion", "FileType", "SourceSystem", "SourceSystemVe
 
 
 class OdmReader:
-    def __init__(self, path: Path, out_dir: Path, *, export_id: str, sha256: str) -> None:
+    """Reads one ODM file (``path``) into a raw snapshot; ``metadata``: a second file of the same export holding the
+    study's metadata only (OpenEDC writes metadata and clinical data as two files), read first. Without any
+    MetaDataVersion (Medidata Rave's ClinicalData-only files) the tables come from the data, every item text."""
+
+    def __init__(self, path: Path, out_dir: Path, *, export_id: str, sha256: str,
+                 metadata: Path | None = None) -> None:
         self.path = path
         self.name = path.name
+        self.metadata_path = metadata
+        self.versions: list[tuple[str, str]] = []  # (StudyOID, MetaDataVersion OID) defined in the export
+        self.no_metadata = False
         self.out_dir = out_dir
         self.export_id = export_id
         self.sha256 = sha256
@@ -112,22 +121,22 @@ class OdmReader:
 
     # ------------------------------------------------------------------ parsing
     def run(self) -> Extracted:
+        if self.metadata_path is not None:
+            self._read_metadata_file(self.metadata_path)
         self.result.files[self.name] = {"role": "odm"}
-        st = ParseState()
-        try:
-            self._parse(st)
-        except ExportError:
-            raise
-        except (defusedxml.DefusedXmlException, ParseError) as exc:
-            raise self._xml_error(exc) from exc
-        if not st.root_checked:
-            raise ExportError(self.name, "empty XML document")
+        st = self._read(self.path)
         if not self.plan_ready:
             self._plan()
         for s in self.sinks.values():
             s.close()
         if st.n_subjects == 0:
-            raise ExportError(self.name, "no ClinicalData/SubjectData: the ODM file holds metadata only, no records")
+            if not st.clinical and not self.versions:
+                raise ExportError(self.name, "no ClinicalData and no MetaDataVersion: the ODM file holds neither "
+                                  "records nor metadata")
+            if not st.clinical:
+                raise ExportError(self.name, "no ClinicalData/SubjectData: the ODM file holds metadata only, no "
+                                  "records")
+            raise ExportError(self.name, "ClinicalData without SubjectData: the export holds no records")
         if self.repeated_subjects:
             self._check_repeated_subjects()
         if self.duplicate_notes > MAX_DUPLICATE_NOTES:
@@ -135,6 +144,47 @@ class OdmReader:
                                      f"duplicate records ({self.duplicate_notes} in all), all kept")
         self._write_meta(st.subjects_meta)
         return self.result
+
+    def _read(self, path: Path) -> ParseState:
+        """Stream one file of the export (``self.name`` is its name meanwhile: errors name it)."""
+        st = ParseState()
+        try:
+            self._parse(st, path)
+        except ExportError:
+            raise
+        except (defusedxml.DefusedXmlException, ParseError) as exc:
+            raise self._xml_error(exc) from exc
+        if not st.root_checked:
+            raise ExportError(self.name, "empty XML document")
+        return st
+
+    def _read_metadata_file(self, path: Path) -> None:
+        """The export's metadata file, before its data file: its Studies and MetaDataVersions."""
+        data_name, self.name = self.name, path.name
+        self.result.files[self.name] = {"role": "metadata"}
+        st = self._read(path)
+        if st.clinical:  # pragma: no cover - land.py pairs a metadata-only file with the data file
+            raise ExportError(self.name, "the metadata file of the export holds ClinicalData too")
+        if not self.versions:
+            raise ExportError(self.name, "no MetaDataVersion: the file holds no metadata for "
+                              f"{data_name}")
+        self.name = data_name
+
+    def _clinical_data(self, a: dict, location: str) -> None:
+        """At a ClinicalData: the tables, planned from the metadata (made from the data when the export has none),
+        and the MetaDataVersion it refers to, which a file of the export must define when any defines one."""
+        if not self.plan_ready:
+            if not self.versions:
+                self.meta = metadata_from_data(self.path, self.name)
+                self.no_metadata = True
+                self.result.notes.append(f"{self.name}: {NO_METADATA_NOTE} (ClinicalData without a MetaDataVersion "
+                                         "in the export: forms, item groups and items are those seen in the data)")
+            self._plan()
+        version = a.get("MetaDataVersionOID")
+        defined = [v for _, v in self.versions]
+        if defined and version is not None and version not in defined:
+            raise ExportError(self.name, f"ClinicalData refers to MetaDataVersion {version!r}, which no file of the "
+                              f"export defines (defined: {', '.join(repr(v) for v in defined)})", location=location)
 
     def _xml_error(self, exc: Exception) -> ExportError:
         """The ExportError for XML that cannot be read, or that defusedxml refuses."""
@@ -151,10 +201,10 @@ class OdmReader:
         line, col = getattr(exc, "position", (None, None))
         return ExportError(self.name, f"malformed XML ({exc.msg if hasattr(exc, 'msg') else exc})", location=line)
 
-    def _parse(self, st: ParseState) -> None:
-        """Stream the file: metadata elements are read when they end, ClinicalData as it goes (elements cleared
+    def _parse(self, st: ParseState, path: Path) -> None:
+        """Stream a file: metadata elements are read when they end, ClinicalData as it goes (elements cleared
         once used, so memory holds one subject)."""
-        for ev, el in DET.iterparse(str(self.path), events=("start", "end"), forbid_dtd=True,
+        for ev, el in DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True,
                                     forbid_entities=True, forbid_external=True):
             n = local(el.tag)
             if ev == "start":
@@ -177,11 +227,12 @@ class OdmReader:
         pos = st.pos
         if n == "Study":
             self.studies.append(a.get("OID", ""))
+        elif n == "MetaDataVersion":
+            self.versions.append((self.studies[-1] if self.studies else "", a.get("OID", "")))
         elif n == "ClinicalData":
             st.clinical = True
-            if not self.plan_ready:
-                self._plan()
             sid = a.get("StudyOID", "")
+            self._clinical_data(a, f"/ODM/ClinicalData[@StudyOID={_q(sid)}]")
             multi = len(self.studies) > 1
             st.pos = Position(study=sid, study_site=sid if multi and self.studies and sid != self.studies[0] else None)
         elif n == "SubjectData" and st.clinical:
@@ -433,10 +484,13 @@ def _shown(value: str | None) -> str:
     return "empty" if value is None else repr(value)
 
 
-def read_odm(path: Path, out_dir: Path, *, export_id: str = "", sha256: str = "") -> Extracted:
-    """Read one ODM file into ``out_dir`` (one Parquet per table); metadata frames in the result."""
+def read_odm(path: Path, out_dir: Path, *, export_id: str = "", sha256: str = "",
+             metadata: Path | None = None) -> Extracted:
+    """Read one ODM file (with the export's metadata file, if separate) into ``out_dir`` (one Parquet per table);
+    metadata frames in the result."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return OdmReader(Path(path), out_dir, export_id=export_id, sha256=sha256).run()
+    return OdmReader(Path(path), out_dir, export_id=export_id, sha256=sha256,
+                     metadata=Path(metadata) if metadata is not None else None).run()
 
 
 def odm_frames(path: Path, out_dir: Path) -> dict[str, pl.DataFrame]:

@@ -295,6 +295,7 @@ class RedcapReader:
         res = self.result
         path = self.folder / rk.name
         self.text = scan_csv(path, rk, self.encoding)
+        rk.encoding, rk.bom = self.text.encoding, self.text.bom
         res.files[rk.name] = {"role": "records", "encoding": self.text.encoding, "bom": self.text.bom,
                               "delimiter": rk.delimiter}
         form_cols = self._plan_columns(rk)

@@ -83,14 +83,24 @@ def scan_csv(path: Path, kind: FileKind, encoding: str | None) -> TextInfo:
             raise
         col = column_at(path, offset, kind.delimiter or ",")
         fld = kind.header[col] if col is not None and col < len(kind.header) else None
-        hint = (f"; the encoding override is {encoding!r}: is that the file's encoding?" if encoding else
-                f"; if the file is in another encoding (cp1252, latin-1, ...), set {override_hint('encoding')}")
-        raise ExportError(err.file, err.reason + hint, location=err.location, field=fld) from err
+        likely = getattr(err, "likely_encoding", None)
+        if getattr(err, "mojibake", False) and not likely:
+            hint = ""  # the file itself is garbled (double-encoded): no override reads it right
+        elif likely:
+            hint = f"; remove the encoding override, or set {override_hint('encoding', likely)}"
+        elif encoding:
+            hint = f"; the encoding override is {encoding!r}: is that the file's encoding?"
+        else:
+            hint = f"; if the file is in another encoding (cp1252, latin-1, ...), set {override_hint('encoding')}"
+        raised = ExportError(err.file, err.reason + hint, location=err.location, field=fld)
+        raised.likely_encoding = likely  # type: ignore[attr-defined]
+        raise raised from err
 
 
 def read_small_csv(path: Path, kind: FileKind, encoding: str | None) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """A small CSV (metadata) read whole: header and (start line, row) pairs; blank lines skipped."""
     info = scan_csv(path, kind, encoding)
+    kind.encoding, kind.bom = info.encoding, info.bom  # as read: export.json's provenance of the file
     text = path.read_bytes().decode("utf-8-sig" if info.encoding == "utf-8" else info.encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=kind.delimiter or ",", strict=True)
     rows: list[tuple[int, list[str]]] = []

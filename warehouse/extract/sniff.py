@@ -79,7 +79,8 @@ class FileKind:
     delimiter: str | None = None
     header: list[str] = field(default_factory=list)
     role: str | None = None  # dictionary | metadata | events | arms | designation | repeating | None
-    encoding: str | None = None
+    encoding: str | None = None  # CSV: detected from the head (the full scan's once read); XML: declared, else utf-8
+    bom: bool | None = None  # CSV: a UTF-8 byte order mark (once the file is read)
 
 
 def check_dialect(encoding: str | None, delimiter: str | None) -> tuple[str | None, str | None]:
@@ -158,6 +159,12 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
     valid multi-byte UTF-8 sequence was seen (a file mixing valid UTF-8 and stray bytes is corrupt, not
     cp1252), every byte is defined in cp1252 and there are no control characters. Otherwise
     ExportError names the line of the first undecodable byte.
+
+    Garbled text is refused too (`find_mojibake`: 'Â°', 'Ã©', 'â€™' are UTF-8 read as cp1252): decoded as UTF-8,
+    the file was read with the wrong encoding and saved again before it was sent (re-export it); decoded with
+    another encoding (an override), the file is UTF-8 when it is valid UTF-8 throughout (a file that is not UTF-8
+    at all says what it says). The error names the line, the byte offset (``byte_offset``, for the CSV field) and
+    the likely encoding (``likely_encoding``).
     """
     head = read_head(path, 4)
     bom = head.startswith(codecs.BOM_UTF8)
@@ -175,6 +182,16 @@ def scan_text(path: Path, encoding: str | None = None) -> TextInfo:
 
 
 @dataclass
+class Mojibake:
+    """The first place where decoded text looks like UTF-8 read as a single-byte code page."""
+
+    line: int
+    offset: int | None  # byte offset in the file (for the CSV field at that place)
+    seen: str  # the garbled characters, e.g. 'Â°'
+    meant: str  # what they were, e.g. '°'
+
+
+@dataclass
 class _TextScan:
     """What a scan of a file in one encoding has seen so far."""
 
@@ -184,6 +201,74 @@ class _TextScan:
     quotes: int = 0
     ascii_so_far: bool = True
     last: bytes = b""  # the last byte read
+    mojibake: Mojibake | None = None
+    path: str = ""
+
+
+# UTF-8 read as cp1252 (or latin-1): each byte of a character becomes a character of its own. A lead byte shows as
+# Â Ã Ä Å Î Ï (0xC2-0xC5: symbols and accented Latin letters, 0xCE-0xCF: Greek, µ as 'Î¼') or â (0xE2: punctuation,
+# '’' as 'â€™', '≥' as 'â‰¥'), and each continuation byte (0x80-0xBF) as one of the characters below. Only these
+# typical sequences are looked for: a lead like 'ß' or 'Ñ' before a quote mark is ordinary text.
+_CONTINUATION = frozenset(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore")) | frozenset(
+    map(chr, range(0x80, 0xC0)))
+_MOJIBAKE_LEADS = {"Â": 2, "Ã": 2, "Ä": 2, "Å": 2, "Î": 2, "Ï": 2, "â": 3}
+_MOJIBAKE_PATTERNS = [re.compile(re.escape(lead) + ("[" + "".join(re.escape(c) for c in sorted(_CONTINUATION)) + "]")
+                                 * (n - 1)) for lead, n in _MOJIBAKE_LEADS.items()]
+
+
+def find_mojibake(text: str) -> tuple[int, str, str] | None:
+    """The first typical UTF-8-read-as-cp1252 sequence of a text: (index, the garbled characters, what they
+    were), or None. A sequence counts only when its characters, encoded back as cp1252 (or latin-1), are one
+    valid UTF-8 character. One search per lead character (a literal prefix: fast even where 'Ä' is common)."""
+    best: tuple[int, str, str] | None = None
+    for pattern in _MOJIBAKE_PATTERNS:
+        for m in pattern.finditer(text, 0, len(text) if best is None else best[0]):
+            meant = _utf8_of(m.group())
+            if meant is not None:
+                best = (m.start(), m.group(), meant)
+                break
+    return best
+
+
+def _utf8_of(seq: str) -> str | None:
+    for enc in ("cp1252", "latin-1"):
+        try:
+            return seq.encode(enc).decode("utf-8")
+        except UnicodeError:
+            continue
+    return None
+
+
+def valid_utf8(path: Path) -> bool:
+    """Whether the whole file decodes as UTF-8 (a streaming check, for the error paths)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                decoder.decode(chunk, final=False)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def mojibake_error(name: str, found: Mojibake, enc: str, encoding: str | None) -> ExportError:
+    """The refusal of text that is UTF-8 read with the wrong encoding, naming the likely encoding. ``enc``: the
+    encoding the file was decoded with; ``encoding``: the override, if any."""
+    shown = f"{found.seen!r} (the UTF-8 bytes of {found.meant!r} read as cp1252)"
+    if enc == "utf-8":
+        reason = (f"garbled text {shown}: the file is UTF-8 but holds text that was already read with the wrong "
+                  "encoding and saved again (double-encoded, e.g. opened and re-saved in a spreadsheet); its likely "
+                  "encoding was utf-8 before that: re-export it from the EDC (staging would carry the garbled "
+                  "labels and values)")
+    else:
+        reason = (f"garbled text {shown} when read as {enc}: the file is valid UTF-8, so its likely encoding is "
+                  "utf-8" + (f", not the override {encoding!r}" if encoding else ""))
+    err = ExportError(name, reason, location=found.line)
+    err.byte_offset = found.offset  # type: ignore[attr-defined]
+    err.likely_encoding = None if enc == "utf-8" else "utf-8"  # type: ignore[attr-defined]
+    err.mojibake = True  # type: ignore[attr-defined]
+    return err
 
 
 def _scan_as(path: Path, enc: str, encoding: str | None, bom: bool) -> TextInfo | ExportError:
@@ -196,7 +281,7 @@ def _scan_as(path: Path, enc: str, encoding: str | None, bom: bool) -> TextInfo 
     except LookupError as exc:
         raise ExportError(name, f"unknown encoding {enc!r}") from exc
     ascii_codec = codecs.lookup(codec).name in ("utf-8", "cp1252")
-    st = _TextScan(newline_in_quotes=not ascii_codec)
+    st = _TextScan(newline_in_quotes=not ascii_codec, path=str(path))
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
             err = _scan_chunk(name, chunk, st, decoder, ascii_codec, enc, codec, encoding)
@@ -211,6 +296,10 @@ def _scan_as(path: Path, enc: str, encoding: str | None, bom: bool) -> TextInfo 
             raise err
         return err
     lines = st.lines + 1 if st.last and st.last != b"\n" else st.lines
+    # garbled text decoded as UTF-8: the garbling is in the file itself; decoded otherwise: the file is UTF-8 read
+    # with the wrong encoding, unless it is not UTF-8 at all (then those characters are what the file says)
+    if st.mojibake is not None and (codec == "utf-8" or valid_utf8(path)):
+        raise mojibake_error(name, st.mojibake, "utf-8" if codec == "utf-8" else enc, encoding)
     return TextInfo(encoding="utf-8" if codec == "utf-8" else enc, bom=bom and codec == "utf-8",
                     lines=lines, quotes_odd=bool(st.quotes % 2), newline_in_quotes=st.newline_in_quotes)
 
@@ -237,7 +326,10 @@ def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bo
         # ASCII is valid in both codecs tried here: decode only when a chunk is not ASCII or the
         # decoder holds the start of a character from the chunk before
         if not (ascii_codec and chunk.isascii() and not decoder.getstate()[0]):
-            decoder.decode(chunk, final=False)
+            pending = len(decoder.getstate()[0])
+            text = decoder.decode(chunk, final=False)
+            if st.mojibake is None and not text.isascii():
+                st.mojibake = _mojibake_in(text, st, pending, codec)
     except UnicodeDecodeError as exc:
         line = _line_at(chunk, max(exc.start, 0), st.lines)
         seen_multibyte = not st.ascii_so_far or not chunk[: max(exc.start, 0)].isascii()
@@ -246,6 +338,11 @@ def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bo
                           + (" (the file mixes UTF-8 and other bytes)" if seen_multibyte and
                              codec == "utf-8" else ""), location=line)
         err.byte_offset = st.read + max(exc.start, 0)  # type: ignore[attr-defined]
+        if encoding and codec != "utf-8" and valid_utf8(Path(st.path)):
+            err = ExportError(name, err.reason + f": the file is valid UTF-8, so its likely encoding is utf-8, "
+                              f"not the override {encoding!r}", location=line)
+            err.byte_offset = st.read + max(exc.start, 0)  # type: ignore[attr-defined]
+            err.likely_encoding = "utf-8"  # type: ignore[attr-defined]
         if codec == "utf-8" and seen_multibyte and not encoding:
             raise err
         return err
@@ -255,6 +352,20 @@ def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bo
     st.read += len(chunk)
     st.last = chunk[-1:]
     return None
+
+
+def _mojibake_in(text: str, st: _TextScan, pending: int, codec: str) -> Mojibake | None:
+    """The first garbled sequence of a chunk's decoded text, with its line and byte offset (``pending``: bytes of
+    the chunk before, decoded with this one)."""
+    found = find_mojibake(text)
+    if found is None:
+        return None
+    i, seen, meant = found
+    try:
+        offset: int | None = st.read + len(text[:i].encode(codec)) - pending
+    except (UnicodeError, LookupError):  # pragma: no cover - a codec that does not encode back
+        offset = None
+    return Mojibake(line=st.lines + text.count("\n", 0, i) + 1, offset=offset, seen=seen, meant=meant)
 
 
 def _break_inside_quotes(chunk: bytes, count: int, breaks: np.ndarray, open_before: bool) -> bool:
@@ -330,6 +441,22 @@ def csv_role(header: list[str]) -> str | None:
     return None
 
 
+_XML_DECLARED_ENCODING = re.compile(rb"""^<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def xml_encoding(head: bytes) -> str:
+    """The encoding an XML parser reads a file with: the declaration's (``<?xml ... encoding="..."?>``, as a Python
+    codec name when it is one), else UTF-8 (XML's default; a UTF-8 byte order mark says the same)."""
+    m = _XML_DECLARED_ENCODING.match(strip_bom(head).lstrip())
+    if m is None:
+        return "utf-8"
+    declared = m.group(1).decode("ascii")
+    try:
+        return codecs.lookup(declared).name
+    except LookupError:
+        return declared.lower()
+
+
 def classify(path: Path, encoding: str | None = None, delimiter: str | None = None) -> FileKind:
     """Recognise one file from its first 64 KiB (no full read)."""
     head = read_head(path)
@@ -345,6 +472,7 @@ def classify(path: Path, encoding: str | None = None, delimiter: str | None = No
     if body.startswith(b"<"):
         kind.kind = "xml"
         kind.what = "an ODM XML file" if b"<ODM" in head or b":ODM" in head else "an XML file (not ODM)"
+        kind.encoding = xml_encoding(head)
         return kind
     enc = "utf-8" if head.startswith(codecs.BOM_UTF8) else encoding  # a BOM wins over an override
     if enc is None:
