@@ -29,6 +29,7 @@ from warehouse.extract import steps as extract_steps
 from warehouse.publish import build_lock
 from warehouse.publish import steps as publish_steps
 from warehouse.request import BuildError, BuildRequest, BuildResult, NoNewExport
+from warehouse.resources import use_project
 from warehouse.stage import load as stage_steps
 from warehouse.transform import catalog as catalog_steps
 from warehouse.transform import steps as transform_steps
@@ -304,6 +305,7 @@ def build_warehouse(
     only_new: bool = False,
     keep_builds: int | None = None,
     force: bool = False,
+    project: str | None = None,
 ) -> BuildResult | NoNewExport:
     """Build the study's warehouse from an eCRF export (the demo study when none is given) and publish it.
 
@@ -311,8 +313,10 @@ def build_warehouse(
     export of the last finished build, or when the export folder is missing or empty (nothing arrived yet).
     A build whose export, code and study are those of the published build does nothing and returns that build
     (`up_to_date`), unless `force`. `keep_builds`: build files kept (default WAREHOUSE_KEEP_BUILDS, else 5).
-    The sequence is warehouse.build.run; this flow only makes each of its steps a task.
+    `project`: the study project folder (a deployment per project sets it). The sequence is warehouse.build.run; this flow only makes each of its steps a task.
     """
+    if project:  # the study project (study.toml, sql/, expectations/); default: the working directory's, else the demo
+        use_project(project)
     request = BuildRequest(
         data_dir=Path(data_dir), export=Path(export) if export else None, blinded=not unblinded,
         randomisation=Path(randomisation) if randomisation else None, study=resolve_study(study),

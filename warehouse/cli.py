@@ -18,7 +18,9 @@ import typer
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Clinical-trial data warehouse: eCRF exports -> validated marts in DuckDB.",
+    help="Clinical-trial data warehouse: eCRF exports -> validated marts in DuckDB. Every command takes "
+         "--project DIR (a study project: study.toml, sql/, expectations/); default: the current directory when "
+         "it holds a study.toml, else the built-in demo study.",
     pretty_exceptions_enable=False,
 )
 
@@ -26,7 +28,7 @@ EXIT_BLOCKED = 1
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 3
 
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Data directory (raw zone, builds, warehouse).")]
+from warehouse.commands import DataDir  # noqa: E402
 
 
 def fail(message: str, code: int) -> None:
@@ -63,7 +65,7 @@ def build(
     data_dir: DataDir = Path("data"),
     unblinded: Annotated[bool, typer.Option("--unblinded", help="Build with treatment arms (separate location).")] = False,
     randomisation: Annotated[Optional[Path], typer.Option(help="Randomisation list (kit_no,arm) for --unblinded.")] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study name (warehouse/studies) or TOML file; default: the demo study.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="A study TOML file (default: the project's study.toml; adress: the demo study).")] = None,
     only_new: Annotated[bool, typer.Option("--only-new", help="Do nothing when this export was already built.")] = False,
     keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1, help="Build files to keep (default 5 or WAREHOUSE_KEEP_BUILDS).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the published warehouse was built from "
@@ -71,6 +73,10 @@ def build(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs and every model's time.")] = False,
 ) -> None:
     """Build and publish the warehouse from an eCRF export (the demo study when none is given)."""
+    import os
+
+    from warehouse.resources import PROJECT_ENV
+
     if randomisation is not None and not unblinded:
         fail("--randomisation is only read by an --unblinded build", EXIT_BAD_INPUT)
     if export is not None:
@@ -83,7 +89,8 @@ def build(
     if early is None:
         early = run_build_flow(verbose, data_dir=str(data_dir), export=str(export) if export else None,
                                unblinded=unblinded, randomisation=str(randomisation) if randomisation else None,
-                               study=study, only_new=only_new, keep_builds=keep_builds, force=force)
+                               study=study, only_new=only_new, keep_builds=keep_builds, force=force,
+                               project=os.environ.get(PROJECT_ENV))
     print_outcome(early, export, verbose)
 
 
@@ -339,12 +346,46 @@ def register_areas() -> None:
 register_areas()
 
 
+def take_project_option(argv: list[str]) -> str | None:
+    """Remove `--project DIR` (or `--project=DIR`) from the arguments, wherever it stands: every command takes it."""
+    for i, arg in enumerate(argv):
+        if arg == "--project" and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+        if arg.startswith("--project="):
+            del argv[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def activate_project(project: str | None) -> None:
+    """The study project every command works on (see warehouse.resources.find_project): `--project DIR`, else the
+    current directory when it holds a study.toml, else the demo study. With --project, the data directory defaults
+    to DIR/data."""
+    import os
+
+    from warehouse.commands import DATA_DIR_ENV
+    from warehouse.resources import ProjectError, use_project
+
+    if project is None:
+        return
+    try:
+        root = use_project(project)
+    except ProjectError as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    os.environ.setdefault(DATA_DIR_ENV, str(root / "data"))
+
+
 def main() -> None:
     from warehouse.commands.server import use_local_server
 
     use_local_server()  # a server from `warehouse server start`, unless PREFECT_API_URL names one
     try:
+        activate_project(take_project_option(sys.argv))
         app()
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -19,28 +19,31 @@ from warehouse.publish import (
 from warehouse.request import BuildRequest, BuildResult, NoNewExport
 from warehouse.resources import sql_dir
 
-_CODE_FINGERPRINT: list[str] = []
+_CODE_FINGERPRINT: dict[Path, str] = {}  # project root -> fingerprint
 
 
 def code_fingerprint() -> str:
-    """SHA-256 over what turns an export into a warehouse: the package's Python files, the SQL models, the
-    expectation suites and the versions of the libraries that compute it. Computed once per process (~10 ms)."""
-    if not _CODE_FINGERPRINT:
+    """SHA-256 over what turns an export into a warehouse: the engine's Python files, the active project's SQL
+    models and expectation suites, and the versions of the libraries that compute it (the project's study.toml
+    counts in build_fingerprint). Computed once per process and project (~10 ms)."""
+    from warehouse.resources import expectations_dir, find_project
+
+    project = find_project()
+    if project not in _CODE_FINGERPRINT:
         import hashlib
 
         from warehouse.publish import package_versions
-        from warehouse.resources import expectations_dir
 
         digest = hashlib.sha256()
         package = Path(__file__).resolve().parent
-        roots = [(package, "*.py"), (package, "*.toml"), (sql_dir(), "*.sql"), (expectations_dir(), "*.json")]
+        roots = [(package, "*.py"), (sql_dir(), "*.sql"), (expectations_dir(), "*.json")]
         for root, pattern in roots:
             for path in sorted(root.rglob(pattern)):
                 digest.update(f"{path.relative_to(root).as_posix()}\n".encode())
                 digest.update(path.read_bytes())
         digest.update(repr(sorted(package_versions().items())).encode())
-        _CODE_FINGERPRINT.append(digest.hexdigest())
-    return _CODE_FINGERPRINT[0]
+        _CODE_FINGERPRINT[project] = digest.hexdigest()
+    return _CODE_FINGERPRINT[project]
 
 
 def build_fingerprint(request: BuildRequest, export_id: str, randomisation: Path | None) -> str:
@@ -128,5 +131,7 @@ def summarise(build_file: Path) -> tuple[int, list[str]]:
                 "where table_schema in ('main', 'intermediate', 'staging') order by 1"
             ).fetchall()
         ]
-        subjects = con.execute("select count(*) from main.adsl").fetchall()[0][0] if "main.adsl" in tables else 0
+        # the subject-level mart: ADSL in an ADaM project, `subjects` in one started by `warehouse init`
+        mart = next((t for t in ("main.adsl", "main.subjects") if t in tables), None)
+        subjects = con.execute(f"select count(*) from {mart}").fetchall()[0][0] if mart else 0
     return subjects, tables

@@ -1,4 +1,10 @@
-"""The study configuration: the one place where a study's parameters live (thresholds, windows, salt factors)."""
+"""The study configuration (a project's `study.toml`): the one place where a study's parameters live.
+
+Only `[study]` (id, title) is required. Everything else is optional and empty when absent: `[time]` (the anchor of
+study time H0: without it no `_hrs` columns), `[norepinephrine]` (salt factors and the items whose doses are
+converted to base), `[bradycardia]`, `[adverse_events]`, `[windows]`, `[schedule]`, `[treatment]` (arms and the
+blinded label), `[export]` (the CSV dialect, when detection gets it wrong). Sections `warehouse init` writes for
+people to read (`[forms]`, `[sites]`, `[identifiers]`, `[datetimes]`) are not read by the engine."""
 
 from __future__ import annotations
 
@@ -6,30 +12,29 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_STUDIES = Path(__file__).resolve().parent / "studies"
-EXPORT_KEYS = ("encoding", "delimiter", "decimal_comma")
+EXPORT_KEYS = ("encoding", "delimiter", "decimal_comma", "format")
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     study_id: str
     title: str
-    anchor_form: str
-    anchor_item: str
-    ne_salt_factors: dict[str, float]
-    ne_salt_labels: dict[str, str]
-    ne_drug_code: str
-    ne_base_doses: dict[str, dict[str, str]]
-    bradycardia_hr_threshold: float
-    bradycardia_min_readings: int
-    bradycardia_window_hours: float
-    teae_window_hours: float
-    windows: dict[str, tuple[float, float]]
-    arms: dict[str, str]
-    blinded_label: str
+    anchor_form: str | None = None
+    anchor_item: str | None = None
+    ne_salt_factors: dict[str, float] = field(default_factory=dict)
+    ne_salt_labels: dict[str, str] = field(default_factory=dict)
+    ne_drug_code: str | None = None
+    ne_base_doses: dict[str, dict[str, str]] = field(default_factory=dict)
+    bradycardia_hr_threshold: float | None = None
+    bradycardia_min_readings: int | None = None
+    bradycardia_window_hours: float | None = None
+    teae_window_hours: float | None = None
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    arms: dict[str, str] = field(default_factory=dict)
+    blinded_label: str = "Blinded"
     # the study's schedule: hourly hemodynamics H0..H<hemo_hourly_last_hour>; the hours MAP/NE is analysed at
-    hemo_hourly_last_hour: int = 24
-    map_ne_hours: tuple[int, ...] = (0, 6, 12, 24)
+    hemo_hourly_last_hour: int | None = None
+    map_ne_hours: tuple[int, ...] = ()
     source: Path = field(default=Path())
     # CSV dialect of the study's exports ([export] table); None = detected from each file
     export_encoding: str | None = None
@@ -41,26 +46,15 @@ class StudyConfig:
         return {"encoding": self.export_encoding, "delimiter": self.export_delimiter,
                 "decimal_comma": self.export_decimal_comma}
 
-    def as_parameters(self) -> dict[str, str]:
-        """Flat name -> value pairs, stored in the warehouse so every build says which parameters it used."""
-        params = {
-            "study_id": self.study_id,
-            "anchor": f"{self.anchor_form}.{self.anchor_item}",
-            "bradycardia_hr_threshold": str(self.bradycardia_hr_threshold),
-            "bradycardia_min_readings": str(self.bradycardia_min_readings),
-            "bradycardia_window_hours": str(self.bradycardia_window_hours),
-            "teae_window_hours": str(self.teae_window_hours),
-        }
-        params.update({f"ne_salt_factor_{k}": str(v) for k, v in self.ne_salt_factors.items()})
-        params.update({f"window_{k}": f"{lo},{hi}" for k, (lo, hi) in self.windows.items()})
-        params.update({f"export_{k}": str(v) for k, v in self.export_options().items() if v is not None})
-        return params
-
+    @property
+    def bradycardia_period(self) -> str | None:
+        """The label of the bradycardia window from H0 (`H0-H24`), made from its length."""
+        return None if self.bradycardia_window_hours is None else f"H0-H{self.bradycardia_window_hours:g}"
 
     @property
-    def bradycardia_period(self) -> str:
-        """The label of the bradycardia window from H0 (`H0-H24`), made from its length."""
-        return f"H0-H{self.bradycardia_window_hours:g}"
+    def anchor(self) -> str | None:
+        """`form.item` of study time zero (H0), None when the study has no [time] anchor."""
+        return f"{self.anchor_form}.{self.anchor_item}" if self.anchor_form and self.anchor_item else None
 
     def parameter_columns(self) -> dict[str, tuple[object, str]]:
         """The parameters as `src.study_parameters` holds them: one row, a typed column per parameter
@@ -69,7 +63,7 @@ class StudyConfig:
         `ne_salt_factor_<code>`; export options are null when detected."""
         columns: dict[str, tuple[object, str]] = {
             "study_id": (self.study_id, "VARCHAR"),
-            "anchor": (f"{self.anchor_form}.{self.anchor_item}", "VARCHAR"),
+            "anchor": (self.anchor, "VARCHAR"),
             "ne_drug_code": (self.ne_drug_code, "VARCHAR"),
             "bradycardia_hr_threshold": (self.bradycardia_hr_threshold, "DOUBLE"),
             "bradycardia_min_readings": (self.bradycardia_min_readings, "INTEGER"),
@@ -97,29 +91,43 @@ class StudyConfig:
 
 
 def load_study(path: Path | str | None = None) -> StudyConfig:
-    """Load a study configuration (TOML); with no path, the built-in demo study."""
-    source = Path(path) if path else _STUDIES / "adress.toml"
+    """Load a study configuration (TOML); with no path, the active project's `study.toml` (see
+    warehouse.resources). A missing required key is a ValueError naming the file and the key."""
+    from warehouse.resources import study_file
+
+    source = Path(path) if path else study_file()
     raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    ne = raw["norepinephrine"]
+    try:
+        return study_from_toml(raw, source)
+    except KeyError as err:
+        raise ValueError(f"{source}: missing key {err.args[0]!r} (see the study configuration in docs/new-study.md)") \
+            from None
+
+
+def study_from_toml(raw: dict, source: Path) -> StudyConfig:
+    """The sections of a study.toml as a StudyConfig: `[study]` required, the rest optional (see the module)."""
+    ne = raw.get("norepinephrine", {})
+    time, brady, schedule, treatment = (raw.get(k, {}) for k in ("time", "bradycardia", "schedule", "treatment"))
     encoding, delimiter, decimal_comma = _export_dialect(raw.get("export", {}), source)
+    optional = lambda table, key, kind: kind(table[key]) if key in table else None  # noqa: E731
     return StudyConfig(
         study_id=raw["study"]["id"],
         title=raw["study"].get("title", raw["study"]["id"]),
-        anchor_form=raw["time"]["anchor_form"],
-        anchor_item=raw["time"]["anchor_item"],
-        ne_salt_factors={str(k): float(v) for k, v in ne["salt_factors"].items()},
-        ne_salt_labels={str(k): str(v) for k, v in ne["salt_labels"].items()},
-        ne_drug_code=str(ne["drug_code"]),
+        anchor_form=time.get("anchor_form"),
+        anchor_item=time.get("anchor_item"),
+        ne_salt_factors={str(k): float(v) for k, v in ne.get("salt_factors", {}).items()},
+        ne_salt_labels={str(k): str(v) for k, v in ne.get("salt_labels", {}).items()},
+        ne_drug_code=optional(ne, "drug_code", str),
         ne_base_doses={form: dict(spec) for form, spec in ne.get("base_doses", {}).items()},
-        bradycardia_hr_threshold=float(raw["bradycardia"]["hr_threshold"]),
-        bradycardia_min_readings=int(raw["bradycardia"]["min_consecutive_readings"]),
-        bradycardia_window_hours=float(raw["bradycardia"]["window_hours"]),
-        teae_window_hours=float(raw["adverse_events"]["teae_window_hours"]),
-        windows={k: (float(v[0]), float(v[1])) for k, v in raw["windows"].items()},
-        arms={str(k): str(v) for k, v in raw["treatment"]["arms"].items()},
-        blinded_label=raw["treatment"]["blinded_label"],
-        hemo_hourly_last_hour=int(raw.get("schedule", {}).get("hemo_hourly_last_hour", 24)),
-        map_ne_hours=tuple(int(h) for h in raw.get("schedule", {}).get("map_ne_hours", (0, 6, 12, 24))),
+        bradycardia_hr_threshold=optional(brady, "hr_threshold", float),
+        bradycardia_min_readings=optional(brady, "min_consecutive_readings", int),
+        bradycardia_window_hours=optional(brady, "window_hours", float),
+        teae_window_hours=optional(raw.get("adverse_events", {}), "teae_window_hours", float),
+        windows={k: (float(v[0]), float(v[1])) for k, v in raw.get("windows", {}).items()},
+        arms={str(k): str(v) for k, v in treatment.get("arms", {}).items()},
+        blinded_label=treatment.get("blinded_label", "Blinded"),
+        hemo_hourly_last_hour=optional(schedule, "hemo_hourly_last_hour", int),
+        map_ne_hours=tuple(int(h) for h in schedule.get("map_ne_hours", ())),
         source=source,
         export_encoding=encoding,
         export_delimiter=delimiter,
@@ -158,8 +166,10 @@ class UnknownStudy(ValueError):
 
 
 def resolve_study(study: str | None) -> StudyConfig:
-    """A study configuration: None / '' for the built-in demo study, a study name under warehouse/studies, or a
+    """A study configuration: None / '' for the active project's study.toml, `adress` for the demo study, or a
     path to a study TOML file."""
+    from warehouse.resources import STUDY_FILE, demo_project
+
     if not study:
         return load_study()
     path = Path(study)
@@ -167,8 +177,7 @@ def resolve_study(study: str | None) -> StudyConfig:
         if not path.is_file():
             raise UnknownStudy(f"study file not found: {path}")
         return load_study(path)
-    named = _STUDIES / f"{study.lower()}.toml"
-    if not named.is_file():
-        known = ", ".join(sorted(p.stem for p in _STUDIES.glob("*.toml")))
-        raise UnknownStudy(f"unknown study {study!r}: give a study TOML file or one of {known}")
-    return load_study(named)
+    if study.lower() == "adress":
+        return load_study(demo_project() / STUDY_FILE)
+    raise UnknownStudy(f"unknown study {study!r}: give a study TOML file, a project (--project DIR), or adress "
+                       "(the demo study)")

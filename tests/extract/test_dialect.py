@@ -16,7 +16,7 @@ from warehouse.study import load_study
 from extract_samples import DATA_HEADER, DATA_ROWS, write_redcap, write_odm, odm_form
 
 DATA = "STUDY_DATA_2024-01-01.csv"
-ADRESS = Path(__file__).resolve().parents[2] / "warehouse" / "studies" / "adress.toml"
+ADRESS = Path(__file__).resolve().parents[2] / "study.toml"  # the demo project's
 
 
 def study_toml(tmp_path: Path, export_table: str) -> Path:
@@ -47,13 +47,13 @@ def records_by_subject(path: Path, encoding: str, delimiter: str) -> dict[str, d
 def test_demo_study_detects_by_default() -> None:
     study = load_study()
     assert study.export_options() == {"encoding": None, "delimiter": None, "decimal_comma": None}
-    assert not [k for k in study.as_parameters() if k.startswith("export_")]
+    assert all(study.parameter_columns()[f"export_{k}"][0] is None for k in ("encoding", "delimiter", "decimal_comma"))
 
 
 def test_export_table_is_read(tmp_path: Path) -> None:
     study = load_study(study_toml(tmp_path, 'encoding = "cp1252"\ndelimiter = "tab"\ndecimal_comma = true'))
     assert study.export_options() == {"encoding": "cp1252", "delimiter": "\t", "decimal_comma": True}
-    assert study.as_parameters()["export_encoding"] == "cp1252"
+    assert study.parameter_columns()["export_encoding"][0] == "cp1252"
     assert load_study(study_toml(tmp_path, 'delimiter = "\\t"')).export_delimiter == "\t"  # TOML's own escape
     assert load_study(study_toml(tmp_path, 'encoding = ""')).export_encoding is None  # empty = detect
 

@@ -43,9 +43,22 @@ class Analysis:
     blinded: bool
 
 
+MARTS = ("adsl", "adeff", "adae", "adtte", "hemodynamics")  # what the trial analysis reads
+
+
 def read_marts(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
-    return {name: con.sql(f"select * from main.{name}").pl()
-            for name in ("adsl", "adeff", "adae", "adtte", "hemodynamics")}
+    return {name: con.sql(f"select * from main.{name}").pl() for name in MARTS}
+
+
+def write_no_analysis(reports_dir: Path, build_id: str, study: str, present: list[str], blocked: bool) -> Path:
+    """The analysis report of a build whose project has no ADaM marts: says so, writes no ar_* table."""
+    from warehouse.templates import render
+
+    target = reports_dir / build_id / "analysis.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render("no_analysis.html.j2", study=study, build_id=build_id, needed=list(MARTS),
+                             present=present, blocked=blocked), encoding="utf-8")
+    return target
 
 
 def analyse(marts: dict[str, pl.DataFrame], arm_labels: list[str]) -> Analysis:
@@ -121,6 +134,11 @@ def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels
     from warehouse.validate.report import mark_blocked
 
     with duckdb.connect(str(build_file)) as con:
+        present = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'main' "
+                                             "and database_name = current_database()").fetchall()}
+        if not set(MARTS) <= present:  # a study project without the trial's ADaM marts: nothing to analyse
+            study = con.execute("select study_id from src.build_info").fetchall()[0][0]
+            return write_no_analysis(reports_dir, build_id, study, sorted(set(MARTS) & present), blocked)
         marts = read_marts(con)
         analysis = analyse(marts, arm_labels)
         write_tables(con, analysis)

@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from warehouse.commands import DataDir
+
 EXIT_BAD_INPUT = 2
 
 
@@ -41,8 +43,7 @@ def _record(row: dict) -> str:
 
 def extract(
     export: Annotated[Path, typer.Option(help="Export folder or ODM file.")],
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory (raw zone, builds, warehouse).")]
-    = Path("data"),
+    data_dir: DataDir = Path("data"),
     encoding: Annotated[Optional[str], typer.Option(help="Encoding of the export's CSV files (e.g. cp1252); "
                                                     "default: detected per file.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="Delimiter of the records CSV: one character, or "
@@ -70,8 +71,7 @@ def extract(
 
 
 def changes(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory (raw zone, builds, warehouse).")]
-    = Path("data"),
+    data_dir: DataDir = Path("data"),
     from_id: Annotated[Optional[str], typer.Option("--from", help="Older snapshot (export id or unique prefix); "
                                                    "default: the snapshot landed before --to.")] = None,
     to_id: Annotated[Optional[str], typer.Option("--to", help="Newer snapshot; default: the latest.")] = None,

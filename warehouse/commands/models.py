@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Data directory (builds, warehouse, reports).")]
+from warehouse.commands import DataDir as DataDirOption  # noqa: E402
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 3
 

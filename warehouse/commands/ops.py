@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 3
 EXIT_BUSY = 4
 
-DataDirOption = Annotated[Path, typer.Option("--data-dir", help="Data directory (raw zone, builds, warehouse).")]
+from warehouse.commands import DataDir as DataDirOption  # noqa: E402
 UnblindedOption = Annotated[bool, typer.Option("--unblinded", help="The unblinded warehouse (DIR/unblinded).")]
 SnapshotOption = Annotated[Optional[str], typer.Option("--snapshot", help="A locked snapshot's label instead of "
                                                                           "the published warehouse.")]

@@ -46,12 +46,10 @@ GENERATED_SEVERITY: dict[str, str] = {
 
 
 def expectations_dir() -> Path:
-    """The project's expectations/ folder: inside the wheel (warehouse/_project/expectations) or the source tree."""
-    import warehouse
+    """The active study project's expectations/ folder (warehouse.resources)."""
+    from warehouse.resources import expectations_dir as project_expectations
 
-    pkg_dir = Path(warehouse.__file__).parent if getattr(warehouse, "__file__", None) else Path(__file__).parent.parent
-    installed = pkg_dir / "_project" / "expectations"
-    return installed if installed.is_dir() else pkg_dir.parent / "expectations"
+    return project_expectations()
 
 
 # --------------------------------------------------------------------------------------------- loading / saving
