@@ -1,29 +1,42 @@
-"""Marts for statisticians' tools: Parquet, CSV and SAS transport (XPT version 5) with variable labels.
+"""The published warehouse's analysis tables for statisticians' tools: Parquet, CSV and SAS transport (XPT v5).
 
-XPT v5 limits names to 8 characters and labels to 40; the marts' ADaM names already fit, and a longer name is
-shortened with a warning in the export's manifest rather than failing the export. Labels are written in ASCII (the
-transport format's character set: µ becomes u) and a longer one is cut at the last word boundary within 40
-characters. DATE columns are SAS dates (days since 1960-01-01, format DATE9.), date-times SAS datetimes.
+What is exported (`analysis_tables`): the five marts (ADSL, ADEFF, ADAE, ADTTE, hemodynamics) and every analysis
+result table (`ar_*`). The validation findings are not exported by default (they are the data managers' working
+list, in the validation report and the warehouse); `tables=` (`warehouse export --tables`) names any table of `main`.
+
+- Parquet: the values as in DuckDB (UTF-8), each column's comment as Arrow field metadata `label`, the table's
+  comment and grain (from `main.catalog`) as schema metadata `label` and `grain`.
+- CSV: the values as in DuckDB (UTF-8), no labels (CSV has nowhere to put them).
+- XPT v5: names of at most 8 characters (a longer one shortened, listed in the manifest's `xpt_renamed`); labels
+  of at most 40 characters, unique within the dataset, by the rule of `warehouse/analyse/labels.py` (units kept,
+  explanations dropped first, then known words abbreviated); the dataset label from a short form per dataset.
+  XPT v5 cannot declare an encoding, so character values and labels are transliterated to ASCII (`ascii_text`:
+  é -> e, µ -> u, ° -> deg). Booleans are Y/N, DATE columns SAS dates (days since 1960-01-01, format DATE9.),
+  date-times SAS datetimes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from warehouse.analyse.labels import (
+    XPT_LABEL_MAX,
+    ascii_text,
+    dataset_label,
+    dataset_labels,
+    short_label,
+)
+
 MARTS = ("adsl", "adeff", "adae", "adtte", "hemodynamics")
+RESULT_PREFIX = "ar_"
 FORMATS = ("parquet", "csv", "xpt")
-XPT_LABEL_MAX = 40
 SAS_EPOCH = dt.date(1960, 1, 1)
-# characters NFKD does not turn into ASCII, spelled as a SAS programmer would
-_ASCII = {"µ": "u", "μ": "u", "≥": ">=", "≤": "<=", "×": "x", "–": "-", "—": "-", "’": "'", "‘": "'", "“": '"',
-          "”": '"', "°": " deg", "±": "+/-"}
 
 
 @dataclass
@@ -32,6 +45,8 @@ class ExportedMart:
     rows: int
     files: dict[str, Path] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    grain: str = ""
 
 
 def xpt_name(name: str, taken: set[str]) -> str:
@@ -47,24 +62,13 @@ def xpt_name(name: str, taken: set[str]) -> str:
 
 
 def ascii_label(text: str) -> str:
-    """The label in printable ASCII: known symbols spelled out, accents dropped (é -> e)."""
-    spelled = "".join(_ASCII.get(ch, ch) for ch in text)
-    plain = unicodedata.normalize("NFKD", spelled).encode("ascii", "ignore").decode("ascii")
-    return " ".join(plain.split())
+    """The label in printable ASCII (labels.ascii_text), whitespace collapsed."""
+    return " ".join(ascii_text(text).split())
 
 
 def xpt_label(text: str, limit: int = XPT_LABEL_MAX) -> str:
-    """An XPT v5 label: ASCII, at most `limit` characters, cut at the last word boundary that fits (a single word
-    longer than the limit is cut at the limit), without a dangling separator or opening bracket."""
-    label = ascii_label(text)
-    if len(label) <= limit:
-        return label
-    head = label[: limit + 1]  # one more: a word that ends exactly at the limit is kept whole
-    cut = head.rfind(" ")
-    short = head[:cut] if cut > 0 else label[:limit]
-    if short.count("(") > short.count(")"):  # no bracket left open: drop the unfinished aside
-        short = short[: short.rfind("(")]
-    return short.rstrip(" ,;:-/([").rstrip() or label[:limit]
+    """One XPT v5 label by the shortening rule of labels.short_label (unique labels: labels.dataset_labels)."""
+    return short_label(text, limit)
 
 
 def sas_dates(values: pl.Series) -> list[float | None]:
@@ -85,27 +89,72 @@ def table_label(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return (row[0][0] or "") if row else ""
 
 
-def write_xpt(frame: pl.DataFrame, labels: dict[str, str], label: str, path: Path, member: str) -> dict[str, str]:
-    """One dataset as XPT v5; returns the columns that had to be renamed to fit 8 characters."""
+def table_grain(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The columns that identify a row of `table` (main.catalog's grain; '' when the catalog does not say)."""
+    try:
+        rows = con.execute("select max(grain) from main.catalog where schema_name = 'main' and table_name = ?",
+                           [table]).fetchall()
+    except duckdb.Error:
+        return ""
+    return (rows[0][0] or "") if rows else ""
+
+
+def analysis_tables(present: set[str]) -> tuple[str, ...]:
+    """What an analyst needs, in this order: the marts, then the analysis results (ar_*), of those present."""
+    return tuple(t for t in MARTS if t in present) + tuple(sorted(t for t in present if t.startswith(RESULT_PREFIX)))
+
+
+def write_parquet(frame: pl.DataFrame, labels: dict[str, str], label: str, grain: str, path: Path) -> None:
+    """The table as Parquet with its labels: Arrow field metadata {"label": column comment} (a column without a
+    comment has none) and schema metadata {"label": table comment, "grain": its identifying columns}."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string, not string_view: older readers
+    fields = [f.with_metadata({"label": labels[f.name]}) if labels.get(f.name) else f for f in table.schema]
+    schema = pa.schema(fields, metadata={"label": label, "grain": grain})
+    pq.write_table(table.cast(schema), path, compression="zstd")
+
+
+def xpt_frame(frame: pl.DataFrame, names: dict[str, str]):
+    """The pandas frame pyreadstat writes, and its formats: columns renamed to their XPT names, text in ASCII
+    (ascii_text), booleans Y/N (SAS has none; ADaM flags are Y/N), dates as SAS dates with DATE9."""
     import pandas as pd
+
+    converted, formats = [], {}
+    for column, dtype in frame.schema.items():
+        values = frame.get_column(column)
+        if dtype in (pl.Categorical, pl.Enum) or isinstance(dtype, (pl.Categorical, pl.Enum)):
+            values, dtype = values.cast(pl.String), pl.String
+        if dtype == pl.String:
+            values = values.map_elements(ascii_text, return_dtype=pl.String)
+        converted.append(values.alias(names[column]))
+    pdf = pl.DataFrame(converted).to_pandas()
+    for column, dtype in frame.schema.items():
+        if dtype == pl.Boolean:
+            pdf[names[column]] = pdf[names[column]].map({True: "Y", False: "N"})
+        elif dtype == pl.Date:  # a SAS date (numeric days since 1960), not a datetime at midnight
+            pdf[names[column]] = pd.Series(sas_dates(frame.get_column(column)), dtype="float64", index=pdf.index)
+            formats[names[column]] = "DATE9."
+    return pdf, formats
+
+
+def write_xpt(frame: pl.DataFrame, labels: dict[str, str], label: str, path: Path, member: str) -> dict[str, str]:
+    """One dataset as XPT v5; returns the columns that had to be renamed to fit 8 characters. `label` is the
+    dataset's label as it will be written (at most 40 characters: dataset_label makes one); a longer one is
+    shortened by the label rule."""
     import pyreadstat
 
     taken: set[str] = set()
     names = {c: xpt_name(c, taken) for c in frame.columns}
     renamed = {c: n for c, n in names.items() if c.upper() != n}
-    pdf = frame.rename(names).to_pandas()
-    formats: dict[str, str] = {}
-    for column, dtype in frame.schema.items():
-        if dtype == pl.Boolean:  # SAS has no booleans: Y/N, as ADaM flags are
-            pdf[names[column]] = pdf[names[column]].map({True: "Y", False: "N"})
-        elif dtype == pl.Date:  # a SAS date (numeric days since 1960), not a datetime at midnight
-            pdf[names[column]] = pd.Series(sas_dates(frame.get_column(column)), dtype="float64", index=pdf.index)
-            formats[names[column]] = "DATE9."
+    pdf, formats = xpt_frame(frame, names)
+    column_labels = dataset_labels({names[c]: labels.get(c, "") or c for c in frame.columns})
     pyreadstat.write_xport(
         pdf,
         str(path),
-        file_label=xpt_label(label),
-        column_labels={names[c]: xpt_label(labels.get(c, "") or c) for c in frame.columns},
+        file_label=short_label(label),
+        column_labels=column_labels,
         table_name=member,
         file_format_version=5,
         variable_format=formats or None,
@@ -153,10 +202,11 @@ def _warehouse_blinded(con: duckdb.DuckDBPyConnection) -> bool | None:
 
 
 def export_marts(warehouse: Path, out_dir: Path, formats: tuple[str, ...] = FORMATS,
-                 tables: tuple[str, ...] = MARTS, *, blinded: bool | None = None) -> list[ExportedMart]:
-    """Write every mart of a published warehouse in the requested formats, with a manifest. ``blinded``: the
-    export's kind; when given, a warehouse built the other way is refused (ValueError) before anything is
-    written: a blinded export never writes an unblinded warehouse's arms."""
+                 tables: tuple[str, ...] | None = None, *, blinded: bool | None = None) -> list[ExportedMart]:
+    """Write the analysis tables of a published warehouse (`tables`; default: `analysis_tables`, the marts and
+    ar_*) in the requested formats, with a manifest. A named table that is not in the warehouse is refused
+    (ValueError). ``blinded``: the export's kind; when given, a warehouse built the other way is refused
+    (ValueError) before anything is written: a blinded export never writes an unblinded warehouse's arms."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
@@ -168,30 +218,36 @@ def export_marts(warehouse: Path, out_dir: Path, formats: tuple[str, ...] = FORM
                 raise ValueError(f"{warehouse} is an unblinded warehouse: a blinded export may not write it; "
                                  "export it with --unblinded (under DIR/unblinded/)")
             raise ValueError(f"{warehouse} is a blinded warehouse: export it without --unblinded")
-        out_dir.mkdir(parents=True, exist_ok=True)
         present = {r[0] for r in con.execute(
             "select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
+        if tables is None:
+            tables = analysis_tables(present)
+        missing = [t for t in tables if t not in present]
+        if missing:
+            raise ValueError(f"no table {', '.join(missing)} in {warehouse}; "
+                             f"tables: {', '.join(sorted(present))}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        members: set[str] = set()  # XPT member (and file) names, unique across the export
         for table in tables:
-            if table not in present:
-                continue
-            frame = con.sql(f"select * from main.{table}").pl()
-            mart = ExportedMart(table, frame.height)
+            frame = con.sql(f'select * from main."{table}"').pl()
+            labels = column_labels(con, table)
+            comment = table_label(con, table)
+            mart = ExportedMart(table, frame.height, label=comment, grain=table_grain(con, table))
             if "parquet" in formats:
                 mart.files["parquet"] = out_dir / f"{table}.parquet"
-                frame.write_parquet(mart.files["parquet"])
+                write_parquet(frame, labels, comment, mart.grain, mart.files["parquet"])
             if "csv" in formats:
                 mart.files["csv"] = out_dir / f"{table}.csv"
                 frame.write_csv(mart.files["csv"])
             if "xpt" in formats:
-                member = xpt_name(table, set())
+                member = xpt_name(table, members)
                 mart.files["xpt"] = out_dir / f"{member.lower()}.xpt"
-                mart.renamed = write_xpt(frame, column_labels(con, table), table_label(con, table),
-                                         mart.files["xpt"], member)
+                mart.renamed = write_xpt(frame, labels, dataset_label(table, comment), mart.files["xpt"], member)
             exported.append(mart)
     manifest = {
         "warehouse": str(warehouse),
-        "tables": [{"table": m.table, "rows": m.rows, "files": {k: p.name for k, p in m.files.items()},
-                    "xpt_renamed": m.renamed} for m in exported],
+        "tables": [{"table": m.table, "rows": m.rows, "label": m.label, "grain": m.grain,
+                    "files": {k: p.name for k, p in m.files.items()}, "xpt_renamed": m.renamed} for m in exported],
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return exported

@@ -1,4 +1,4 @@
-"""`warehouse export`: the published marts for statisticians' tools."""
+"""`warehouse export`: the published analysis tables (marts and ar_* results) for statisticians' tools."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from warehouse.commands import DataDir
+
 
 def register(app: typer.Typer) -> None:
     @app.command("export")
@@ -14,12 +16,16 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(
             help="Folder to write the exports into (default DIR/exports; with --unblinded DIR/unblinded/exports: "
                  "an unblinded export goes under DIR/unblinded/ only, a blinded one never does).")] = None,
-        data_dir: Annotated[Path, typer.Option("--data-dir", help="Data directory.")] = Path("data"),
+        data_dir: DataDir = Path("data"),
         unblinded: Annotated[bool, typer.Option("--unblinded", help="Export the unblinded warehouse.")] = False,
         format: Annotated[str, typer.Option(help="Comma-separated: parquet, csv, xpt.")] = "parquet,csv,xpt",
         warehouse: Annotated[Optional[Path], typer.Option(help="A warehouse file (default: the published one).")] = None,
+        tables: Annotated[Optional[str], typer.Option(
+            help="Comma-separated tables of the warehouse's main schema (default: the marts and every ar_* "
+                 "result; e.g. 'adsl,findings').")] = None,
     ) -> None:
-        """Write every mart as Parquet, CSV and SAS transport (XPT v5, with variable labels)."""
+        """Write the marts and analysis results as Parquet (with column and dataset labels), CSV and SAS transport
+        (XPT v5: ASCII, labels of at most 40 characters, unique per dataset)."""
         from warehouse.analyse.exports import check_export_dir, default_export_dir, export_marts
         from warehouse.publish import BuildPaths
 
@@ -42,7 +48,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         formats = tuple(f.strip().lower() for f in format.split(",") if f.strip())
         try:
-            exported = export_marts(source, out, formats, blinded=not unblinded)
+            chosen = tuple(t.strip() for t in tables.split(",") if t.strip()) if tables else None
+            exported = export_marts(source, out, formats, chosen, blinded=not unblinded)
         except ValueError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from err
