@@ -162,7 +162,9 @@ def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
     from warehouse.analyse.exports import export_marts
 
     exported = {m.table: m for m in export_marts(demo_build.published, tmp_path)}
-    assert set(exported) == {"adsl", "adeff", "adae", "adtte", "hemodynamics"}
+    # the five marts and the analysis results (ar_*): docs/deliverables.md
+    assert {t for t in exported if not t.startswith("ar_")} == {"adsl", "adeff", "adae", "adtte", "hemodynamics"}
+    assert {"ar_primary", "ar_teae"} <= set(exported)
     with duckdb.connect(str(demo_build.published), read_only=True) as con:
         adeff_rows = con.execute("select count(*) from adeff").fetchall()[0][0]
     assert pl.read_parquet(tmp_path / "adeff.parquet").height == adeff_rows
@@ -180,10 +182,10 @@ def test_marts_export_to_parquet_csv_and_xpt_with_labels(demo_build, tmp_path):
 def test_xpt_labels_are_cut_at_a_word_boundary():
     from warehouse.analyse.exports import xpt_label
 
-    # 70 characters; the first 41 are "Baseline norepinephrine dose as base (ug/" once µ is spelled u: the last
-    # space is at 36, and the open bracket goes with the unfinished aside
+    # 70 characters: the unit stays at the end, the rest of the aside goes, known words are abbreviated
+    # (warehouse/analyse/labels.py; tests/analyse/test_xpt_labels.py has the rule's cases)
     assert xpt_label("Baseline norepinephrine dose as base (µg/kg/min, rate in effect at H0)") == (
-        "Baseline norepinephrine dose as base")
+        "BL NE dose as base (ug/kg/min)")
     # a word ending exactly at character 40 is kept whole (10 + 1 + 29 = 40), the next word is dropped
     assert xpt_label("A" * 10 + " " + "b" * 29 + " c") == "A" * 10 + " " + "b" * 29
     # "Start time imputation flag (H when the time was imputed: ..." -> last space within 41 characters at 38
@@ -220,8 +222,8 @@ def test_xpt_writes_dates_as_sas_dates_and_labels_within_40_bytes(tmp_path):
     read, _ = pyreadstat.read_xport(str(path))
     assert read["LSTALVDT"].tolist()[0] == dt.date(2019, 6, 3)
     labels = dict(zip(meta.column_names, meta.column_labels))
-    # 43 characters with µ (2 bytes in UTF-8): cut after "exposure" (38 characters), before the bracket
-    assert labels["TRTSDTM"] == "Date-time of first study-drug exposure"
+    # 43 characters once µ is spelled u: the unit stays, "Date-time" is abbreviated
+    assert labels["TRTSDTM"] == "DTM of first study-drug exposure (ug)"
 
 
 def test_exported_adsl_dates_read_back_as_dates(demo_build, tmp_path):
