@@ -13,17 +13,14 @@ with source as (
 
 renamed as (
     select
-        -- keys
-        subject_id,
-        site_id,
-        event,
-        upper(replace(replace(event, '_arm_1', ''), 'day_', 'D')) as visit,
-        case when event = 'h24_arm_1' then 1 else try_cast(regexp_extract(event, 'day_(\d+)', 1) as integer) end as day,
+        -- keys (visit and day: stg_visits)
+        subject_id, site_id, event, visit, day,
         -- totals
         fluid_in as fluid_in_ml,
         fluid_out as fluid_out_ml,
         urine_out as urine_ml
     from source
+    left join stg_visits using (event)
 )
 
 select * from renamed

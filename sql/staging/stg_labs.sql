@@ -18,11 +18,8 @@ with source as (
 
 renamed as (
     select
-        -- keys
-        subject_id,
-        site_id,
-        event,
-        upper(replace(replace(event, '_arm_1', ''), 'day_', 'D')) as visit,
+        -- keys (visit: stg_visits)
+        subject_id, site_id, event, visit,
         -- sample
         lab_dt as lbdtm,
         lab_dt_hrs as lbdtm_hrs,
@@ -35,6 +32,7 @@ renamed as (
         bilirubin,
         creatinine
     from source
+    left join stg_visits using (event)
 )
 
 select * from renamed

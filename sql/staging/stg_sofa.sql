@@ -11,11 +11,8 @@ with source as (
 
 renamed as (
     select
-        -- keys
-        subject_id,
-        site_id,
-        event,
-        upper(replace(replace(event, '_arm_1', ''), 'day_', 'D')) as visit,
+        -- keys (visit: stg_visits)
+        subject_id, site_id, event, visit,
         -- inputs
         gcs,
         -- sub-scores as entered
@@ -27,6 +24,7 @@ renamed as (
         sofa_renal,
         sofa_total
     from source
+    left join stg_visits using (event)
 )
 
 select * from renamed

@@ -13,7 +13,7 @@ def test_compile_lineage_docs_run(demo_build, tmp_path):
     data_dir = demo_build.published.parents[1]  # the demo build is unblinded: DIR/unblinded/warehouse.duckdb
     result = runner.invoke(app, ["compile", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
-    assert "ok  main.adeff" in result.output and "31 models compiled" in result.output
+    assert "ok  main.adeff" in result.output and "32 models compiled" in result.output
 
     result = runner.invoke(app, ["lineage", "adeff.AVAL", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output

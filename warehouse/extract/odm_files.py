@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -49,19 +50,29 @@ class OdmSurvey:
         return "no ClinicalData and no MetaDataVersion"
 
 
+def odm_elements(path: Path, clear: tuple[str, ...]) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """An ODM file as a stream of (event "start" or "end", local name, attributes by local name; none at an end),
+    DTDs, entities and external references refused (defusedxml); the elements named in `clear` are cleared once
+    their end is read, so memory holds one of them at a time."""
+    for ev, el in DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
+                                forbid_external=True):
+        n = local(el.tag)
+        if ev == "start":
+            yield ev, n, attrs(el)
+        else:
+            yield ev, n, {}
+            if n in clear:
+                el.clear()
+
+
 def survey(path: Path) -> OdmSurvey:
     """What an ODM file holds (see `OdmSurvey`); ExportError for XML that cannot be read."""
     out = OdmSurvey(path.name)
     study = ""
     try:
-        for ev, el in DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
-                                    forbid_external=True):
-            n = local(el.tag)
+        for ev, n, a in odm_elements(path, clear=("Study", "MetaDataVersion", "AdminData", "ReferenceData")):
             if ev == "end":
-                if n in ("Study", "MetaDataVersion", "AdminData", "ReferenceData"):
-                    el.clear()
                 continue
-            a = attrs(el)
             if n == "Study":
                 study = a.get("OID", "")
                 out.studies.append(study)
@@ -121,18 +132,13 @@ def metadata_from_data(path: Path, name: str) -> OdmMetadata:
     groups_in_form: set[str] = set()
     current: dict | None = None
     try:
-        for ev, el in DET.iterparse(str(path), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
-                                    forbid_external=True):
-            n = local(el.tag)
+        for ev, n, a in odm_elements(path, clear=("SubjectData", "AdminData", "ReferenceData", "Study")):
             if ev == "end":
                 if n == "FormData":
                     form = current = None
                 elif n == "StudyEventData":
                     event = None
-                if n in ("SubjectData", "AdminData", "ReferenceData", "Study"):
-                    el.clear()
                 continue
-            a = attrs(el)
             if n == "StudyEventData":
                 event = a.get("StudyEventOID", "")
                 m.event_defs.setdefault(event, {"OID": event, "Name": event, "forms": [],

@@ -17,6 +17,12 @@ DECIMAL_COMMA = r"^\s*[-+]?\d*,\d+\s*$"
 DECIMAL_DOT = r"^\s*[-+]?\d*\.\d+\s*$"
 
 
+def _redcap_column(name: str) -> property:
+    """A REDCap column of the records file as an expression (``RecordSplit.col_or_null``: a null string when the
+    header lacks it)."""
+    return property(lambda self: self.col_or_null(name), doc=f"``{name}``, or a null string when the header lacks it")
+
+
 @dataclass
 class RecordSplit:
     """One records file being split: its columns by form, the sinks, and what the batches so far showed."""
@@ -58,21 +64,10 @@ class RecordSplit:
     def subject(self) -> pl.Expr:
         return pl.col(self.rid)
 
-    @property
-    def event(self) -> pl.Expr:
-        return self.col_or_null("redcap_event_name")
-
-    @property
-    def instrument(self) -> pl.Expr:
-        return self.col_or_null("redcap_repeat_instrument")
-
-    @property
-    def instance(self) -> pl.Expr:
-        return self.col_or_null("redcap_repeat_instance")
-
-    @property
-    def site(self) -> pl.Expr:
-        return self.col_or_null("redcap_data_access_group")
+    event = _redcap_column("redcap_event_name")
+    instrument = _redcap_column("redcap_repeat_instrument")
+    instance = _redcap_column("redcap_repeat_instance")
+    site = _redcap_column("redcap_data_access_group")
 
     def constant(self, value: str | None, rows: int) -> pa.Array:
         """``rows`` copies of a value: a slice (no copy) of one array built for the longest batch so far."""

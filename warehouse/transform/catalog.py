@@ -27,7 +27,7 @@ import polars as pl
 
 from warehouse.transform.models import LAYER_SCHEMAS, Model
 from warehouse.transform.order import model_graph
-from warehouse.transform.runner import quote_literal
+from warehouse.transform.runner import quote_literal, write_commented_table
 
 CATALOG_SCHEMAS = ("src", "staging", "intermediate", "main")
 CATALOG_COMMENT = (
@@ -158,12 +158,7 @@ def write_catalog(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str
     """Store the catalog as `main.catalog` in the open build database (it lists itself too); returns it."""
     for _ in range(2):  # the second pass lists the catalog table itself, with its columns and comments
         frame = catalog_frame(con, models, known)
-        con.register("_catalog", frame.to_arrow())
-        con.execute("create or replace table main.catalog as select * from _catalog")
-        con.unregister("_catalog")
-        con.execute(f"comment on table main.catalog is {quote_literal(CATALOG_COMMENT)}")
-        for column, text in CATALOG_COLUMNS.items():
-            con.execute(f"comment on column main.catalog.{column} is {quote_literal(text)}")
+        write_commented_table(con, "catalog", frame, CATALOG_COMMENT, CATALOG_COLUMNS)
     return frame
 
 

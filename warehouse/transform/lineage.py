@@ -44,7 +44,7 @@ from sqlglot.schema import MappingSchema
 
 from warehouse.transform.compile import DIALECT, Compiled, compile_model_set, read_source_schema
 from warehouse.transform.models import Model, ModelError
-from warehouse.transform.runner import quote_literal
+from warehouse.transform.runner import quote_literal, write_commented_table
 
 NON_FORM_SOURCES = {
     "build_info": "build metadata",
@@ -408,12 +408,7 @@ def write_lineage(con: duckdb.DuckDBPyConnection, models: list[Model] | dict[str
     Call after the models ran (the compile is the same as the one that gated the build, taken from cache).
     `cache_dir`: keep the computed lineage there, keyed by the models' SQL and the src schema."""
     frame = cached_mart_lineage(project_lineage(con, models), cache_dir)
-    con.register("_lineage", frame.to_arrow())
-    con.execute("create or replace table main.lineage as select * from _lineage")
-    con.unregister("_lineage")
-    con.execute(f"comment on table main.lineage is {quote_literal(LINEAGE_COMMENT)}")
-    for column, text in LINEAGE_COLUMNS.items():
-        con.execute(f"comment on column main.lineage.{column} is {quote_literal(text)}")
+    write_commented_table(con, "lineage", frame, LINEAGE_COMMENT, LINEAGE_COLUMNS)
     return frame
 
 

@@ -45,6 +45,17 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def write_commented_table(con: duckdb.DuckDBPyConnection, table: str, frame, comment: str,
+                          column_comments: dict[str, str]) -> None:
+    """Store a Polars frame as `main.<table>` (replacing it), with its table and column comments."""
+    con.register(f"_{table}", frame.to_arrow())
+    con.execute(f"create or replace table main.{table} as select * from _{table}")
+    con.unregister(f"_{table}")
+    con.execute(f"comment on table main.{table} is {quote_literal(comment)}")
+    for column, text in column_comments.items():
+        con.execute(f"comment on column main.{table}.{column} is {quote_literal(text)}")
+
+
 # Descriptions of the key columns every layer carries, for a model whose header does not describe them.
 KEY_DESCRIPTIONS = {
     "subject_id": "Subject: the eCRF record id (REDCap record / ODM SubjectKey)",

@@ -12,7 +12,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import polars as pl
 
@@ -47,9 +47,22 @@ from warehouse.validate.suites import (
     suite_to_dict,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FINDINGS_PER_EXPECTATION = 1000
+
+
+class StageOptions(TypedDict, total=False):
+    """The keyword options of a stage's validation, the same on every entry point (``validate_stage``,
+    ``pushdown.validate_stage_duckdb``, ``pushdown.validate_stage_auto``), which pass them on to ``run_stage``."""
+
+    max_findings_per_expectation: int  # finding rows kept per expectation and table (counts stay complete)
+    generated_dir: Path | None  # also write the generated suites there
+    extra_suites: list | None  # more suites (dicts or gx objects) to run
+    parameters: dict[str, Any] | None  # values for ``$PARAMETER`` references, over those the suites compute
 
 RESULTS_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.Utf8,
@@ -176,26 +189,18 @@ def validate_stage(
     tables: dict[str, pl.DataFrame],
     metadata: dict[str, pl.DataFrame] | None = None,
     suites_dir: Path | None = None,
-    *,
-    max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
-    generated_dir: Path | None = None,
-    extra_suites: list | None = None,
-    parameters: dict[str, Any] | None = None,
+    **options: Unpack[StageOptions],
 ) -> StageValidation:
     """Validate one stage's tables with its suites; see the package docstring.
 
     raw: the suite files in ``<suites_dir>/raw`` plus one suite per form generated from ``metadata`` (items,
     choices); staging: the files in ``staging/`` (derived ``chk_*`` tables computed here) plus dictionary ranges
     generated from ``metadata``; marts: the files in ``marts/``. A suite whose table is absent is skipped (status
-    'skipped'). ``generated_dir``: also write the generated suites there. ``extra_suites``: more suites (dicts or
-    gx objects) to run. ``parameters``: values for ``$PARAMETER`` references, over those the suites compute.
-    ``max_findings_per_expectation``: finding rows kept per expectation and table (counts stay complete).
+    'skipped'). ``options``: see ``StageOptions``.
 
     The tables are validated in memory by Great Expectations (pandas). For tables in DuckDB, large ones in
     particular, ``warehouse.validate.pushdown.validate_stage_duckdb`` gives the same output from SQL."""
-    return run_stage(stage, PolarsEngine(tables), metadata, suites_dir,
-                     max_findings_per_expectation=max_findings_per_expectation, generated_dir=generated_dir,
-                     extra_suites=extra_suites, parameters=parameters)
+    return run_stage(stage, PolarsEngine(tables), metadata, suites_dir, **options)
 
 
 class PolarsEngine:

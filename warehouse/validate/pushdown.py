@@ -24,12 +24,12 @@ runs, with GX on pandas over that one table (correct, not cheap), and is logged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from warehouse.validate.core import (
-    DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
+    StageOptions,
     StageValidation,
     gx_runtime,
     run_stage,
@@ -44,6 +44,9 @@ from warehouse.validate.pushdown_sql import (
     literal,
     qualified,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Tables above this many rows are validated in DuckDB (below it GX on pandas is as fast and is the reference).
 PUSHDOWN_ROW_THRESHOLD = 200_000
@@ -70,11 +73,7 @@ def validate_stage_duckdb(
     tables: list[str] | dict[str, str],
     metadata: dict[str, pl.DataFrame] | None = None,
     suites_dir: Path | None = None,
-    *,
-    max_findings_per_expectation: int = DEFAULT_MAX_FINDINGS_PER_EXPECTATION,
-    generated_dir: Path | None = None,
-    extra_suites: list | None = None,
-    parameters: dict[str, Any] | None = None,
+    **options: Unpack[StageOptions],
 ) -> StageValidation:
     """``validate_stage`` on tables of a DuckDB connection, evaluated in DuckDB; same output.
 
@@ -84,9 +83,7 @@ def validate_stage_duckdb(
     gx_runtime()
     engine = DuckDBEngine(con, tables)
     try:
-        return run_stage(stage, engine, metadata, suites_dir,
-                         max_findings_per_expectation=max_findings_per_expectation, generated_dir=generated_dir,
-                         extra_suites=extra_suites, parameters=parameters)
+        return run_stage(stage, engine, metadata, suites_dir, **options)
     finally:
         engine.close()
 

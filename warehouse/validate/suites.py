@@ -218,45 +218,41 @@ def _datetime_re(order: str, seconds: bool | None) -> str:
     return rf"^(({_iso_date()})[ T]{t}(Z|[+-]\d\d:?\d\d)?|({_date_re(order)}) {t})$"
 
 
+# Validation types (or ODM DataTypes) checked by name: (regex, what a value must be).
+_TYPE_PATTERNS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("integer", "int"), (_INTEGER, "an integer")),
+    **dict.fromkeys(("number", "float", "double", "decimal"), (_NUMBER, "a number")),
+    "date": (rf"^{_iso_date()}$", "a date (YYYY-MM-DD)"),
+    "partialdate": (rf"^{_D['Y']}(-{_D['M']}(-{_D['D']})?)?$", "a (partial) date"),
+    **dict.fromkeys(("datetime", "partialdatetime"), (_datetime_re("YMD", None), "a date-time")),
+    **dict.fromkeys(("time", "time_hh_mm"), (rf"^{_HM}(:[0-5]\d)?$", "a time (HH:MM)")),
+    "time_hh_mm_ss": (rf"^{_HMS}$", "a time (HH:MM:SS)"),
+    "time_mm_ss": (r"^[0-5]?\d:[0-5]\d$", "a duration (MM:SS)"),
+    "email": (r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address"),
+    "alpha_only": (r"^[A-Za-z]+$", "letters only"),
+    "zipcode": (r"^\d{5}(-\d{4})?$", "a US ZIP code"),
+    "mrn_10d": (r"^\d{10}$", "a 10-digit MRN"),
+    "phone": (r"^\(?\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}$", "a phone number"),
+}
+
+
 def type_pattern(validation: str | None, field_type: str | None) -> tuple[str, str] | None:
     """(regex, what it means) for a REDCap validation type or an ODM DataType; None when not checkable here."""
     v = (validation or "").strip().lower()
     ft = (field_type or "").strip().lower()
     if not v and ft in ("integer", "float", "double", "date", "datetime", "time", "partialdate", "partialdatetime"):
         v = ft
-    if v in ("integer", "int"):
-        return _INTEGER, "an integer"
-    if v in ("number", "float", "double", "decimal") or re.fullmatch(r"number(_\d+dp)?(_comma_decimal)?", v):
+    if v in _TYPE_PATTERNS:
+        return _TYPE_PATTERNS[v]
+    if re.fullmatch(r"number(_\d+dp)?(_comma_decimal)?", v):
         return _NUMBER, "a number"
     m = re.fullmatch(r"date_(ymd|dmy|mdy)", v)
     if m:
         o = m.group(1).upper()
         return rf"^({_iso_date()}|{_date_re(o)})$", f"a date ({m.group(1).upper()})"
-    if v == "date":
-        return rf"^{_iso_date()}$", "a date (YYYY-MM-DD)"
-    if v == "partialdate":
-        return rf"^{_D['Y']}(-{_D['M']}(-{_D['D']})?)?$", "a (partial) date"
     m = re.fullmatch(r"datetime(_seconds)?_(ymd|dmy|mdy)", v)
     if m:
         return _datetime_re(m.group(2).upper(), bool(m.group(1))), f"a date-time ({m.group(2).upper()} HH:MM{':SS' if m.group(1) else ''})"
-    if v in ("datetime", "partialdatetime"):
-        return _datetime_re("YMD", None), "a date-time"
-    if v in ("time", "time_hh_mm"):
-        return rf"^{_HM}(:[0-5]\d)?$", "a time (HH:MM)"
-    if v == "time_hh_mm_ss":
-        return rf"^{_HMS}$", "a time (HH:MM:SS)"
-    if v == "time_mm_ss":
-        return r"^[0-5]?\d:[0-5]\d$", "a duration (MM:SS)"
-    if v == "email":
-        return r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address"
-    if v == "alpha_only":
-        return r"^[A-Za-z]+$", "letters only"
-    if v == "zipcode":
-        return r"^\d{5}(-\d{4})?$", "a US ZIP code"
-    if v == "mrn_10d":
-        return r"^\d{10}$", "a 10-digit MRN"
-    if v == "phone":
-        return r"^\(?\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}$", "a phone number"
     return None
 
 
