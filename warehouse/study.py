@@ -3,16 +3,22 @@
 Only `[study]` (id, title) is required. Everything else is optional and empty when absent: `[time]` (the anchor of
 study time H0: without it no `_hrs` columns), `[norepinephrine]` (salt factors and the items whose doses are
 converted to base), `[bradycardia]`, `[adverse_events]`, `[windows]`, `[schedule]`, `[treatment]` (arms and the
-blinded label), `[export]` (the CSV dialect, when detection gets it wrong). Sections `warehouse init` writes for
+blinded label), `[export]` (the CSV dialect, when detection gets it wrong), `[parameters]` (the project's own
+derivation parameters: each key a typed column of `src.study_parameters`). Sections `warehouse init` writes for
 people to read (`[forms]`, `[sites]`, `[identifiers]`, `[datetimes]`) are not read by the engine."""
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 EXPORT_KEYS = ("encoding", "delimiter", "decimal_comma", "format")
+# [parameters]: a key is a column name of src.study_parameters; its TOML value gives the column's type
+PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESERVED_PREFIXES = ("window_", "ne_salt_factor_", "export_")  # the columns of [windows], salts and [export]
+INT32 = (-(2 ** 31), 2 ** 31 - 1)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,16 @@ class StudyConfig:
     export_encoding: str | None = None
     export_delimiter: str | None = None
     export_decimal_comma: bool | None = None
+    # the project's own parameters ([parameters]): name -> (value, DuckDB type)
+    parameters: dict[str, tuple[object, str]] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        """A [parameters] key read as an attribute (`{"study": "<parameter>"}` in a suite reads it so); only
+        called for names that are not fields (keys that would shadow one are refused when loading)."""
+        extra = self.__dict__.get("parameters") or {}
+        if not name.startswith("_") and name in extra:
+            return extra[name][0]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def export_options(self) -> dict[str, str | bool | None]:
         """The CSV dialect overrides as ``land_export`` keyword arguments (None = detect)."""
@@ -77,6 +93,7 @@ class StudyConfig:
         for k, (lo, hi) in self.windows.items():
             columns[f"window_{k}_lo"] = (lo, "DOUBLE")
             columns[f"window_{k}_hi"] = (hi, "DOUBLE")
+        columns.update(self.parameters)  # the project's own, [parameters] (names checked against these on load)
         columns.update({"export_encoding": (self.export_encoding, "VARCHAR"),
                         "export_delimiter": (self.export_delimiter, "VARCHAR"),
                         "export_decimal_comma": (self.export_decimal_comma, "BOOLEAN")})
@@ -110,7 +127,7 @@ def study_from_toml(raw: dict, source: Path) -> StudyConfig:
     time, brady, schedule, treatment = (raw.get(k, {}) for k in ("time", "bradycardia", "schedule", "treatment"))
     encoding, delimiter, decimal_comma = _export_dialect(raw.get("export", {}), source)
     optional = lambda table, key, kind: kind(table[key]) if key in table else None  # noqa: E731
-    return StudyConfig(
+    config = StudyConfig(
         study_id=raw["study"]["id"],
         title=raw["study"].get("title", raw["study"]["id"]),
         anchor_form=time.get("anchor_form"),
@@ -133,6 +150,49 @@ def study_from_toml(raw: dict, source: Path) -> StudyConfig:
         export_delimiter=delimiter,
         export_decimal_comma=decimal_comma,
     )
+    if "parameters" not in raw:
+        return config
+    return replace(config, parameters=_own_parameters(raw["parameters"], source, config))
+
+
+def _own_parameters(table: object, source: Path, config: StudyConfig) -> dict[str, tuple[object, str]]:
+    """The [parameters] table: `name = value`, each a column of `src.study_parameters` typed from its TOML value
+    (string VARCHAR, integer INTEGER, float DOUBLE, true/false BOOLEAN, a list of integers INTEGER[]). A name must
+    be a lower-case SQL name that no built-in parameter or field of the configuration has; anything else is a
+    ValueError naming the file and the key."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{source}: [parameters] must be a table of `name = value`")
+    taken = set(config.parameter_columns())
+    own: dict[str, tuple[object, str]] = {}
+    for name, value in table.items():
+        where = f"{source}: [parameters] {name}"
+        if not PARAMETER_NAME.match(name):
+            raise ValueError(f"{where}: a parameter name is lower-case letters, digits and _, starting with a "
+                             "letter (it is a column name of src.study_parameters)")
+        if name in taken or name.startswith(RESERVED_PREFIXES) or name in StudyConfig.__dataclass_fields__ \
+                or hasattr(StudyConfig, name):
+            raise ValueError(f"{where}: the name of a built-in study parameter or setting; choose another")
+        own[name] = (value, _parameter_type(value, where))
+    return own
+
+
+def _parameter_type(value: object, where: str) -> str:
+    """The DuckDB type of a [parameters] value (the types `src.study_parameters` is written with)."""
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        if not INT32[0] <= value <= INT32[1]:
+            raise ValueError(f"{where}: {value} does not fit an INTEGER (32 bits); write it as a float or a string")
+        return "INTEGER"
+    if isinstance(value, float):
+        return "DOUBLE"
+    if isinstance(value, str):
+        return "VARCHAR"
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
+            and all(INT32[0] <= v <= INT32[1] for v in value):
+        return "INTEGER[]"
+    raise ValueError(f"{where}: {value!r} is not a string, integer, float, true/false or list of integers (a date: "
+                     "write it as a string and cast it in SQL)")
 
 
 def _export_dialect(table: dict, source: Path) -> tuple[str | None, str | None, bool | None]:
@@ -162,7 +222,7 @@ def _export_dialect(table: dict, source: Path) -> tuple[str | None, str | None, 
 
 
 class UnknownStudy(ValueError):
-    """A study name that is neither a TOML file nor a study under warehouse/studies."""
+    """A study that is neither a study TOML file nor `adress` (the demo study)."""
 
 
 def resolve_study(study: str | None) -> StudyConfig:

@@ -1,8 +1,9 @@
 """Deployments against a real Prefect server on loopback, started here with its own PREFECT_HOME and SQLite DB.
 
-prefect.yaml is deployed with `prefect deploy`, a process worker runs a flow run triggered through the API, and its
-artifacts are read back; `warehouse serve` registers the served deployment (cron, Europe/Paris) and runs a
-triggered run in-process: with no new export, it does nothing. Nothing here touches the session's test harness:
+prefect.yaml is deployed with `prefect deploy` (one deployment per study project, each with its `project`), a process
+worker runs a flow run of the demo study's deployment triggered through the API, and its artifacts are read back;
+`warehouse serve` registers the served deployment (cron, Europe/Paris, the active project) and runs a triggered run
+in-process: with no new export, it does nothing. Nothing here touches the session's test harness:
 the server, worker and serve processes get their settings from their own environment, and the test talks to the
 server through a client with an explicit API URL. Every process is stopped at the end, whatever happens.
 """
@@ -122,12 +123,17 @@ def test_prefect_yaml_deployment_runs_on_a_process_worker(server, demo_secrets):
     run([sys.executable, "-m", "prefect", "work-pool", "create", "warehouse", "--type", "process"], env)
     run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], env)
     with client_for(api) as client:
-        deployment = client.read_deployment_by_name("build-warehouse/scheduled")
-    schedule = deployment.schedules[0].schedule
-    assert (schedule.cron, schedule.timezone) == ("0 6 * * *", "Europe/Paris")
-    assert deployment.parameters["only_new"] is True and deployment.parameters["study"] == "adress"
-    assert deployment.work_pool_name == "warehouse"
-    assert deployment.concurrency_limit == 1 or deployment.global_concurrency_limit.limit == 1
+        deployments = {name: client.read_deployment_by_name(f"build-warehouse/{name}") for name in ("adress", "ct1")}
+    for deployment in deployments.values():  # one deployment per study project, each with its own data directory
+        schedule = deployment.schedules[0].schedule
+        assert (schedule.cron, schedule.timezone) == ("0 6 * * *", "Europe/Paris")
+        assert deployment.parameters["only_new"] is True and "study" not in deployment.parameters
+        assert deployment.work_pool_name == "warehouse"
+        assert deployment.concurrency_limit == 1 or deployment.global_concurrency_limit.limit == 1
+    assert deployments["adress"].parameters["project"] == "."
+    assert deployments["ct1"].parameters["project"] == "studies/ct1"
+    assert deployments["ct1"].parameters["data_dir"] != deployments["adress"].parameters["data_dir"]
+    deployment = deployments["adress"]
 
     start(server, [sys.executable, "-m", "prefect", "worker", "start", "--pool", "warehouse", "--type", "process"],
           "worker")
@@ -172,7 +178,7 @@ def test_served_deployment_does_nothing_without_a_new_export(server, demo_secret
         schedule = deployment.schedules[0].schedule
         assert (schedule.cron, schedule.timezone) == ("0 6 * * *", "Europe/Paris")
         assert deployment.parameters == {"data_dir": str(data_dir.resolve()), "export": str(export.resolve()),
-                                         "only_new": True}
+                                         "only_new": True, "project": str(PROJECT)}
         flow_run = client.create_flow_run_from_deployment(deployment.id)
     done = wait_for_final_state(api, flow_run.id, RUN_SECONDS)
     assert done.state.is_completed(), (server["home"] / "serve.log").read_text()[-3000:]
@@ -183,3 +189,26 @@ def test_served_deployment_does_nothing_without_a_new_export(server, demo_secret
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
     assert any(r.id == flow_run.id for r in runs)
+
+
+def test_served_deployment_of_a_project_is_named_after_its_study(server, shared_fixtures, tmp_path):
+    """`warehouse serve --project DIR`: the deployment carries the project and its data directory (DIR/data) and is
+    named after the study (no --name)."""
+    from warehouse.project import init_project
+
+    project = tmp_path / "ct1"
+    init_project(shared_fixtures / "redcap" / "clinical-trial-1", project)
+    serve = start(server, [sys.executable, "-m", "warehouse.cli", "serve", "--project", str(project)], "serve-ct1")
+    deadline = time.monotonic() + 60
+    with client_for(server["api"]) as client:
+        while True:
+            try:
+                deployment = client.read_deployment_by_name("build-warehouse/redcapr-clinical-trial-1")
+                break
+            except Exception:  # noqa: BLE001 - ObjectNotFound until serve has registered it
+                if serve.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail((server["home"] / "serve-ct1.log").read_text()[-3000:])
+                time.sleep(0.5)
+    assert deployment.parameters == {"data_dir": str(project.resolve() / "data"), "only_new": True,
+                                     "project": str(project.resolve())}
+    stop(serve)

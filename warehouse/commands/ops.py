@@ -233,14 +233,19 @@ def serve(
     export: Annotated[Optional[Path], typer.Option(help="Folder the eCRF system drops exports into; default: "
                                                         "the demo study.")] = None,
     data_dir: DataDirOption = Path("data"),
-    study: Annotated[Optional[str], typer.Option(help="Study name or TOML file; default: the demo study.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Study TOML file or adress; default: the project's "
+                                                      "study.toml.")] = None,
     cron: Annotated[str, typer.Option(help="When to look for a new export (cron).")] = "0 6 * * *",
     timezone: Annotated[str, typer.Option(help="Time zone of the cron schedule.")] = "Europe/Paris",
-    name: Annotated[str, typer.Option(help="Deployment name (build-warehouse/<name>).")] = "served",
+    name: Annotated[Optional[str], typer.Option(help="Deployment name (build-warehouse/<name>); default: the "
+                                                     "study id in lower case.")] = None,
     keep_builds: Annotated[Optional[int], typer.Option("--keep-builds", min=1)] = None,
 ) -> None:
-    """Serve the scheduled build as a Prefect deployment in this process (needs PREFECT_API_URL)."""
+    """Serve the scheduled build of the study project (--project DIR) as a Prefect deployment in this process
+    (needs PREFECT_API_URL)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from warehouse.resources import PROJECT_ENV, ProjectError, find_project
 
     try:
         ZoneInfo(timezone)
@@ -248,15 +253,26 @@ def serve(
         fail(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)", EXIT_BAD_INPUT)
     if export is not None and not export.exists():
         fail(f"export folder not found: {export}", EXIT_BAD_INPUT)
+    try:  # the active project: --project DIR (WAREHOUSE_PROJECT), else the current directory's, else the demo
+        project = find_project(os.environ.get(PROJECT_ENV) or None)
+    except ProjectError as err:
+        fail(str(err), EXIT_BAD_INPUT)
+    from flows.serve import deployment_name, study_id_of
+
+    try:
+        name = name or deployment_name(study_id_of(project, study))
+    except (OSError, ValueError) as err:  # an unknown study, an unreadable or incomplete study TOML
+        fail(str(err), EXIT_BAD_INPUT)
     if not prefect_api_url():
         fail("`warehouse serve` needs a Prefect server to schedule on: set PREFECT_API_URL (e.g. "
              "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`) or start one with "
              "`prefect server start`", EXIT_BAD_INPUT)
     from flows.serve import serve_builds
 
-    typer.echo(f"Serving build-warehouse/{name}: cron '{cron}' ({timezone}), data {data_dir}, "
+    typer.echo(f"Serving build-warehouse/{name}: project {project}, cron '{cron}' ({timezone}), data {data_dir}, "
                f"export {export or 'demo'}; Ctrl-C to stop", err=True)
-    serve_builds(data_dir, export, study, cron=cron, timezone=timezone, name=name, keep_builds=keep_builds)
+    serve_builds(data_dir, export, study, cron=cron, timezone=timezone, name=name, keep_builds=keep_builds,
+                 project=project)
 
 
 # -- the SQL prompt of `warehouse shell` --------------------------------------------------------------------------
