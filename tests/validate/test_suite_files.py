@@ -44,7 +44,7 @@ def test_marts_suites_name_adam_tables_and_their_reconciliations():
 
 
 def test_demo_suite_windows_come_from_the_study_configuration():
-    """Windows and the NE drug code live only in the study configuration (warehouse/studies/adress.toml): a window
+    """Windows and the NE drug code live only in the study configuration (the project's study.toml): a window
     expectation names its window (``meta.window``) and carries no bounds in its file; the loader reads them from the
     study, into the kwargs and the rule text. Every window of the study is checked by a suite."""
     study = pytest.importorskip("warehouse.study").load_study()
