@@ -126,6 +126,15 @@ LimitOption = Annotated[Optional[int], typer.Option(help="Rows to print (0 = all
                                                          f"{TABLE_LIMIT} for the table.")]
 
 
+def open_read_session(data_dir: Path, unblinded: bool, snapshot: str | None, fmt: str):
+    """`query`'s and `shell`'s start: `--format` checked, then (path, read-only session) of the published warehouse
+    or the snapshot; one `error:` line and exit 2 when any of them is wrong."""
+    if fmt not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json, not {fmt!r}", EXIT_BAD_INPUT)
+    path = database_file(data_dir, unblinded, snapshot)
+    return path, connect_read_only(path, unblinded)
+
+
 def prefect_api_url() -> str | None:
     """The Prefect API URL in effect: the environment variable when set (no Prefect import), else Prefect's own
     settings (its profile may set it). An ephemeral server cannot schedule flows, so `serve` needs one."""
@@ -147,16 +156,14 @@ def query(
     """Run one read-only SQL statement on the published warehouse and print the result."""
     from warehouse.readonly import BadInput
 
-    if format not in ("table", "csv", "json"):
-        fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
-    path = database_file(data_dir, unblinded, snapshot)
-    con = connect_read_only(path, unblinded)
+    _, con = open_read_session(data_dir, unblinded, snapshot, format)
     try:
         run_read_statement(con, sql, effective_limit(limit, format), format)
     except BadInput as err:
         fail(str(err), EXIT_BAD_INPUT)
     finally:
         con.close()
+
 
 def shell(
     data_dir: DataDirOption = Path("data"),
@@ -168,10 +175,7 @@ def shell(
     """A read-only SQL prompt on the published warehouse (statements end with `;`; .tables, .help, .quit).
 
     SQL piped on standard input runs statement by statement; the first error stops it (one line, exit 2)."""
-    if format not in ("table", "csv", "json"):
-        fail(f"--format must be table, csv or json, not {format!r}", EXIT_BAD_INPUT)
-    path = database_file(data_dir, unblinded, snapshot)
-    con = connect_read_only(path, unblinded)
+    path, con = open_read_session(data_dir, unblinded, snapshot, format)
     try:
         code = sql_shell(con, path, lambda c, sql: run_read_statement(c, sql, effective_limit(limit, format),
                                                                        format))
@@ -179,6 +183,7 @@ def shell(
         con.close()
     if code:
         raise typer.Exit(code)
+
 
 def lock(
     label: Annotated[str, typer.Option("--label", help="Name of the lock, e.g. interim-1 or final-db-lock.")],
