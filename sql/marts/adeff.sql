@@ -120,10 +120,8 @@ with_baseline as (
 
 final as (
     select
-        subjects.STUDYID,
-        subjects.USUBJID,
-        subjects.SITEID,
-        subjects.TRT01P,
+        -- identifiers and planned treatment, as ADSL has them
+        subjects.STUDYID, subjects.USUBJID, subjects.SITEID, subjects.TRT01P,
         subjects.TRT01A,
         subjects.ITTFL,
         subjects.SAFFL,

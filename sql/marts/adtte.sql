@@ -77,10 +77,8 @@ landmarks as (
 
 final as (
     select
-        subjects.STUDYID,
-        subjects.USUBJID,
-        subjects.SITEID,
-        subjects.TRT01P,
+        -- identifiers and planned treatment, as ADSL has them
+        subjects.STUDYID, subjects.USUBJID, subjects.SITEID, subjects.TRT01P,
         'TTDEATH' as PARAMCD,
         'Time to death from randomisation (days)' as PARAM,
         landmarks.randdtm as STARTDTM,

@@ -18,10 +18,8 @@ with subjects as (
 
 final as (
     select
-        subjects.STUDYID,
-        subjects.USUBJID,
-        subjects.SITEID,
-        subjects.TRT01P,
+        -- identifiers and planned treatment, as ADSL has them
+        subjects.STUDYID, subjects.USUBJID, subjects.SITEID, subjects.TRT01P,
         h.hour as HOUR,
         h."map" as MAP,
         h.hr as HR,
