@@ -147,11 +147,8 @@ def prefect_api_url() -> str | None:
 
 def query(
     sql: Annotated[str, typer.Argument(help="One SQL statement, run read-only.")],
-    data_dir: DataDirOption = Path("data"),
-    unblinded: UnblindedOption = False,
-    snapshot: SnapshotOption = None,
-    limit: LimitOption = None,
-    format: FormatOption = "table",
+    data_dir: DataDirOption = Path("data"), unblinded: UnblindedOption = False, snapshot: SnapshotOption = None,
+    limit: LimitOption = None, format: FormatOption = "table",  # the read session's options (open_read_session)
 ) -> None:
     """Run one read-only SQL statement on the published warehouse and print the result."""
     from warehouse.readonly import BadInput
@@ -166,11 +163,8 @@ def query(
 
 
 def shell(
-    data_dir: DataDirOption = Path("data"),
-    unblinded: UnblindedOption = False,
-    snapshot: SnapshotOption = None,
-    limit: LimitOption = None,
-    format: FormatOption = "table",
+    data_dir: DataDirOption = Path("data"), unblinded: UnblindedOption = False, snapshot: SnapshotOption = None,
+    limit: LimitOption = None, format: FormatOption = "table",  # the read session's options (open_read_session)
 ) -> None:
     """A read-only SQL prompt on the published warehouse (statements end with `;`; .tables, .help, .quit).
 
