@@ -244,6 +244,12 @@ def export_marts(warehouse: Path, out_dir: Path, formats: tuple[str, ...] = FORM
                 mart.files["xpt"] = out_dir / f"{member.lower()}.xpt"
                 mart.renamed = write_xpt(frame, labels, dataset_label(table, comment), mart.files["xpt"], member)
             exported.append(mart)
+        if "xpt" in formats:  # define.xml (Define-XML 2.1) of the ADaM datasets exported, beside their XPT files
+            from warehouse.analyse.define import DEFINE_TABLES, write_define
+
+            xpts = {m.table: m.files["xpt"].name for m in exported if m.table in DEFINE_TABLES}
+            if xpts:
+                write_define(con, out_dir / "define.xml", xpts, tuple(xpts))
     manifest = {
         "warehouse": str(warehouse),
         "tables": [{"table": m.table, "rows": m.rows, "label": m.label, "grain": m.grain,
