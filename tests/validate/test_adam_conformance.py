@@ -1,4 +1,4 @@
-"""The ADaM conformance suite (warehouse/validate/adam_rules.py): listed in docs/adam-conformance.md, no error on the
+"""The ADaM conformance suite (warehouse/validate/adam/): listed in docs/adam-conformance.md, no error on the
 clean demo build (its known deviations are warnings), and each rule family fires, on the right row, on a copy of
 the demo's published marts broken on purpose."""
 
@@ -12,7 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from warehouse.validate.adam_rules import RULES, SUITE, check_adam
+from warehouse.validate.adam import RULES, SUITE, check_adam
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adam-conformance.md"
 ROW = re.compile(r"^\| (ADAM-\d{3}) \| (\w+) \| (.+?) \| (error|warning) \|")

@@ -121,16 +121,8 @@ def origin_of(steps: list[tuple]) -> tuple[str, str | None, str]:
     return "Derived", (raw[0] if raw else None), text
 
 
-def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None = None,
-                 xpt_files: dict[str, str] | None = None, *, study_oid: str | None = None) -> ET.ElementTree:
-    """The define.xml tree of the ADaM datasets present in ``main`` (``tables``, default DEFINE_TABLES)."""
-    from warehouse.analyse.labels import dataset_label, dataset_labels
-
-    ET.register_namespace("", ODM_NS)
-    ET.register_namespace("def", DEF_NS)
-    ET.register_namespace("xlink", XLINK_NS)
-    present = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
-    tables = tuple(t for t in (tables or DEFINE_TABLES) if t in present)
+def _study_id(con, tables: tuple[str, ...], study_oid: str | None) -> str:
+    """The study's id: ``study_oid``, else the first dataset's STUDYID, else STUDY."""
     studyid = None
     if tables:
         cols = {r[0] for r in con.execute("select column_name from duckdb_columns() where schema_name = 'main' "
@@ -138,9 +130,12 @@ def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None 
         if "STUDYID" in cols:
             found = con.execute(f"select min(STUDYID) from main.{_q(tables[0])}").fetchone()
             studyid = found[0] if found else None
-    studyid = str(study_oid or studyid or "STUDY")
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return str(study_oid or studyid or "STUDY")
 
+
+def _odm(studyid: str) -> tuple[ET.Element, ET.Element]:
+    """The ODM root (Study, GlobalVariables, the ADaMIG Standard) and its MetaDataVersion."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     odm = ET.Element(_d("ODM"), {
         "FileType": "Snapshot", "FileOID": f"DEF.{_oid_part(studyid)}.ADAM", "CreationDateTime": now,
         "ODMVersion": "1.3.2", "Originator": "warehouse export", "SourceSystem": "warehouse",
@@ -157,72 +152,116 @@ def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None 
     })
     ET.SubElement(mdv, _d("Standards", DEF_NS)).append(ET.Element(_d("Standard", DEF_NS), {
         "OID": "STD.ADAMIG.1.3", "Name": "ADaMIG", "Type": "IG", "Version": "1.3", "Status": "Final"}))
+    return odm, mdv
 
+
+def _item_group(table: str, cls: str, keys: list[str], desc: str) -> ET.Element:
+    """The dataset's ItemGroupDef (its ItemRefs and def:leaf are added after)."""
+    from warehouse.analyse.labels import dataset_label
+
+    name = table.upper()
+    group = ET.Element(_d("ItemGroupDef"), {
+        "OID": f"IG.{name}", "Name": name, "SASDatasetName": name[:8], "Repeating": "No" if cls == "ADSL" else "Yes",
+        "IsReferenceData": "No", "Purpose": "Analysis",
+        _d("Structure", DEF_NS): "One record per " + (" per ".join(keys) if keys else "row"),
+        _d("StandardOID", DEF_NS): "STD.ADAMIG.1.3",
+        _d("ArchiveLocationID", DEF_NS): f"LF.{name}",
+    })
+    _translated(group, "Description", dataset_label(table, desc))
+    return group
+
+
+def _method(table: str, col: str, derivation: str, comment: str | None) -> ET.Element:
+    """The MethodDef of a derived variable."""
+    name = table.upper()
+    method = ET.Element(_d("MethodDef"), {"OID": f"MT.{name}.{_oid_part(col)}",
+                                          "Name": f"Algorithm for {name}.{col}", "Type": "Computation"})
+    _translated(method, "Description", derivation or comment or f"Derived in the {table} model")
+    return method
+
+
+def _item_def(con, table: str, col: str, ctype: str, label: str) -> ET.Element:
+    """The variable's ItemDef: DataType, Length (text and integers) or DisplayFormat (dates), Description."""
+    dtype = data_type(ctype)
+    attrs = {"OID": f"IT.{table.upper()}.{_oid_part(col)}", "Name": col, "SASFieldName": col[:8], "DataType": dtype}
+    if dtype in ("text", "integer"):
+        value = f"cast({_q(col)} as varchar)" if dtype == "text" else f"cast(abs({_q(col)}) as varchar)"
+        length = con.execute(f"select max(length({value})) from main.{_q(table)}").fetchone()[0]
+        attrs["Length"] = str(max(int(length or 1), 1))
+    elif dtype in ("date", "datetime"):
+        attrs[_d("DisplayFormat", DEF_NS)] = "DATE9." if dtype == "date" else "DATETIME20."
+    item = ET.Element(_d("ItemDef"), attrs)
+    _translated(item, "Description", label)
+    return item
+
+
+def _origin(item: ET.Element, origin: str, raw_item: str | None) -> None:
+    """def:Origin of the ItemDef: Predecessor (the eCRF item) or Derived (naming the eCRF items it uses)."""
+    orig = ET.SubElement(item, _d("Origin", DEF_NS), {"Type": origin})
+    if origin == "Predecessor" or raw_item:
+        _translated(orig, "Description", f"eCRF item {raw_item}" if origin == "Predecessor"
+                    else f"Derived from eCRF item(s) including {raw_item}")
+
+
+def _leaf(group: ET.Element, table: str, xpt_files: dict[str, str] | None) -> None:
+    """def:leaf: the dataset's XPT file."""
+    href = (xpt_files or {}).get(table, f"{table}.xpt")
+    leaf = ET.SubElement(group, _d("leaf", DEF_NS), {"ID": f"LF.{table.upper()}", _d("href", XLINK_NS): href})
+    ET.SubElement(leaf, _d("title", DEF_NS)).text = href
+
+
+def _dataset(con, table: str, xpt_files: dict[str, str] | None) -> tuple[ET.Element, list, list, list]:
+    """One dataset's ItemGroupDef and its ItemDefs, CodeLists and MethodDefs."""
+    from warehouse.analyse.labels import dataset_labels
+
+    rows = con.execute("select column_name, data_type, comment from duckdb_columns() where schema_name = 'main' "
+                       "and table_name = ? order by column_index", [table]).fetchall()
+    columns = [r[0] for r in rows]
+    desc, grain = _catalog(con, table)
+    keys = [g.strip() for g in grain.split(",") if g.strip() in columns]
+    lineage = _lineage(con, table)
+    labels = dataset_labels({r[0]: (r[2] or r[0]) for r in rows})
+    name = table.upper()
+    group = _item_group(table, _dataset_class(table, columns), keys, desc)
+    items, codelists, methods = [], [], []
+    for i, (col, ctype, comment) in enumerate(rows, start=1):
+        origin, raw_item, derivation = origin_of(lineage.get(col, []))
+        ref = {"ItemOID": f"IT.{name}.{_oid_part(col)}", "OrderNumber": str(i),
+               "Mandatory": "Yes" if col in keys else "No"}
+        if col in keys:
+            ref["KeySequence"] = str(keys.index(col) + 1)
+        if origin == "Derived":
+            methods.append(_method(table, col, derivation, comment))
+            ref["MethodOID"] = methods[-1].get("OID")
+        ET.SubElement(group, _d("ItemRef"), ref)
+        item = _item_def(con, table, col, ctype, labels.get(col) or col)
+        codelist = _codelist(con, table, name, col, columns, data_type(ctype))
+        if codelist is not None:
+            codelists.append(codelist)
+            ET.SubElement(item, _d("CodeListRef"), {"CodeListOID": codelist.get("OID")})
+        _origin(item, origin, raw_item)
+        items.append(item)
+    _leaf(group, table, xpt_files)  # last: ODM's sequence puts def:leaf after the ItemRefs
+    return group, items, codelists, methods
+
+
+def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None = None,
+                 xpt_files: dict[str, str] | None = None, *, study_oid: str | None = None) -> ET.ElementTree:
+    """The define.xml tree of the ADaM datasets present in ``main`` (``tables``, default DEFINE_TABLES)."""
+    ET.register_namespace("", ODM_NS)
+    ET.register_namespace("def", DEF_NS)
+    ET.register_namespace("xlink", XLINK_NS)
+    present = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'main'").fetchall()}
+    tables = tuple(t for t in (tables or DEFINE_TABLES) if t in present)
+    odm, mdv = _odm(_study_id(con, tables, study_oid))
     groups, items, codelists, methods = [], [], [], []
     for table in tables:
-        rows = con.execute("select column_name, data_type, comment from duckdb_columns() where schema_name = 'main' "
-                           "and table_name = ? order by column_index", [table]).fetchall()
-        columns = [r[0] for r in rows]
-        cls = _dataset_class(table, columns)
-        desc, grain = _catalog(con, table)
-        keys = [g.strip() for g in grain.split(",") if g.strip() in columns]
-        lineage = _lineage(con, table)
-        labels = dataset_labels({r[0]: (r[2] or r[0]) for r in rows})
-        name = table.upper()
-        group = ET.Element(_d("ItemGroupDef"), {
-            "OID": f"IG.{name}", "Name": name, "SASDatasetName": name[:8], "Repeating": "No" if cls == "ADSL" else "Yes",
-            "IsReferenceData": "No", "Purpose": "Analysis",
-            _d("Structure", DEF_NS): "One record per " + (" per ".join(keys) if keys else "row"),
-            _d("StandardOID", DEF_NS): "STD.ADAMIG.1.3",
-            _d("ArchiveLocationID", DEF_NS): f"LF.{name}",
-        })
-        _translated(group, "Description", dataset_label(table, desc))
-        for i, (col, ctype, comment) in enumerate(rows, start=1):
-            item_oid = f"IT.{name}.{_oid_part(col)}"
-            origin, raw_item, derivation = origin_of(lineage.get(col, []))
-            ref = {"ItemOID": item_oid, "OrderNumber": str(i), "Mandatory": "Yes" if col in keys else "No"}
-            if col in keys:
-                ref["KeySequence"] = str(keys.index(col) + 1)
-            method_oid = None
-            if origin == "Derived":
-                method_oid = f"MT.{name}.{_oid_part(col)}"
-                ref["MethodOID"] = method_oid
-                method = ET.Element(_d("MethodDef"), {"OID": method_oid, "Name": f"Algorithm for {name}.{col}",
-                                                      "Type": "Computation"})
-                _translated(method, "Description", derivation or comment or f"Derived in the {table} model")
-                methods.append(method)
-            ET.SubElement(group, _d("ItemRef"), ref)
-            dtype = data_type(ctype)
-            attrs = {"OID": item_oid, "Name": col, "SASFieldName": col[:8], "DataType": dtype}
-            if dtype == "text":
-                length = con.execute(f"select max(length(cast({_q(col)} as varchar))) from main.{_q(table)}").fetchone()[0]
-                attrs["Length"] = str(max(int(length or 1), 1))
-            elif dtype == "integer":
-                length = con.execute(f"select max(length(cast(abs({_q(col)}) as varchar))) from main.{_q(table)}").fetchone()[0]
-                attrs["Length"] = str(max(int(length or 1), 1))
-            elif dtype in ("date", "datetime"):
-                attrs[_d("DisplayFormat", DEF_NS)] = "DATE9." if dtype == "date" else "DATETIME20."
-            item = ET.Element(_d("ItemDef"), attrs)
-            _translated(item, "Description", labels.get(col) or col)
-            codelist = _codelist(con, table, name, col, columns, dtype)
-            if codelist is not None:
-                codelists.append(codelist)
-                ET.SubElement(item, _d("CodeListRef"), {"CodeListOID": codelist.get("OID")})
-            orig = ET.SubElement(item, _d("Origin", DEF_NS), {"Type": origin})
-            if origin == "Predecessor" or raw_item:
-                _translated(orig, "Description", f"eCRF item {raw_item}" if origin == "Predecessor"
-                            else f"Derived from eCRF item(s) including {raw_item}")
-            items.append(item)
-        leaf = ET.SubElement(group, _d("leaf", DEF_NS), {"ID": f"LF.{name}",
-                                                        _d("href", XLINK_NS): (xpt_files or {}).get(table,
-                                                                                                    f"{table}.xpt")})
-        ET.SubElement(leaf, _d("title", DEF_NS)).text = (xpt_files or {}).get(table, f"{table}.xpt")
+        group, its, cls, mts = _dataset(con, table, xpt_files)
         groups.append(group)
-    # ODM order: ItemGroupDef, ItemDef, CodeList, MethodDef (Define-XML 2.1 schema sequence); def:leaf last
-    for group in groups:
-        leaf = group.find(_d("leaf", DEF_NS))
-        group.remove(leaf)
-        group.append(leaf)
+        items += its
+        codelists += cls
+        methods += mts
+    # ODM order: ItemGroupDef, ItemDef, CodeList, MethodDef (Define-XML 2.1 schema sequence)
     mdv.extend(groups + items + codelists + methods)
     tree = ET.ElementTree(odm)
     ET.indent(tree)
