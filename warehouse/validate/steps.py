@@ -108,9 +108,9 @@ def validate_staging(data_dir: Path, export_id: str, build_file: Path):
 
 def validate_marts(build_file: Path):
     """The marts suites on `main` (plus the staging tables they reconcile with), in DuckDB when large; then the
-    ADaM conformance suite (validate/adam_rules.py) on the ADaM datasets, its results and findings added."""
+    ADaM conformance suite (warehouse/validate/adam/) on the ADaM datasets, its results and findings added."""
     from warehouse.validate import validate_stage_auto
-    from warehouse.validate.adam_rules import check_adam, merge
+    from warehouse.validate.adam import check_adam, merge
 
     with connect_build(build_file, read_only=True) as con:
         staging = [t for t in schema_tables(con, "staging") if t.split(".")[-1] in MARTS_RECONCILE_WITH]
