@@ -86,20 +86,25 @@ def _yn(name, form, label, **kw) -> Field:
     return _f(name, form, "yesno", label, **kw)
 
 
-FORMS: tuple[Form, ...] = (
-    Form("eligibility", "Eligibility", False),
-    Form("demographics", "Demographics", False),
-    Form("randomisation", "Randomisation", False),
-    Form("study_drug", "Study Drug", True),
-    Form("hemodynamics", "Hemodynamics", True),
-    Form("vasopressors", "Vasopressors", True),
-    Form("pe_challenge", "Phenylephrine Challenge", False),
-    Form("labs", "Laboratory", False),
-    Form("sofa", "SOFA", False),
-    Form("fluids", "Fluids", False),
-    Form("ventilation", "Ventilation", True),
-    Form("adverse_events", "Adverse Events", True),
-    Form("end_of_study", "End of Study", False),
+# the eCRF's forms, in dictionary order: name | label | once or repeating (one row per record, or several)
+FORM_TABLE = """
+eligibility    | Eligibility             | once
+demographics   | Demographics            | once
+randomisation  | Randomisation           | once
+study_drug     | Study Drug              | repeating
+hemodynamics   | Hemodynamics            | repeating
+vasopressors   | Vasopressors            | repeating
+pe_challenge   | Phenylephrine Challenge | once
+labs           | Laboratory              | once
+sofa           | SOFA                    | once
+fluids         | Fluids                  | once
+ventilation    | Ventilation             | repeating
+adverse_events | Adverse Events          | repeating
+end_of_study   | End of Study            | once
+"""
+FORMS: tuple[Form, ...] = tuple(
+    Form(name, label, kind == "repeating")
+    for name, label, kind in ([cell.strip() for cell in line.split("|")] for line in FORM_TABLE.strip().splitlines())
 )
 FORM_BY_NAME = {f.name: f for f in FORMS}
 
