@@ -16,7 +16,9 @@ with parameters as (
 ),
 
 readings as (
-    select h.subject_id, h.repeat_instance, h.vsdtm_hrs, h.hr
+    -- a reading exported twice (identical rows, a raw finding of its own) counts once: (subject, repeat instance)
+    -- is then unique, so the runs below have one order, whatever order the rows come in
+    select distinct h.subject_id, h.repeat_instance, h.vsdtm_hrs, h.hr
     from stg_hemodynamics as h
     join int_subject_times using (subject_id)
     where h.hr is not null
