@@ -81,7 +81,7 @@ def test_blinded_export_holds_no_arm_in_either_order(both_builds, order):
     assert unblinded_problems, "the unblinded export should name the arms"
     # every file of the blinded export: no arm label, no kit paired with its arm
     problems, n_files = scan_blinded_export(blinded_dir, forbidden, kit_arms)
-    assert n_files == 11 * 3 + 1  # five marts and six ar_* results x parquet, csv, xpt + manifest.json
+    assert n_files == 11 * 3 + 2  # five marts and six ar_* results x parquet, csv, xpt + manifest.json, define.xml
     assert problems == []
     # the unblinded export, run after, wrote nothing into the blinded folder
     assert digests(blinded_dir) == seen_blinded
