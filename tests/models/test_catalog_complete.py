@@ -20,7 +20,7 @@ from warehouse.cli import app
 from warehouse.transform.lineage import ANALYSIS_READS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validate"))
-from cdp import HeadlessChromium, find_chromium  # noqa: E402
+from cdp import browser  # noqa: E402, F401 - the module's headless Chromium (a fixture)
 
 runner = CliRunner()
 LATE_TABLES = {"ar_baseline", "ar_primary", "ar_mortality", "ar_secondary", "ar_teae", "ar_km", "findings",
@@ -153,31 +153,9 @@ def test_graph_columns_are_as_wide_as_their_labels():
     assert 'style="max-width:100%;height:auto"' in svg
 
 
-@pytest.fixture(scope="module")
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no chromium binary (CI installs it: apt-get install chromium chromium-driver); set $CHROMIUM")
-    with HeadlessChromium(binary) as b:
-        yield b
-
-
 def open_at_width(browser, path: Path, width: int, height: int = 900):
     """A tab with a `width` px wide viewport, the page loaded."""
-    target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-    from cdp import Page
-
-    page = Page(browser, session)
-    browser.pages[session] = page
-    for domain in ("Network", "Runtime", "Log", "Page"):
-        page.send(f"{domain}.enable")
-    page.send("Emulation.setDeviceMetricsOverride",
-              {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-    page.send("Page.navigate", {"url": path.resolve().as_uri()})
-    assert browser.pump(30, until="Page.loadEventFired", session_id=session), "no load event"
-    page.settle(0.3)
-    return page
+    return browser.open(path, width=width, height=height)
 
 
 NODE_BOXES = """JSON.stringify((() => {

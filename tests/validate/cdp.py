@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
@@ -155,16 +157,30 @@ class HeadlessChromium:
             if until and msg.get("method") == until and (session_id is None or msg.get("sessionId") == session_id):
                 return True
 
-    def open(self, path: Path) -> Page:
-        """A new tab with every domain we record enabled before navigating, then the page loaded."""
+    def open(self, path: Path, width: int | None = None, height: int = 900) -> Page:
+        """A new tab with every domain we record enabled before navigating (and a `width` x `height` px viewport
+        when `width` is given), then the page loaded."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self, session)
         self.pages[session] = page
         for domain in ("Network", "Runtime", "Log", "Page"):
             page.send(f"{domain}.enable")
+        if width is not None:
+            page.send("Emulation.setDeviceMetricsOverride",
+                      {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         page.send("Page.navigate", {"url": Path(path).resolve().as_uri()})
         if not self.pump(self.timeout, until="Page.loadEventFired", session_id=session):
             raise CDPError(f"{path}: no load event")
         page.settle(0.3)
         return page
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (`from cdp import browser` makes the fixture available there)."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (CI installs it: apt-get install chromium chromium-driver); set $CHROMIUM")
+    with HeadlessChromium(binary) as b:
+        yield b

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
-from cdp import HeadlessChromium, find_chromium
+from cdp import browser  # noqa: F401 - the module's headless Chromium (a fixture)
 
 from warehouse.validate.report import SITE_COLUMNS, render_validation_report, write_site_listings, write_validation_report
 from warehouse.validate import (
@@ -34,15 +33,6 @@ def report_dir(build) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- in the browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("no chromium binary (CI installs it: apt-get install chromium chromium-driver); set $CHROMIUM")
-    with HeadlessChromium(binary) as b:
-        yield b
 
 
 def test_report_page_in_a_headless_browser(browser, injected_build):
