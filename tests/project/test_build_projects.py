@@ -26,6 +26,16 @@ EXPORTS = ["redcap/clinical-trial-1", "redcap/longitudinal", "redcap/repeating-i
            "odm/redcap_pycap_test_long_project.xml"]
 
 
+@pytest.fixture
+def restore_project():
+    before = os.environ.get(PROJECT_ENV)
+    yield
+    if before is None:
+        os.environ.pop(PROJECT_ENV, None)
+    else:
+        os.environ[PROJECT_ENV] = before
+
+
 def raw_subjects(data_dir: Path, export_id: str) -> set[str]:
     files = [f for f in (data_dir / "raw" / export_id).glob("*.parquet")]
     return set(pl.concat([pl.read_parquet(f, columns=["subject_id"]) for f in files]).get_column("subject_id"))

@@ -5,13 +5,15 @@ keys; a direct build publishes the mart and the check's findings."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from warehouse.build import BuildRequest, run_build
 from warehouse.project import init_project
-from warehouse.resources import use_project
+from warehouse.resources import PROJECT_ENV, use_project
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +47,16 @@ SUITE = {
         "meta": {"severity": "warning", "rule": "weight within the plausible adult range"},
     }],
 }
+
+
+@pytest.fixture
+def restore_project():
+    before = os.environ.get(PROJECT_ENV)
+    yield
+    if before is None:
+        os.environ.pop(PROJECT_ENV, None)
+    else:
+        os.environ[PROJECT_ENV] = before
 
 
 def test_a_mart_and_a_check_read_the_projects_own_parameters(shared_fixtures, tmp_path, restore_project):
