@@ -1,6 +1,6 @@
 """Issue 14 item 13: overlapping ventilation periods are one finding each (warning), on the later period, naming
 subject, form ventilation and fields intub_dt / extub_dt; int_vfd counts them once (the hand-computed VFD28 values
-are in tests/models/sql_unit/int_vfd.yml). Touching periods (re-intubated at the minute of extubation) and disjoint
+are in sql/intermediate/int_vfd.yml). Touching periods (re-intubated at the minute of extubation) and disjoint
 ones are no finding. H0 = 2024-03-01 10:00; times below are hours from H0."""
 
 from __future__ import annotations

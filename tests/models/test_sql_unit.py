@@ -1,14 +1,20 @@
-"""Item 6: unit tests for models: given small input tables, expect an output table (YAML cases + Python)."""
+"""Unit tests for models: given small input tables, expect an output table. The YAML cases live beside the models
+(`sql/<layer>/<model>.yml` of the demo project); every one of them is collected here."""
 
 from pathlib import Path
 
 import pytest
 
+from warehouse.resources import demo_project
 from warehouse.transform.testing import assert_rows, check_case, load_cases, run_model_on
 from warehouse.transform.models import ModelError
 
-CASES_DIR = Path(__file__).parent / "sql_unit"
-CASES = [(path, case) for path in sorted(CASES_DIR.glob("*.yml")) for case in load_cases(path)]
+CASE_FILES = sorted((demo_project() / "sql").rglob("*.yml"))
+CASES = [(path, case) for path in CASE_FILES for case in load_cases(path)]
+
+
+def test_every_case_file_is_collected():
+    assert len(CASE_FILES) >= 10 and all(p.with_suffix(".sql").is_file() for p in CASE_FILES), CASE_FILES
 
 
 @pytest.mark.parametrize(("path", "case"), CASES, ids=[f"{p.stem}: {c['name']}" for p, c in CASES])

@@ -12,7 +12,8 @@ In Python (any pytest file):
     })
     assert_rows(rows, [{"subject_id": "S1", "segment": 1, "start_hrs": 0.0, "end_hrs": None, "rate": 0.2}])
 
-or as YAML under `tests/models/sql_unit/*.yml` (collected by tests/models/test_sql_unit.py):
+or as YAML beside the model, `sql/<layer>/<model>.yml` (run by `warehouse test`; the demo's also by
+tests/models/test_sql_unit.py):
 
     model: int_vasopressor_segments
     name: the last change is open-ended
