@@ -99,8 +99,7 @@ def test_snapshot_matches_the_demo_build(demo_build):
     from warehouse.transform.compile import source_schema_of
 
     assert source_schema_of(demo_build.published) == load_src_schema(), (
-        "tests/models/src_schema.json is stale: python -m warehouse.transform.testing --dump-src-schema "
-        "<build.duckdb> > tests/models/src_schema.json"
+        "sql/src_schema.json is stale: `warehouse test --update-schema` after a demo build"
     )
 
 

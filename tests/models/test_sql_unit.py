@@ -6,20 +6,26 @@ from pathlib import Path
 import pytest
 
 from warehouse.resources import demo_project
-from warehouse.transform.testing import assert_rows, check_case, load_cases, run_model_on
+from warehouse.transform.cases import case_files, check_case, load_cases
+from warehouse.transform.testing import UnitContext, assert_rows, run_model_on
 from warehouse.transform.models import ModelError
 
-CASE_FILES = sorted((demo_project() / "sql").rglob("*.yml"))
-CASES = [(path, case) for path in CASE_FILES for case in load_cases(path)]
+CASE_FILES = case_files(demo_project() / "sql")
+CASES = [case for path in CASE_FILES for case in load_cases(path)]
 
 
 def test_every_case_file_is_collected():
     assert len(CASE_FILES) >= 10 and all(p.with_suffix(".sql").is_file() for p in CASE_FILES), CASE_FILES
 
 
-@pytest.mark.parametrize(("path", "case"), CASES, ids=[f"{p.stem}: {c['name']}" for p, c in CASES])
-def test_yaml_case(path, case):
-    check_case(case)
+@pytest.fixture(scope="module")
+def context() -> UnitContext:
+    return UnitContext.of(sql_root=demo_project() / "sql", src_schema=demo_project() / "sql" / "src_schema.json")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.path.stem}: {c.name}" for c in CASES])
+def test_yaml_case(case, context):
+    check_case(case, context)
 
 
 def test_python_style_int_subject_times_from_three_staging_tables():
@@ -57,5 +63,5 @@ def test_assert_rows_reports_the_difference():
 
 def test_load_cases_checks_keys(tmp_path):
     (tmp_path / "x.yml").write_text("model: m\ngiven: {}\nexpct: {}\n")
-    with pytest.raises(ModelError, match="lacks 'expect'"):
+    with pytest.raises(ModelError, match="x.yml:1: case 1 lacks 'expect'"):
         load_cases(tmp_path / "x.yml")

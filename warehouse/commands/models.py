@@ -1,8 +1,9 @@
-"""`warehouse compile | lineage | docs | run`: the SQL model runner's commands.
+"""`warehouse compile | lineage | docs | run | test`: the SQL model runner's commands.
 
 Exit codes as in `warehouse.cli`: 2 bad input or usage (no build to read the `src` schema from, a missing data
-directory, a file that is not a DuckDB database, an unknown model or column: one `error:` line); 3 a model failed
-to compile or to run (the message names file, line and column).
+directory, a file that is not a DuckDB database, an unknown model or column, a malformed unit case: one `error:`
+line); 3 a model failed to compile or to run (the message names file, line and column); `warehouse test`: 1 when
+a unit case fails.
 """
 
 from __future__ import annotations
@@ -182,8 +183,77 @@ def run_command(
         _fail(result.failure_message(), EXIT_FAILED)
 
 
+def _update_schema(data_dir: Path) -> None:
+    """Write the project's `sql/src_schema.json` from the newest build of `data_dir` (exit 2 when there is none)."""
+    from warehouse.transform.testing import dump_src_schema, snapshot_path
+
+    source = _source(data_dir, None)
+    target = snapshot_path()
+    target.write_text(dump_src_schema(source), encoding="utf-8")
+    typer.echo(f"src schema written: {target} (from {source})")
+
+
+def test_command(
+    select: Annotated[Optional[str], typer.Option(
+        "--select", "-s", help="Run only this model's unit cases.")] = None,
+    data_dir: DataDirOption = Path("data"),
+    update_schema: Annotated[bool, typer.Option(
+        "--update-schema", help="First write the project's sql/src_schema.json from its newest build.")] = False,
+) -> None:
+    """Run the project's unit cases (sql/<layer>/<model>.yml): one line per case, a diff for each failure.
+
+    Exit 0 when every case passes, 1 when one fails, 2 on bad input (a malformed case names file and line). The
+    given rows are typed with the project's sql/src_schema.json, else the src schema of its newest build."""
+    from warehouse.resources import find_project, sql_dir
+    from warehouse.transform.cases import case_files, load_cases, project_src_schema, run_cases
+    from warehouse.transform.models import ModelError
+    from warehouse.transform.testing import UnitContext
+
+    if update_schema:
+        _update_schema(data_dir)
+    try:
+        cases = [case for path in case_files(sql_dir()) for case in load_cases(path)]
+        if not cases:
+            typer.echo(f"no unit cases under {sql_dir()} (write sql/<layer>/<model>.yml)")
+            return
+        schema, origin, warnings = project_src_schema(find_project(), data_dir)
+        context = UnitContext.of(schema, sql_root=sql_dir())
+    except (ModelError, FileNotFoundError, ValueError) as err:
+        _fail(str(err), EXIT_BAD_INPUT)
+    typer.echo(f"src schema: {origin}")
+    for warning in warnings:
+        typer.echo(f"warning: {warning}")
+    if select is not None:
+        if select.lower() not in context.models:
+            _fail(f"--select {select}: no model of that name in {sql_dir()}", EXIT_BAD_INPUT)
+        cases = [case for case in cases if case.model.lower() == select.lower()]
+    if not cases:
+        typer.echo(f"no unit cases for {select} under {sql_dir()} (write sql/<layer>/{select}.yml)")
+        return
+    _report_cases(run_cases(cases, context))
+
+
+def _report_cases(results: list) -> None:
+    """One line per case, the diff under a failure, a summary; exit 1 on a failure, 2 on a case in error."""
+    width = max(len(r.case.model) for r in results)
+    for result in results:
+        typer.echo(f"{result.outcome.upper():<5} {result.case.model:<{width}}  {result.case.name}")
+        if result.outcome == "fail":
+            typer.echo(f"      at {result.case.where}")
+            typer.echo("\n".join(f"      {line}" for line in result.detail.splitlines()))
+    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("pass", "fail", "error")}
+    typer.echo(f"{len(results)} case(s): {counts['pass']} passed, {counts['fail']} failed"
+               + (f", {counts['error']} could not run" if counts["error"] else ""))
+    if counts["error"]:
+        first = next(r for r in results if r.outcome == "error")
+        _fail(first.detail.splitlines()[0], EXIT_BAD_INPUT)
+    if counts["fail"]:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("compile")(compile_command)
     app.command("lineage")(lineage_command)
     app.command("docs")(docs_command)
     app.command("run")(run_command)
+    app.command("test")(test_command)

@@ -25,12 +25,12 @@ tests/models/test_sql_unit.py):
         - {subject_id: S1, segment: 1, end_hrs: null, rate: 0.2}
 
 How it runs: a throwaway in-memory DuckDB gets every `src` table and every model the target reads (directly or
-not) as an empty table with its real column types (the `src` types from a schema snapshot of the demo study,
-`tests/models/src_schema.json`; the models' types from compiling them). The given tables are filled with the
-given rows: give only the columns the test is about, the others are null. A given key is a model (`stg_x`,
-`int_y`) or a staged form (`src.x`, or `x` when no model has that name). Models between the given tables and
-the target are run too, so a test may start from `src` forms or from the target's direct inputs. The target is
-then run exactly as the build runs it, and its rows come back as dicts.
+not) as an empty table with its real column types (the `src` types from the project's schema snapshot,
+`sql/src_schema.json`, see warehouse.transform.cases; the models' types from compiling them). The given tables are
+filled with the given rows: give only the columns the test is about, the others are null. A given key is a model
+(`stg_x`, `int_y`) or a staged form (`src.x`, or `x` when no model has that name). Models between the given tables
+and the target are run too, so a test may start from `src` forms or from the target's direct inputs. The target
+is then run exactly as the build runs it, and its rows come back as dicts.
 
 Comparing (`assert_rows`): each expected row is compared on the columns it names; rows as a multiset unless
 `ordered`; floats within `tolerance`; an expected ISO date/time string matches a date/datetime value.
@@ -41,36 +41,68 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import duckdb
 
-from warehouse.transform.compile import SourceSchema, compile_model_set
+from warehouse.transform.compile import Compiled, SourceSchema, compile_model_set
 from warehouse.transform.models import Model, ModelError, discover_models
 from warehouse.transform.order import ancestors
 from warehouse.transform.runner import prepare_schemas, run_model
 
-_PROJECT = Path(__file__).resolve().parents[2]
-DEFAULT_SRC_SCHEMA = _PROJECT / "tests" / "models" / "src_schema.json"
+SRC_SCHEMA_FILE = "src_schema.json"  # in the project's sql/ folder: the `src` types unit cases are typed with
 Rows = list[dict[str, Any]]
 
 
+class CaseError(ModelError):
+    """A unit case that cannot run as written (an unknown model, table or column, a value of the wrong type, a
+    malformed YAML file): bad input to fix in the case, not a model that computes the wrong rows."""
+
+
+def snapshot_path(project: Path | None = None) -> Path:
+    """The project's `src` schema snapshot, `<project>/sql/src_schema.json` (default: the active project)."""
+    from warehouse.resources import find_project
+
+    return (project or find_project()) / "sql" / SRC_SCHEMA_FILE
+
+
 def load_src_schema(path: Path | None = None) -> SourceSchema:
-    """The `src` schema snapshot (table -> column -> DuckDB type) that unit tests type their inputs with."""
-    path = path or DEFAULT_SRC_SCHEMA
+    """The `src` schema snapshot (table -> column -> DuckDB type) that unit tests type their inputs with; default
+    the active project's `sql/src_schema.json`."""
+    path = path or snapshot_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no src schema snapshot; write one from any build with "
-            f"`python -m warehouse.transform.testing --dump-src-schema <build.duckdb> > {path}`"
+            f"{path}: no src schema snapshot; write one from the project's last build with "
+            f"`warehouse test --update-schema`"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def dump_src_schema(database: Path) -> str:
+    """A build's `src` schema as the snapshot file's text (sorted, one column per line)."""
     from warehouse.transform.compile import source_schema_of
 
     return json.dumps(source_schema_of(database), indent=1, sort_keys=True) + "\n"
+
+
+@dataclass
+class UnitContext:
+    """What every case of one run shares: the project's models, compiled once against one `src` schema (a run of
+    many cases would otherwise parse and compile every model again for each case)."""
+
+    models: dict[str, Model]
+    sources: SourceSchema
+    compiled: Compiled
+
+    @classmethod
+    def of(cls, src_schema: SourceSchema | Path | None = None, sql_root: Path | None = None) -> "UnitContext":
+        from warehouse.resources import sql_dir
+
+        sources = src_schema if isinstance(src_schema, dict) else load_src_schema(src_schema)
+        models = discover_models(sql_root or sql_dir())
+        return cls(models, sources, compile_model_set(models, sources))
 
 
 def _relation_of(key: str, models: dict[str, Model], sources: SourceSchema) -> tuple[str, str]:
@@ -78,11 +110,30 @@ def _relation_of(key: str, models: dict[str, Model], sources: SourceSchema) -> t
     schema, _, name = key.lower().rpartition(".")
     if schema == "src" or (not schema and name not in models):
         if name not in sources:
-            raise ModelError(f"given table '{key}': no model and no staged form of that name")
+            raise CaseError(f"given table '{key}': no model and no staged form of that name")
         return "src", name
     if name not in models:
-        raise ModelError(f"given table '{key}': no model of that name")
+        raise CaseError(f"given table '{key}': no model of that name")
     return "model", name
+
+
+def _given_columns(relation: str, columns: dict[str, str], rows: Rows) -> list[str]:
+    """The columns the given rows name, in first-seen order; an unknown one is a CaseError with a suggestion."""
+    import difflib
+
+    known = {c.lower(): c for c in columns}
+    names: list[str] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise CaseError(f"given {relation}: a row must be a mapping of column: value, not {row!r}")
+        for key in row:
+            if str(key).lower() not in known:
+                close = difflib.get_close_matches(str(key).lower(), list(known), n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise CaseError(f"given {relation}: no column '{key}'{hint}; columns: {', '.join(columns)}")
+            if known[str(key).lower()] not in names:
+                names.append(known[str(key).lower()])
+    return names
 
 
 def _create_typed(con: duckdb.DuckDBPyConnection, relation: str, columns: dict[str, str], rows: Rows | None) -> None:
@@ -90,23 +141,15 @@ def _create_typed(con: duckdb.DuckDBPyConnection, relation: str, columns: dict[s
     con.execute(f"create or replace table {relation} ({body})")
     if not rows:
         return
-    known = {c.lower(): c for c in columns}
-    names: list[str] = []
-    for row in rows:
-        for key in row:
-            if key.lower() not in known:
-                import difflib
-
-                close = difflib.get_close_matches(key.lower(), list(known), n=3)
-                hint = f" (did you mean {', '.join(close)}?)" if close else ""
-                raise ModelError(f"given {relation}: no column '{key}'{hint}; columns: {', '.join(columns)}")
-            if known[key.lower()] not in names:
-                names.append(known[key.lower()])
-    lowered = [{k.lower(): v for k, v in row.items()} for row in rows]
+    names = _given_columns(relation, columns, rows)
+    lowered = [{str(k).lower(): v for k, v in row.items()} for row in rows]
     values = [[row.get(n.lower()) for n in names] for row in lowered]
     quoted = ", ".join(f'"{n}"' for n in names)
     marks = ", ".join("?" for _ in names)
-    con.executemany(f"insert into {relation} ({quoted}) values ({marks})", values)
+    try:
+        con.executemany(f"insert into {relation} ({quoted}) values ({marks})", values)
+    except duckdb.Error as err:
+        raise CaseError(f"given {relation}: {str(err).splitlines()[0]}") from None
 
 
 def run_model_on(
@@ -116,17 +159,18 @@ def run_model_on(
     src_schema: SourceSchema | Path | None = None,
     sql_root: Path | None = None,
     order_by: Iterable[str] | None = None,
+    context: UnitContext | None = None,
 ) -> Rows:
     """Run one model over the given input tables in a throwaway DuckDB and return its rows (see the module
-    docstring). `order_by`: sort the returned rows by these columns (default: as the model returns them)."""
-    from warehouse.resources import sql_dir
-
-    sources = src_schema if isinstance(src_schema, dict) else load_src_schema(src_schema)
-    models = discover_models(sql_root or sql_dir())
+    docstring). `order_by`: sort the returned rows by these columns (default: as the model returns them).
+    `context`: the models compiled once for many cases (else from `src_schema` and `sql_root`)."""
+    context = context or UnitContext.of(src_schema, sql_root)
+    models, sources, compiled = context.models, context.sources, context.compiled
     name = model_name.lower()
     if name not in models:
-        raise ModelError(f"no model named '{model_name}'")
-    compiled = compile_model_set(models, sources)
+        raise CaseError(f"no model named '{model_name}'")
+    if not isinstance(inputs, dict):
+        raise CaseError(f"given: a mapping of table: rows, not {inputs!r}")
     given: dict[tuple[str, str], Rows] = {_relation_of(k, models, sources): v for k, v in inputs.items()}
     needed = ancestors(models, name)
     con = duckdb.connect()
@@ -224,36 +268,28 @@ def assert_rows(actual: Rows, expected: Rows, *, ordered: bool = False, toleranc
         lines = [f"rows differ ({len(projected)} row(s), {len(expected)} expected):"]
         lines += [f"  missing:    {_show(e)}" for e in missing]
         lines += [f"  unexpected: {_show(projected[i])}" for i in unmatched]
+        lines += _closest(missing, [projected[i] for i in unmatched], tolerance)
         raise AssertionError("\n".join(lines))
 
 
-# -- YAML cases ------------------------------------------------------------------------------------------------
+def _closest(missing: Rows, unexpected: Rows, tolerance: float) -> list[str]:
+    """For each missing row, the unexpected row that agrees with it on most columns (at least one), as
+    `  ~ {the agreeing columns}: col expected X, got Y`: which value of which row differs, at a glance."""
+    lines = []
+    free = list(unexpected)
+    for e in missing:
+        def agreeing(row: dict) -> list[str]:
+            return [c for c, v in e.items() if _same(row.get(c), v, tolerance)]
 
-
-def load_cases(path: Path) -> list[dict]:
-    """The cases of one YAML file: a mapping (one case), a list of cases, or `cases:` with a list."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    cases = data.get("cases", [data]) if isinstance(data, dict) else (data or [])
-    for i, case in enumerate(cases):
-        for key in ("model", "given", "expect"):
-            if key not in case:
-                raise ModelError(f"{path}: case {i + 1} lacks '{key}'")
-        unknown = set(case) - {"model", "name", "given", "expect", "description"}
-        if unknown:
-            raise ModelError(f"{path}: case {i + 1}: unknown key(s) {', '.join(sorted(unknown))}")
-        case.setdefault("name", f"case {i + 1}")
-    return cases
-
-
-def check_case(case: dict, *, src_schema: SourceSchema | Path | None = None, sql_root: Path | None = None) -> None:
-    """Run one YAML case and assert its expectation (`expect: {rows: [...], ordered: bool, tolerance: float}`)."""
-    expect = case["expect"]
-    rows = run_model_on(case["model"], case["given"] or {}, src_schema=src_schema, sql_root=sql_root,
-                        order_by=expect.get("order_by"))
-    assert_rows(rows, expect.get("rows") or [], ordered=bool(expect.get("ordered") or expect.get("order_by")),
-                tolerance=float(expect.get("tolerance", 1e-9)))
+        best = max(free, key=lambda row: len(agreeing(row)), default=None)
+        if best is None or not agreeing(best) or len(agreeing(best)) == len(e):
+            continue
+        free.remove(best)
+        same = {c: e[c] for c in agreeing(best)[:2]}
+        differ = ", ".join(f"{c} expected {v!r}, got {best.get(c)!r}" for c, v in e.items()
+                           if not _same(best.get(c), v, tolerance))
+        lines.append(f"  ~ {_show(same)}: {differ}")
+    return lines
 
 
 if __name__ == "__main__":
