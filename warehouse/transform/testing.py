@@ -41,7 +41,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -49,7 +49,7 @@ import duckdb
 
 from warehouse.transform.compile import Compiled, SourceSchema, compile_model_set
 from warehouse.transform.models import Model, ModelError, discover_models
-from warehouse.transform.order import ancestors
+from warehouse.transform.order import ancestors, resolve_dependency
 from warehouse.transform.runner import prepare_schemas, run_model
 
 SRC_SCHEMA_FILE = "src_schema.json"  # in the project's sql/ folder: the `src` types unit cases are typed with
@@ -89,12 +89,13 @@ def dump_src_schema(database: Path) -> str:
 
 @dataclass
 class UnitContext:
-    """What every case of one run shares: the project's models, compiled once against one `src` schema (a run of
-    many cases would otherwise parse and compile every model again for each case)."""
+    """What every case of one run shares: the project's models (parsed once) and the `src` schema, and each
+    target's models compiled once. A target is compiled with its ancestors only, so a model that does not compile
+    fails the cases that need it and no others."""
 
     models: dict[str, Model]
     sources: SourceSchema
-    compiled: Compiled
+    _compiled: dict[str, Compiled] = field(default_factory=dict)
 
     @classmethod
     def of(cls, src_schema: SourceSchema | Path | None = None, sql_root: Path | None = None) -> "UnitContext":
@@ -102,7 +103,16 @@ class UnitContext:
 
         sources = src_schema if isinstance(src_schema, dict) else load_src_schema(src_schema)
         models = discover_models(sql_root or sql_dir())
-        return cls(models, sources, compile_model_set(models, sources))
+        for model in models.values():  # what each reads; an unknown table is left to the compile of its cases
+            model.upstream = {t for ref in model.depends_on if (t := resolve_dependency(ref, models, set(sources)))}
+        return cls(models, sources)
+
+    def compiled_for(self, name: str) -> Compiled:
+        """`name` and every model it reads, compiled (CompileError names file, line and column)."""
+        if name not in self._compiled:
+            needed = ancestors(self.models, name) | {name}
+            self._compiled[name] = compile_model_set({n: self.models[n] for n in needed}, self.sources)
+        return self._compiled[name]
 
 
 def _relation_of(key: str, models: dict[str, Model], sources: SourceSchema) -> tuple[str, str]:
@@ -165,10 +175,11 @@ def run_model_on(
     docstring). `order_by`: sort the returned rows by these columns (default: as the model returns them).
     `context`: the models compiled once for many cases (else from `src_schema` and `sql_root`)."""
     context = context or UnitContext.of(src_schema, sql_root)
-    models, sources, compiled = context.models, context.sources, context.compiled
+    models, sources = context.models, context.sources
     name = model_name.lower()
     if name not in models:
         raise CaseError(f"no model named '{model_name}'")
+    compiled = context.compiled_for(name)
     if not isinstance(inputs, dict):
         raise CaseError(f"given: a mapping of table: rows, not {inputs!r}")
     given: dict[tuple[str, str], Rows] = {_relation_of(k, models, sources): v for k, v in inputs.items()}
