@@ -135,6 +135,7 @@ TASKS: dict[str, Task] = {
     "validate-marts": plain_task("validate-marts", validate_steps.validate_marts),
     "changes": plain_task("changes", analyse_steps.record_changes),
     "analyse": plain_task("analyse", analyse_steps.analyse),
+    "review": plain_task("review", validate_steps.review_findings),
     "findings": plain_task("findings", validate_steps.record_validation),
     "report": plain_task("report", analyse_steps.write_report),
     "catalog": plain_task("catalog", catalog_steps.refresh_build_catalog),

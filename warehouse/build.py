@@ -126,12 +126,14 @@ def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, expor
     # already withholds them where it makes findings)
     validate.withhold_identifier_values(validations, data_dir=request.data_dir, export_id=export_id)
     runner.say("validate", f"3 stages in {clock.seconds['validate']:.1f} s")
-    blocked = not all(v.success for v in validations)
+    # the data manager's decisions (warehouse/review/): an error finding accepted or queried no longer blocks
+    review = clock.timed(runner, "validate", "review", validate.review_findings, request.data_dir, validations)
+    blocked = review.blocked
     paths = request.paths
     clock.timed(runner, "analyse", "changes", analyse.record_changes, build_file, request.data_dir, export_id)
     analysis = clock.timed(runner, "analyse", "analyse", analyse.analyse, request, build_file, build_id, blocked)
     history = clock.timed(runner, "report", "findings", validate.record_validation, build_file, paths, build_id,
-                          validations)
+                          validations, review)
     report = clock.timed(runner, "report", "report", analyse.write_report, paths, build_id, validations, history,
                          blocked)
     # the catalog and lineage of the tables written after the models (ar_*, findings, changes)
@@ -141,8 +143,9 @@ def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, expor
     runner.say("publish", f"{'published' if published else 'not published'} in {clock.seconds['publish']:.1f} s")
     result = publish.record_outcome(request, build_id, export_id, build_file, validations, history, runs,
                                      clock.seconds, published, report, analysis)
+    result.review = review.summary()
     if blocked:
-        message = validate.blocked_message(validations, result)
+        message = validate.blocked_message(validations, result, review)
         runner.finished(request, result, validations, blocked=message)
         raise PublishBlocked(message)
     runner.finished(request, result, validations)

@@ -51,6 +51,8 @@ def print_build_summary(result, verbose: bool = False) -> None:
         f"Findings: {result.errors} error, {result.warnings} warning   "
         f"{'blinded' if result.blinded else 'UNBLINDED'} build {result.build_id}"
     )
+    if getattr(result, "review", ""):
+        typer.echo(result.review)
     if result.model_runs:
         runs = sorted(result.model_runs, key=lambda r: r.seconds, reverse=True)
         shown = runs if verbose else runs[:5]

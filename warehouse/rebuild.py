@@ -58,6 +58,9 @@ def build_fingerprint(request: BuildRequest, export_id: str, randomisation: Path
         if path is not None and Path(path).is_file():
             digest.update(Path(path).read_bytes())
         digest.update(b"\0")
+    from warehouse.review.store import decisions_digest
+
+    digest.update(decisions_digest(request.data_dir).encode())  # a new decision on findings: rebuild ("" if none)
     return digest.hexdigest()[:32]
 
 

@@ -60,6 +60,7 @@ class BuildResult:
     stage_seconds: dict[str, float]
     blinded: bool
     up_to_date: bool = False  # nothing was rebuilt: the published build already has this export, code and study
+    review: str = ""  # the review's summary line (accepted, by whom, queried, answered, open): empty without decisions
 
 
 @dataclass

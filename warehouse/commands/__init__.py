@@ -3,7 +3,7 @@
 Keeping each area's commands in its own module keeps `cli.py` small and lets each stage own its interface.
 """
 
-AREAS = ("extract", "models", "ops", "analysis", "server", "project")
+AREAS = ("extract", "models", "ops", "analysis", "server", "project", "review")
 
 from pathlib import Path as _Path
 from typing import Annotated as _Annotated

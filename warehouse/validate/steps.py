@@ -167,8 +167,20 @@ VALIDATION_COLUMNS = {
 }
 
 
-def record_validation(build_file: Path, paths: BuildPaths, build_id: str, validations: list) -> pl.DataFrame:
-    """Write results, current findings and their history into the build file; returns the history."""
+def review_findings(data_dir: Path, validations: list):
+    """The data manager's decisions (warehouse/review/) applied to this build's findings: read once, they decide
+    whether the build blocks (an error finding nobody accepted or queried) and go into the build."""
+    from warehouse.review.gate import review_build
+    from warehouse.validate import DEFAULT_MAX_FINDINGS_PER_EXPECTATION
+
+    return review_build(data_dir, validations, DEFAULT_MAX_FINDINGS_PER_EXPECTATION)
+
+
+def record_validation(build_file: Path, paths: BuildPaths, build_id: str, validations: list,
+                      review=None) -> pl.DataFrame:
+    """Write results, current findings and their history into the build file; returns the history. With the
+    build's ``review`` (review_findings): the decisions as main.finding_decisions, the review columns on the
+    findings and their history."""
     from warehouse.validate import update_findings_history
 
     results = pl.concat([v.results for v in validations], how="diagonal_relaxed")
@@ -176,6 +188,8 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
     history = update_findings_history(
         previous_findings(paths), findings, build_id, utc_now(), stages=[v.stage for v in validations]
     )
+    if review is not None:
+        findings, history = review.with_review(findings), review.with_review(history)
     with connect_build(build_file) as con:
         for name, frame in (("validation_results", results), ("findings", findings), ("findings_history", history)):
             con.register("_frame", frame.to_arrow())
@@ -189,6 +203,12 @@ def record_validation(build_file: Path, paths: BuildPaths, build_id: str, valida
             for column, text in VALIDATION_COLUMNS.items():
                 if column in present:
                     con.execute(f'comment on column main.{table}."{column}" is {quote_literal(text)}')
+        if review is not None:
+            from warehouse.review.gate import comment_review_columns, write_decisions
+
+            write_decisions(con, review, quote_literal)
+            for table in ("findings", "findings_history"):
+                comment_review_columns(con, table, quote_literal)
         con.execute("checkpoint")
     return history
 
@@ -202,13 +222,20 @@ def count_findings(validations: list) -> tuple[int, int]:
     return int((severity == "error").sum()), int((severity == "warning").sum())
 
 
-def blocked_message(validations: list, result: BuildResult) -> str:
+def blocked_message(validations: list, result: BuildResult, review=None) -> str:
     failing = pl.concat([v.results for v in validations], how="diagonal_relaxed").filter(
         (pl.col("severity") == "error") & ~pl.col("success")
     )
     rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in failing.head(3).iter_rows(named=True))
     more = f" and {failing.height - 3} more" if failing.height > 3 else ""
+    reviewed = ""
+    if review is not None and review.decisions.height:  # what the review left blocking
+        gate = review.gate
+        reviewed = (f"; after review {gate.open_errors} error finding(s) open"
+                    + (f", {len(gate.undecidable_rules)} rule(s) without findings" if gate.undecidable_rules else "")
+                    + (f", {len(gate.capped_rules)} rule(s) with capped findings" if gate.capped_rules else ""))
     return (
-        f"publishing blocked: {result.errors} error finding(s) from {failing.height} failed rule(s) ({rules}{more}); "
+        f"publishing blocked: {result.errors} error finding(s) from {failing.height} failed rule(s) ({rules}{more})"
+        f"{reviewed}; "
         f"the previous warehouse stays published; report: {result.report}"
     )
