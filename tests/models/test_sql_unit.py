@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from warehouse.resources import demo_project
-from warehouse.transform.cases import case_files, check_case, load_cases
+from warehouse.transform.cases import case_files, check_case, load_cases, project_src_schema
 from warehouse.transform.testing import UnitContext, assert_rows, run_model_on
 from warehouse.transform.models import ModelError
 
@@ -20,7 +20,8 @@ def test_every_case_file_is_collected():
 
 @pytest.fixture(scope="module")
 def context() -> UnitContext:
-    return UnitContext.of(sql_root=demo_project() / "sql", src_schema=demo_project() / "sql" / "src_schema.json")
+    schema, _, _ = project_src_schema(demo_project(), None)  # as `warehouse test` types the cases
+    return UnitContext.of(schema, sql_root=demo_project() / "sql")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.path.stem}: {c.name}" for c in CASES])
