@@ -19,6 +19,9 @@ EXPORT_KEYS = ("encoding", "delimiter", "decimal_comma", "format")
 PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED_PREFIXES = ("window_", "ne_salt_factor_", "export_")  # the columns of [windows], salts and [export]
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
+# a [parameters] table of strings (`name = { "1" = "DOSE NOT CHANGED", ... }`): a mapping such as eCRF code ->
+# CDISC term, kept as study metadata rather than as literals in SQL; one list of (key, value) entries
+MAPPING_TYPE = 'STRUCT("key" VARCHAR, "value" VARCHAR)[]'
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ def study_from_toml(raw: dict, source: Path) -> StudyConfig:
 
 def _own_parameters(table: object, source: Path, config: StudyConfig) -> dict[str, tuple[object, str]]:
     """The [parameters] table: `name = value`, each a column of `src.study_parameters` typed from its TOML value
-    (string VARCHAR, integer INTEGER, float DOUBLE, true/false BOOLEAN, a list of integers INTEGER[]). A name must
+    (string VARCHAR, integer INTEGER, float DOUBLE, true/false BOOLEAN, a list of integers INTEGER[], a table of
+    strings a list of (key, value) entries: MAPPING_TYPE). A name must
     be a lower-case SQL name that no built-in parameter or field of the configuration has; anything else is a
     ValueError naming the file and the key."""
     if not isinstance(table, dict):
@@ -191,8 +195,10 @@ def _parameter_type(value: object, where: str) -> str:
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
             and all(INT32[0] <= v <= INT32[1] for v in value):
         return "INTEGER[]"
-    raise ValueError(f"{where}: {value!r} is not a string, integer, float, true/false or list of integers (a date: "
-                     "write it as a string and cast it in SQL)")
+    if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+        return MAPPING_TYPE  # a code list (eCRF code -> term): SQL reads map_from_entries(p.<name>)[code]
+    raise ValueError(f"{where}: {value!r} is not a string, integer, float, true/false, list of integers or table of "
+                     "strings (a date: write it as a string and cast it in SQL)")
 
 
 def _export_dialect(table: dict, source: Path) -> tuple[str | None, str | None, bool | None]:

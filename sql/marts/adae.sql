@@ -15,14 +15,15 @@
 --   astdtm: Analysis start date-time: imputed when partial (earliest instant the entry allows, or the first dose when the entry covers it and the event did not end before it); the first dose when no start was entered
 --   astdtf: Start date imputation flag (D day, M month and day, Y whole date: no start entered); null when only the time was imputed
 --   asttmf: Start time imputation flag (H when the time was imputed: a date without time, a partial or a missing start)
+--   astdt: Analysis start date (date part of ASTDTM)
 --   aendtm: Analysis end date-time
+--   aendt: Analysis end date (date part of AENDTM)
 --   astdy: Analysis start relative day (first dose = day 1, no day 0)
 --   aendy: Analysis end relative day
---   trtemfl: Treatment-emergent flag
+--   trtemfl: Treatment-emergent analysis flag (Y, or null when not treatment-emergent)
 --   trtemrsn: Why TRTEMFL is Y under an imputed onset: START DATE MISSING (conservative rule) or PARTIAL START DATE COVERS FIRST DOSE
 --   teaewin: Treatment-emergence window after the last dose (hours)
 --   aeser: Serious event (Y, N)
---   aesercrit: Seriousness criterion (ICH E2A)
 --   aesdth: Results in death
 --   aeslife: Is life-threatening
 --   aeshosp: Requires or prolongs hospitalisation
@@ -30,9 +31,9 @@
 --   aescong: Congenital anomaly
 --   aesmie: Other medically important event
 --   aetoxgr: CTCAE grade (1-5)
---   aerel: Relationship to study drug
---   aeacn: Action taken with study drug
---   aeout: Outcome
+--   aerel: Causality (sponsor terms: NOT RELATED, UNLIKELY RELATED, POSSIBLY RELATED, PROBABLY RELATED, RELATED), from the eCRF code by study.toml aerel_terms
+--   aeacn: Action taken with study treatment (CDISC CT C66767), from the eCRF code by study.toml aeacn_terms
+--   aeout: Outcome of adverse event (CDISC CT C66768), from the eCRF code by study.toml aeout_terms
 --   aesifl: Adverse event of special interest
 --   aesicat: Category of special interest
 --   aoccfl: First treatment-emergent occurrence in the subject
@@ -43,7 +44,13 @@ with subjects as (
 ),
 
 parameters as (
-    select teae_window_hours from src.study_parameters
+    -- the TEAE window and the eCRF code -> CDISC term mappings (study.toml [parameters])
+    select
+        teae_window_hours,
+        map_from_entries(aerel_terms) as aerel_terms,
+        map_from_entries(aeacn_terms) as aeacn_terms,
+        map_from_entries(aeout_terms) as aeout_terms
+    from src.study_parameters
 ),
 
 partial_starts as (
@@ -99,12 +106,14 @@ flagged as (
     select
         dated.*,
         parameters.teae_window_hours,
+        parameters.aerel_terms[aerel_cd] as aerel_term,
+        parameters.aeacn_terms[aeacn_cd] as aeacn_term,
+        parameters.aeout_terms[aeout_cd] as aeout_term,
+        -- ADaM's record-level flag: Y, or null (not treatment-emergent, or no onset or first dose to say)
         case
-            when astdtm is null or TRTSDTM is null then 'N'
             when astdtm >= TRTSDTM
                 and astdtm <= TRTEDTM + to_microseconds(cast(parameters.teae_window_hours * 3600e6 as bigint))
                 then 'Y'
-            else 'N'
         end as trtemfl,
         case
             when cast(astdtm as date) >= cast(TRTSDTM as date)
@@ -143,16 +152,17 @@ final as (
         aedecod as AEDECOD,
         aebodsys as AEBODSYS,
         astdtm as ASTDTM,
+        cast(astdtm as date) as ASTDT,
         astdtf as ASTDTF,
         asttmf as ASTTMF,
         aeendtm as AENDTM,
+        cast(aeendtm as date) as AENDT,
         astdy as ASTDY,
         aendy as AENDY,
         trtemfl as TRTEMFL,
         case when trtemfl = 'Y' then trtemrsn end as TRTEMRSN,
         teae_window_hours as TEAEWIN,
         aeser as AESER,
-        aesercrit as AESERCRIT,
         case when aeser = 'Y' then case when aesercrit = 'death' then 'Y' else 'N' end end as AESDTH,
         case when aeser = 'Y' then case when aesercrit = 'life-threatening' then 'Y' else 'N' end end as AESLIFE,
         case when aeser = 'Y' then case when aesercrit = 'hospitalisation' then 'Y' else 'N' end end as AESHOSP,
@@ -160,9 +170,9 @@ final as (
         case when aeser = 'Y' then case when aesercrit = 'congenital anomaly' then 'Y' else 'N' end end as AESCONG,
         case when aeser = 'Y' then case when aesercrit = 'medically important' then 'Y' else 'N' end end as AESMIE,
         aetoxgr as AETOXGR,
-        aerel as AEREL,
-        aeacn as AEACN,
-        aeout as AEOUT,
+        aerel_term as AEREL,
+        aeacn_term as AEACN,
+        aeout_term as AEOUT,
         case when aesi is not null and aesi <> 'none' then 'Y' else 'N' end as AESIFL,
         case when aesi is not null and aesi <> 'none' then aesi end as AESICAT,
         aoccfl as AOCCFL,

@@ -8,18 +8,28 @@
 --   subjid: Subject identifier within the study (eCRF record id)
 --   siteid: Study site identifier
 --   age: Age (years)
---   ageu: Age units
+--   ageu: Age units (YEARS)
 --   sex: Sex (M, F)
+--   race: Race: not collected in this study (no race item on the eCRF), always null
+--   ethnic: Ethnicity: not collected in this study (no ethnicity item on the eCRF), always null
 --   weightbl: Baseline (dosing) weight (kg)
 --   heightbl: Baseline height (cm)
 --   saps2bl: SAPS II at inclusion
 --   infsrc: Source of infection
 --   randdtm: Date-time of randomisation (H0)
+--   randdt: Date of randomisation
 --   kitno: Study-drug kit number
+--   arm: Description of planned arm (the randomised arm; masked as the blinded label in blinded builds; null if not randomised)
+--   actarm: Description of actual arm (the randomised arm once dosed; masked as the blinded label in blinded builds; null if never dosed)
+--   armnrs: Reason arm is null (SCREEN FAILURE; ASSIGNED, NOT TREATED for ACTARM)
 --   trt01p: Planned treatment for period 01 (masked as 'Blinded' in blinded builds; null if not randomised)
+--   trt01pn: Planned treatment for period 01 (N): the arm's order in the study configuration; null in blinded builds
 --   trt01a: Actual treatment for period 01 (masked as 'Blinded' in blinded builds; null if never dosed)
+--   trt01an: Actual treatment for period 01 (N): as TRT01PN once dosed; null in blinded builds
 --   trtsdtm: Date-time of first study-drug exposure
 --   trtedtm: Date-time of last study-drug exposure
+--   trtsdt: Date of first exposure to treatment (date part of TRTSDTM)
+--   trtedt: Date of last exposure to treatment (date part of TRTEDTM)
 --   ittfl: Intent-to-treat population flag (randomised)
 --   saffl: Safety population flag (received study drug)
 --   dthfl: Subject death flag (Y, or null): the study's one rule (int_death): vital status dead, or a death date entered
@@ -53,7 +63,7 @@ subjects as (
 ),
 
 arms as (
-    select kit_no, arm, arm_label from src.randomisation_list
+    select kit_no, arm, arm_label, arm_n from src.randomisation_list
 ),
 
 dosing as (
@@ -91,25 +101,53 @@ final as (
         dm.age as AGE,
         case when dm.age is not null then 'YEARS' end as AGEU,
         dm.sex as SEX,
+        cast(null as varchar) as RACE,
+        cast(null as varchar) as ETHNIC,
         dm.weight_kg as WEIGHTBL,
         dm.height_cm as HEIGHTBL,
         dm.saps2 as SAPS2BL,
         dm.infection_source as INFSRC,
         -- randomisation and treatment
         rand.randdtm as RANDDTM,
+        cast(rand.randdtm as date) as RANDDT,
         rand.kit_no as KITNO,
+        -- the arm: one treatment period, so ARM = TRT01P and ACTARM = TRT01A, masked alike in a blinded build
+        case
+            when rand.subject_id is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm_label
+        end as ARM,
+        case
+            when rand.subject_id is null or dosing.trtsdtm is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm_label
+        end as ACTARM,
+        case
+            when rand.subject_id is null then 'SCREEN FAILURE'
+            when dosing.trtsdtm is null then 'ASSIGNED, NOT TREATED'
+        end as ARMNRS,
         case
             when rand.subject_id is null then null
             when build.blinded then build.blinded_label
             else arms.arm_label
         end as TRT01P,
         case
+            when rand.subject_id is null or build.blinded then null
+            else arms.arm_n
+        end as TRT01PN,
+        case
             when rand.subject_id is null or dosing.trtsdtm is null then null
             when build.blinded then build.blinded_label
             else arms.arm_label
         end as TRT01A,
+        case
+            when rand.subject_id is null or dosing.trtsdtm is null or build.blinded then null
+            else arms.arm_n
+        end as TRT01AN,
         dosing.trtsdtm as TRTSDTM,
         dosing.trtedtm as TRTEDTM,
+        cast(dosing.trtsdtm as date) as TRTSDT,
+        cast(dosing.trtedtm as date) as TRTEDT,
         -- populations
         case when rand.subject_id is not null then 'Y' else 'N' end as ITTFL,
         case when dosing.trtsdtm is not null then 'Y' else 'N' end as SAFFL,

@@ -15,6 +15,9 @@
 --   aerel: Relationship to study drug
 --   aeacn: Action taken with study drug
 --   aeout: Outcome
+--   aerel_cd: Relationship to study drug, eCRF code (ADAE maps it to its term)
+--   aeacn_cd: Action taken with study drug, eCRF code
+--   aeout_cd: Outcome, eCRF code
 --   aesi: Adverse event of special interest (none, bradycardia, hypotension, atrial fibrillation, AV block, delirium)
 with source as (
     select * from src.adverse_events
@@ -42,6 +45,9 @@ renamed as (
         ae_rel_decod as aerel,
         ae_action_decod as aeacn,
         ae_outcome_decod as aeout,
+        ae_rel as aerel_cd,
+        ae_action as aeacn_cd,
+        ae_outcome as aeout_cd,
         ae_aesi_decod as aesi
     from source
 )

@@ -46,6 +46,24 @@ def test_parameters_become_typed_columns(tmp_path):
     assert row.row(0, named=True)["site_label"] == "single site"
 
 
+def test_a_table_of_strings_is_a_mapping_sql_looks_up(tmp_path):
+    # a code list kept as study metadata (ADAE's eCRF code -> CDISC term): a list of (key, value) entries that SQL
+    # reads with map_from_entries(...)[code]; a code the table does not list gives null
+    import duckdb
+
+    from warehouse.study import MAPPING_TYPE
+
+    study = load_study(write(tmp_path, STUDY + 'acn_terms = { "1" = "DOSE NOT CHANGED", "4" = "DRUG WITHDRAWN" }\n'))
+    assert study.parameter_columns()["acn_terms"] == ({"1": "DOSE NOT CHANGED", "4": "DRUG WITHDRAWN"}, MAPPING_TYPE)
+    row = build_facts(BuildRequest(data_dir=tmp_path, study=study), "b1", "e1", None)["study_parameters"]
+    with duckdb.connect() as con:
+        con.register("p", row.to_arrow())
+        assert dict(con.execute("select column_name, column_type from (describe p)").fetchall())["acn_terms"] \
+            == MAPPING_TYPE
+        got = con.execute("select map_from_entries(acn_terms)['4'], map_from_entries(acn_terms)['2'] from p")
+        assert got.fetchall() == [("DRUG WITHDRAWN", None)]
+
+
 def test_a_suite_reads_a_parameter(tmp_path):
     study = load_study(write(tmp_path, STUDY))
     suite = {"expectations": [{"kwargs": {"min_value": {"study": "min_height_cm"}}}]}
@@ -72,6 +90,7 @@ def test_a_study_without_parameters_is_unchanged(tmp_path):
     ("when = 2024-01-01", "not a string"),
     ("mixed = [1, 'a']", "not a string"),
     ("nested = { a = 1 }", "not a string"),
+    ("empty = {}", "table of strings"),
 ])
 def test_bad_parameters_name_file_and_key(tmp_path, line, message):
     path = write(tmp_path, f'[study]\nid = "CT1"\n\n[parameters]\n{line}\n')

@@ -227,5 +227,6 @@ def test_adae_flags_in_their_value_sets(gx_loaded):
                  AOCCPFL=["Y", None, None, "yes"], AESER=["Y", None, "N", "S"])
     v = validate_stage("marts", {"adsl": adsl(IDS), "adae": marts})
     got = sorted(v.findings.filter(pl.col("suite") == "marts_adae").select("subject_id", "repeat_instance", "field", "value").rows())
-    assert got == [("ADRESS-01-001", "2", "TRTEMFL", None), ("ADRESS-02-001", "1", "AESER", "S"),
+    # TRTEMFL is ADaM's record-level flag: Y or empty, so the N is a finding and the empty one is not
+    assert got == [("ADRESS-01-002", "1", "TRTEMFL", "N"), ("ADRESS-02-001", "1", "AESER", "S"),
                    ("ADRESS-02-001", "1", "AOCCFL", "N"), ("ADRESS-02-001", "1", "AOCCPFL", "yes")]

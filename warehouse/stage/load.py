@@ -17,7 +17,7 @@ from warehouse.publish import (
     utc_now,
 )
 from warehouse.request import BuildError, BuildRequest
-from warehouse.study import StudyConfig
+from warehouse.study import MAPPING_TYPE, StudyConfig
 from warehouse.transform.runner import (
     KEY_DESCRIPTIONS,
     prepare_schemas,
@@ -34,13 +34,15 @@ def read_randomisation_list(path: Path, study: StudyConfig) -> pl.DataFrame:
     unknown = set(frame.get_column("arm").to_list()) - set(study.arms)
     if unknown:
         raise BuildError(f"{path}: unknown arm code(s) {', '.join(sorted(map(str, unknown)))}")
+    numbers = {arm: n for n, arm in enumerate(study.arms, start=1)}  # ADSL TRT01PN: the order of [treatment] arms
     return frame.select(
-        "kit_no", "arm", pl.col("arm").replace_strict(study.arms, return_dtype=pl.Utf8).alias("arm_label")
+        "kit_no", "arm", pl.col("arm").replace_strict(study.arms, return_dtype=pl.Utf8).alias("arm_label"),
+        pl.col("arm").replace_strict(numbers, return_dtype=pl.Int32).alias("arm_n"),
     )
 
 
 def empty_randomisation_list() -> pl.DataFrame:
-    return pl.DataFrame(schema={"kit_no": pl.Utf8, "arm": pl.Utf8, "arm_label": pl.Utf8})
+    return pl.DataFrame(schema={"kit_no": pl.Utf8, "arm": pl.Utf8, "arm_label": pl.Utf8, "arm_n": pl.Int32})
 
 
 def build_facts(request: BuildRequest, build_id: str, export_id: str,
@@ -64,9 +66,11 @@ def build_facts(request: BuildRequest, build_id: str, export_id: str,
     )
     # one row, a typed column per parameter: SQL reads `study_parameters.<name>`, a misspelt name fails compile
     dtypes = {"VARCHAR": pl.Utf8, "DOUBLE": pl.Float64, "INTEGER": pl.Int32, "BOOLEAN": pl.Boolean,
-              "INTEGER[]": pl.List(pl.Int32)}
+              "INTEGER[]": pl.List(pl.Int32), MAPPING_TYPE: pl.List(pl.Struct({"key": pl.Utf8, "value": pl.Utf8}))}
     columns = request.study.parameter_columns()
-    parameters = pl.DataFrame({name: [value] for name, (value, _) in columns.items()},
+    entries = lambda value, kind: [{"key": k, "value": v} for k, v in value.items()] if kind == MAPPING_TYPE \
+        else value  # noqa: E731
+    parameters = pl.DataFrame({name: [entries(value, kind)] for name, (value, kind) in columns.items()},
                               schema={name: dtypes[kind] for name, (_, kind) in columns.items()})
     return {"build_info": build_info, "randomisation_list": arms, "study_parameters": parameters}
 
@@ -190,6 +194,7 @@ BUILD_TABLE_COLUMNS = {  # columns of the build's own tables in `src` (an eCRF i
     "kit_no": "Kit number",
     "arm": "Arm code of the kit (restricted: unblinded builds only)",
     "arm_label": "Arm label of the kit (restricted: unblinded builds only)",
+    "arm_n": "Arm number: its order in the study configuration's arms (restricted: unblinded builds only)",
     "form": "Form of the value that did not type",
     "item": "Item of the value that did not type",
     "raw_value": "The value as exported",
