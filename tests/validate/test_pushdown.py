@@ -261,12 +261,16 @@ def test_the_threshold_rule_picks_the_engine(gx_loaded, tmp_path):
     con = duckdb.connect()
     con.register("t_frame", edge_frame().to_arrow())
     con.execute("create table t as select * from t_frame")
-    small = validate_stage_auto("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE])
+    small = validate_stage_auto("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE], threshold=1_000)
     big = validate_stage_auto("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE], threshold=5)
+    default = validate_stage_auto("marts", con, ["t"], suites_dir=tmp_path, extra_suites=[EDGE_SUITE])
     assert_same(small, big)
     engines = {json.dumps(r.meta.get("engine")) for _, r in big.gx_results}
     assert engines == {json.dumps("duckdb (warehouse.validate.pushdown)")}
     assert all("engine" not in (r.meta or {}) for _, r in small.gx_results)
+    # the default threshold (0): any table with a row is validated in DuckDB, a small one too
+    assert {json.dumps(r.meta.get("engine")) for _, r in default.gx_results} == engines
+    assert_same(small, default)
 
 
 def test_hourly_hemodynamics_in_sql_equal_polars_ties_included():

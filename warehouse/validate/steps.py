@@ -49,9 +49,9 @@ def preload_validation() -> None:
 
 
 def validate_raw(data_dir: Path, export_id: str):
-    """The raw stage's suites. Small exports: Great Expectations on the forms in memory; once a form has more
-    than PUSHDOWN_ROW_THRESHOLD rows, every expectation runs as SQL in DuckDB over the Parquet files (same
-    findings; memory flat in the size of the export)."""
+    """The raw stage's suites: once a form has more than PUSHDOWN_ROW_THRESHOLD rows (0: any row), every
+    expectation runs as SQL in DuckDB over the Parquet files (the same findings as Great Expectations on the forms
+    in memory, which is the reference; memory flat in the size of the export)."""
     from warehouse.stage.typed import identifier_items
     from warehouse.validate import PUSHDOWN_ROW_THRESHOLD, validate_stage, validate_stage_duckdb
     from warehouse.validate.pushdown import parquet_views
