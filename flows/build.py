@@ -30,6 +30,7 @@ from warehouse.publish import build_lock
 from warehouse.publish import steps as publish_steps
 from warehouse.request import BuildError, BuildRequest, BuildResult, NoNewExport
 from warehouse.resources import use_project
+from warehouse.review.report import review_markdown
 from warehouse.stage import load as stage_steps
 from warehouse.transform import catalog as catalog_steps
 from warehouse.transform import steps as transform_steps
@@ -247,6 +248,8 @@ def summary_markdown(study_id: str, result: BuildResult, extract_cached: bool,
         lines += [f"| {r.name} | {r.relation} | {r.rows} | {r.seconds:.3f} |" for r in result.model_runs]
     if validations:
         lines += ["", findings_markdown(validations, result.build_id).replace("# Validation", "## Validation", 1)]
+    if result.review:
+        lines += ["", result.review]
     return "\n".join(lines)
 
 
@@ -289,10 +292,13 @@ class PrefectRunner(Runner):
             write_artifacts(study_id, text, None)
         elif blocked is not None:
             write_artifacts(study_id, f"# {study_id} build {outcome.build_id}: publishing blocked\n\n{blocked}"
-                            "\n\n" + findings_markdown(validations, outcome.build_id), findings_rows(validations))
+                            "\n\n" + findings_markdown(validations, outcome.build_id)
+                            + review_markdown(request.paths.build_file(outcome.build_id)), findings_rows(validations))
         else:
             cached = self.extract_cached or outcome.up_to_date
-            write_artifacts(study_id, summary_markdown(study_id, outcome, cached, validations),
+            review = review_markdown(request.paths.build_file(outcome.build_id)) if validations is not None else ""
+            write_artifacts(study_id, summary_markdown(study_id, outcome, cached, validations)
+                            + ("\n\n" + review if review else ""),
                             findings_rows(validations) if validations is not None else None)
 
 

@@ -288,8 +288,11 @@ def render_validation_report(build_id: str, validations: list, history: pl.DataF
         ("warning findings", n_warn, previous.get("warnings") if previous else None),
         ("findings", trend["open"], trend["open_before"] if previous else None),
     ]
+    from warehouse.review.report import review_section
+
     return render(
         "validation.html.j2", build_id=build_id, blocked=blocked, failed_errors=sum(v.errors for v in validations),
+        review=review_section(history),
         n_err=n_err, n_warn=n_warn, links=links, stages=stage_rows(validations), previous=previous, trend=trend,
         trend_rows=trend_rows, closed=closed_listing(trend["closed_rows"]), summary=summary_rows(results),
         filters=filter_values(findings), findings=findings_listing(findings))
