@@ -145,7 +145,9 @@ def analyse_build(build_file: Path, reports_dir: Path, build_id: str, arm_labels
         study = con.execute("select study_id from src.build_info").fetchall()[0][0]
     target = reports_dir / build_id / "analysis.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    page = render_analysis_report(study, build_id, analysis, marts)
+    # figures drawn only when their data changed: DIR/cache (DIR/unblinded/cache), beside the compile cache
+    page = render_analysis_report(study, build_id, analysis, marts,
+                                  figure_cache=reports_dir.parent / "cache" / "figures")
     target.write_text(mark_blocked(page) if blocked else page, encoding="utf-8")
     return target
 

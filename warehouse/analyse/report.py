@@ -3,15 +3,12 @@ from templates/analysis.html.j2. The functions here format the tables' cells; th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from warehouse.analyse import Analysis
-from warehouse.analyse.figures import (
-    hemodynamics_figure,
-    kaplan_meier_figure,
-    ne_trajectories_figure,
-    pe_response_figure,
-)
+from warehouse.analyse.figure_cache import report_figures
 from warehouse.templates import Markup, render
 
 
@@ -106,16 +103,13 @@ def teae_table(frame: pl.DataFrame, arms: list[str]) -> dict:
 
 
 def render_analysis_report(study: str, build_id: str, analysis: Analysis, marts: dict[str, pl.DataFrame],
-                           blocked: bool = False) -> str:
-    """The page; ``blocked``: the banner of a build that is not published, first thing in the body."""
+                           blocked: bool = False, figure_cache: Path | None = None) -> str:
+    """The page; ``blocked``: the banner of a build that is not published, first thing in the body;
+    ``figure_cache``: where figures drawn from the same data by an earlier build are kept (figure_cache.py)."""
     arms = analysis.arms
     t = analysis.tables
-    figures = {  # SVG made here by matplotlib: markup, not text
-        "pe_response": Markup(pe_response_figure(marts["adeff"], arms)),
-        "kaplan_meier": Markup(kaplan_meier_figure(t["ar_km"], arms)),
-        "hemodynamics": Markup(hemodynamics_figure(marts["hemodynamics"], arms)),
-        "ne_trajectories": Markup(ne_trajectories_figure(marts["hemodynamics"], arms)),
-    }
+    svgs = report_figures({**marts, "ar_km": t["ar_km"]}, arms, figure_cache)
+    figures = {name: Markup(svg) for name, svg in svgs.items()}  # SVG made by matplotlib: markup, not text
     return render(
         "analysis.html.j2", study=study, build_id=build_id, blocked=blocked, blinded=analysis.blinded,
         baseline=baseline_table(t["ar_baseline"], arms), primary=primary_tables(t["ar_primary"], arms),
