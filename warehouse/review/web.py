@@ -136,6 +136,10 @@ def make_app(data_dir: Path, *, blinded: bool = True, by: str | None = None, por
         back = one.get("return_to", "/")
         return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon: a browser's request for one is not an error
+
     @app.get("/sheets/{name}")
     def sheet(name: str) -> Response:
         site, _, ext = name.rpartition(".")
