@@ -130,7 +130,9 @@ def run_build_flow(verbose: bool, **parameters):
 
     from flows import progress
     from flows.build import build_warehouse
+    from warehouse.validate.steps import preload_validation
 
+    preload_validation()  # a build is due: GX's import (~3 s of Python) runs while the Prefect server starts
     show = StageLines()
     if not PREFECT_API_URL.value():
         show("prefect", f"no PREFECT_API_URL: starting a temporary Prefect server (allowing up to "
