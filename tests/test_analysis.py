@@ -143,7 +143,7 @@ def test_teae_summary_counts_subjects_not_events():
     adsl = pl.DataFrame({"USUBJID": ["1", "2", "3"], "SAFFL": ["Y", "Y", "Y"], "TRT01A": ["A", "A", "B"]})
     adae = pl.DataFrame({
         "USUBJID": ["1", "1", "2", "3"], "SAFFL": ["Y"] * 4, "TRT01A": ["A", "A", "A", "B"],
-        "TRTEMFL": ["Y", "Y", "N", "Y"], "AESER": ["N", "Y", "Y", "N"], "AESIFL": ["N"] * 4, "AESDTH": [None] * 4,
+        "TRTEMFL": ["Y", "Y", None, "Y"], "AESER": ["N", "Y", "Y", "N"], "AESIFL": ["N"] * 4, "AESDTH": [None] * 4,
         "AEBODSYS": ["Cardiac", "Cardiac", "Cardiac", "Vascular"], "AEDECOD": ["Brady", "AF", "Brady", "Hypotension"],
     })
     got = teae_summary(adae, adsl)

@@ -7,7 +7,7 @@ and run through every SQL model, so a test covers typing, salt conversion, study
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
 import duckdb
@@ -163,7 +163,8 @@ SCENARIO = {
         repeating("A", 1, ae_term="brady", ae_decod="Bradycardia", ae_bodsys="Cardiac disorders",
                   ae_start_dt="2019-06-02 20:00", ae_serious="0"),
         repeating("A", 2, ae_term="brady", ae_decod="Bradycardia", ae_bodsys="Cardiac disorders",
-                  ae_start_dt="2019-06-05 10:30", ae_serious="1", ae_ser_crit="2", ae_aesi="1"),
+                  ae_start_dt="2019-06-05 10:30", ae_serious="1", ae_ser_crit="2", ae_aesi="1",
+                  ae_action="3", ae_outcome="2", ae_rel="4", ae_end_dt="2019-06-06 08:00"),
         repeating("A", 3, ae_term="af", ae_decod="Atrial fibrillation", ae_bodsys="Cardiac disorders",
                   ae_start_dt="2019-06-05 10:31", ae_serious="0", ae_aesi="3"),
         repeating("A", 4, ae_term="slow HR", ae_decod="Bradycardia", ae_bodsys="Cardiac disorders",
@@ -279,12 +280,13 @@ def test_adverse_event_emergence_study_day_and_imputation(scenario):
                          "where USUBJID = 'ADRESS-A' order by AESEQ")
     # first dose 2019-06-03 10:30; last stop 2019-06-04 10:30; window 24 h -> TEAE up to 2019-06-05 10:30
     assert got == [
-        (1, "2019-06-02 20:00", None, None, -1, "N"),  # before the first dose: day -1, no day 0
+        # TRTEMFL is ADaM's record-level flag: Y, or null when not treatment-emergent
+        (1, "2019-06-02 20:00", None, None, -1, None),  # before the first dose: day -1, no day 0
         (2, "2019-06-05 10:30", None, None, 3, "Y"),  # exactly on the window's edge
-        (3, "2019-06-05 10:31", None, None, 3, "N"),  # one minute past it
+        (3, "2019-06-05 10:31", None, None, 3, None),  # one minute past it
         (4, "2019-06-03 10:30", None, None, 1, "Y"),  # at the first dose: day 1
         (5, "2019-06-03 10:30", "D", "H", 1, "Y"),  # "2019-06" covers the first dose: imputed to it
-        (6, "2019-05-01 00:00", "D", "H", -33, "N"),  # "2019-05": earliest possible day, 33 days before
+        (6, "2019-05-01 00:00", "D", "H", -33, None),  # "2019-05": earliest possible day, 33 days before
         # date without time on the first-dose day: only the time is imputed, so ASTTMF (not ASTDTF) says so
         (7, "2019-06-03 10:30", None, "H", 1, "Y"),
     ]
@@ -302,6 +304,16 @@ def test_adverse_event_seriousness_and_special_interest(scenario):
                          "and AESEQ in (1, 2, 3) order by AESEQ")
     assert got == [(1, "N", None, None, "N", None), (2, "Y", "Y", "N", "Y", "bradycardia"),
                    (3, "N", None, None, "Y", "atrial fibrillation")]
+
+
+def test_adverse_event_codes_as_cdisc_terms_and_dates(scenario):
+    # A's event 2 as the site coded it: action 3 (interrupted), outcome 2 (recovering), relationship 4 (probable),
+    # mapped by study.toml's aeacn_terms / aeout_terms / aerel_terms; event 1 has no code: no term
+    got = rows(scenario, "select AESEQ, AEACN, AEOUT, AEREL, ASTDT, AENDT, AENDY from adae where USUBJID = 'ADRESS-A' "
+                         "and AESEQ in (1, 2) order by AESEQ")
+    assert got == [(1, None, None, None, date(2019, 6, 2), None, None),
+                   (2, "DRUG INTERRUPTED", "RECOVERING/RESOLVING", "PROBABLY RELATED", date(2019, 6, 5),
+                    date(2019, 6, 6), 4)]
 
 
 # -- bradycardia ----------------------------------------------------------------------------------------------
@@ -356,6 +368,36 @@ def test_adsl_flags_and_treatment(scenario):
                        ("C", "Dexmedetomidine", None, "Y", "N", None)]
 
 
+def test_adsl_arms_numbers_and_dates(scenario):
+    # A: kit K001 (DEX, the first arm of study.toml: 1), dosed 2019-06-03 10:30 to 2019-06-04 10:30; B: K002 (PBO,
+    # 2), never dosed (died at H4); C: K001, never dosed
+    got = rows(scenario, "select SUBJID, ARM, ACTARM, ARMNRS, TRT01PN, TRT01AN, RANDDT, TRTSDT, TRTEDT, RACE, ETHNIC "
+                         "from adsl where SUBJID in ('A', 'B', 'C') order by 1")
+    assert got == [
+        ("A", "Dexmedetomidine", "Dexmedetomidine", None, 1, 1, date(2019, 6, 3), date(2019, 6, 3), date(2019, 6, 4),
+         None, None),
+        ("B", "Placebo", None, "ASSIGNED, NOT TREATED", 2, None, date(2019, 6, 10), None, None, None, None),
+        ("C", "Dexmedetomidine", None, "ASSIGNED, NOT TREATED", 1, None, date(2019, 7, 1), None, None, None, None),
+    ]
+
+
+def test_adeff_visit_numbers_actual_time_and_study_day(scenario):
+    # A's SOFA at H0: the H0 lab sample at 2019-06-03 10:00 = H0 + 0 h, on the first dose's date: day 1; each
+    # AVISIT has one AVISITN, the windows their own (1000 + end hour), not 24 and 48 (H24's and D2's)
+    got = rows(scenario, "select PARAMCD, AVISIT, AVISITN, ARELTM, ARELTMU, ADTM, ADT, ATM, ADY, TRTP, TRTA "
+                         "from adeff where USUBJID = 'ADRESS-A' and PARAMCD in ('SOFA', 'NECUM') order by 1, 3")
+    assert got == [
+        ("NECUM", "H0-H24", 1024.0, None, None, None, None, None, None, "Dexmedetomidine", "Dexmedetomidine"),
+        ("NECUM", "H0-H48", 1048.0, None, None, None, None, None, None, "Dexmedetomidine", "Dexmedetomidine"),
+        ("SOFA", "H0", 0.0, 0.0, "HOURS", datetime(2019, 6, 3, 10, 0), date(2019, 6, 3), time(10, 0), 1,
+         "Dexmedetomidine", "Dexmedetomidine"),
+    ]
+    # across the demo's parameters, AVISIT and AVISITN are one-to-one
+    n = rows(scenario, "select count(distinct AVISIT) from adeff")[0][0]
+    assert n > 5
+    assert rows(scenario, "select count(distinct AVISITN), count(distinct (AVISIT, AVISITN)) from adeff") == [(n, n)]
+
+
 def test_adsl_death_date_beside_the_date_time(scenario):
     # B died 2019-06-10 12:00, entered in full: DTHDT is its date and nothing is flagged as imputed.
     assert rows(scenario, "select SUBJID, DTHDTM, DTHDT, DTHDTF, DTHTMF, DTHHRS from adsl where DTHFL = 'Y' "
@@ -368,8 +410,10 @@ def test_adtte_origin_and_event_or_censoring_dates(scenario):
     got = rows(scenario, "select USUBJID, STARTDTM, STARTDT, ADTM, ADT, ADTF, ATMF from adtte "
                          "where USUBJID in ('ADRESS-A', 'ADRESS-B') order by 1")
     assert got == [
-        # A: censored at last contact, a date: ADT 2019-09-01 and no event date-time
-        ("ADRESS-A", datetime(2019, 6, 3, 10, 0), date(2019, 6, 3), None, date(2019, 9, 1), None, None),
+        # A: censored at last contact, a date: ADT 2019-09-01, taken at H0's time of day (10:00, ATMF H), so that
+        # AVAL = ADTM - STARTDTM is the rule for censored subjects as for deaths (90.0 days, as before)
+        ("ADRESS-A", datetime(2019, 6, 3, 10, 0), date(2019, 6, 3), datetime(2019, 9, 1, 10, 0), date(2019, 9, 1),
+         None, "H"),
         # B: died 2019-06-10 12:00
         ("ADRESS-B", datetime(2019, 6, 10, 8, 0), date(2019, 6, 10), datetime(2019, 6, 10, 12, 0),
          date(2019, 6, 10), None, None),
@@ -517,7 +561,7 @@ def test_adtte_counts_imputed_deaths_as_events(partial):
         # 661.9833 / 24 = 27.5826
         ("ADRESS-L", 27.5826, 0, date(2019, 6, 30), "D", "H", "N", "Y", "Y"),
         # M was never randomised: no row; N alive at last contact 2019-09-01, 90 days after 2019-06-03
-        ("ADRESS-N", 90.0, 1, date(2019, 9, 1), None, None, "N", "N", "N"),
+        ("ADRESS-N", 90.0, 1, date(2019, 9, 1), None, "H", "N", "N", "N"),
     ]
 
 
@@ -547,17 +591,17 @@ def test_adverse_events_without_or_with_partial_start(partial):
     # N: first dose 2019-06-03 10:30, TEAE window to 2019-06-05 10:30
     assert got == [
         # G was never dosed: nothing can be treatment-emergent, nothing imputed
-        ("ADRESS-G", 1, None, None, None, None, "N", None),
+        ("ADRESS-G", 1, None, None, None, None, None, None),
         # no start at all: conservative rule, onset at the first dose, whole date (Y) and time (H) imputed
         ("ADRESS-N", 1, "2019-06-03 10:30", "Y", "H", 1, "Y", "START DATE MISSING"),
         # no start, but ended 2019-06-01, before the first dose: not treatment-emergent, not imputed
-        ("ADRESS-N", 2, None, None, None, None, "N", None),
+        ("ADRESS-N", 2, None, None, None, None, None, None),
         # '2019' covers the first dose: imputed to it, month and day (M) imputed
         ("ADRESS-N", 3, "2019-06-03 10:30", "M", "H", 1, "Y", "PARTIAL START DATE COVERS FIRST DOSE"),
         # '2018': 2018-01-01, 365 + 151 + 2 = 518 days before 2019-06-03: day -518
-        ("ADRESS-N", 4, "2018-01-01 00:00", "M", "H", -518, "N", None),
+        ("ADRESS-N", 4, "2018-01-01 00:00", "M", "H", -518, None, None),
         # '2019-06-04': the day after the first dose's day, time imputed to 00:00: day 2, in the window
         ("ADRESS-N", 5, "2019-06-04 00:00", None, "H", 2, "Y", None),
         # '2019-06' ended 2019-06-02 12:00, before the first dose: earliest day, 2019-06-01, day -2
-        ("ADRESS-N", 6, "2019-06-01 00:00", "D", "H", -2, "N", None),
+        ("ADRESS-N", 6, "2019-06-01 00:00", "D", "H", -2, None, None),
     ]

@@ -15,7 +15,7 @@
 --   paramcd: Parameter code
 --   param: Parameter description, with unit
 --   avisit: Analysis visit (H0, H6, H12, H24, D2 ... D7, D28, a window from H0 such as H0-H24, or ON-TREATMENT)
---   avisitn: Analysis visit (N), one per AVISIT: planned hours from H0 (Hn: n, Dn: 24 x n), 1000 + n for a window H0-Hn, 2000 for ON-TREATMENT
+--   avisitn: Analysis visit (N): one number per AVISIT, the planned hours from H0 (Hn: n, Dn: 24 x n), 1000 + n for a window H0-Hn, 2000 for ON-TREATMENT
 --   atpt: Analysis time point within the day (H0, H6, H12, H24) of the time-point parameters PERESP, MAPNE, LACT and LACTCLR; null for daily values (D2 ... D7), windows and other parameters
 --   atptn: Analysis time point (hours from H0), where ATPT is set
 --   areltm: Analysis relative time: hours from H0 of the assessment (SOFA: the lab sample time, else nominal); null where only the visit is known

@@ -75,4 +75,12 @@ def test_define_loads_with_odmlib_and_says_what_the_warehouse_knows(exported):
     keys = sorted((int(r.KeySequence), r.ItemOID) for r in adeff.ItemRef if r.KeySequence)
     assert [oid for _, oid in keys] == ["IT.ADEFF.USUBJID", "IT.ADEFF.PARAMCD", "IT.ADEFF.AVISIT"]
     origins = {i.OID: i.Origin[0].Type if isinstance(i.Origin, list) else i.Origin.Type for i in mdv.ItemDef}
-    assert set(origins.values()) <= {"Predecessor", "Derived"} and "Predecessor" in origins.values()
+    assert set(origins.values()) <= {"Predecessor", "Derived", "Not Available"} and "Predecessor" in origins.values()
+    # RACE and ETHNIC are not collected in this study: present and empty, and define.xml says so in a comment
+    comments = {c.OID: c.Description.TranslatedText[0]._content for c in mdv.CommentDef}
+    for var in ("RACE", "ETHNIC"):
+        item = items[f"IT.ADSL.{var}"]
+        assert origins[item.OID] == "Not Available"
+        assert "not collected in this study" in comments[item.CommentOID]
+    assert [o for o, t in origins.items() if t == "Not Available"] == ["IT.ADSL.RACE", "IT.ADSL.ETHNIC",
+                                                                       "IT.ADTTE.SRCSEQ"]

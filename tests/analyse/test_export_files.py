@@ -38,8 +38,8 @@ def exported(demo_build, tmp_path_factory):
 
 
 def expected_xpt(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, list]:
-    """DuckDB's table as an XPT reader should return it: text in ASCII ('' for null), booleans Y/N, dates and
-    date-times as SAS numbers, other numbers as floats (NaN for null)."""
+    """DuckDB's table as an XPT reader should return it: text in ASCII ('' for null), booleans Y/N, dates,
+    date-times and times as SAS numbers, other numbers as floats (NaN for null)."""
     rel = con.sql(f'select * from main."{table}"')
     columns = {name: [] for name in rel.columns}
     for row in rel.fetchall():
@@ -52,6 +52,8 @@ def expected_xpt(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, list]:
                 value = (value - SAS_DATETIME0).total_seconds()
             elif isinstance(value, dt.date):
                 value = float((value - SAS_DATE0).days)
+            elif isinstance(value, dt.time):  # a SAS time: seconds since midnight
+                value = float(value.hour * 3600 + value.minute * 60 + value.second)
             elif isinstance(value, (int, float, Decimal)):
                 value = float(value)
             columns[name].append(value)
@@ -166,6 +168,7 @@ for (f in commandArgs(TRUE)) {
   out <- as.data.frame(lapply(d, function(x) {
     if (inherits(x, "Date")) x <- as.numeric(x) + 3653             # days 1960-01-01 .. 1970-01-01
     else if (inherits(x, "POSIXct")) x <- as.numeric(x) + 315619200  # the same in seconds
+    else if (inherits(x, "hms")) x <- as.numeric(x)                  # a time of day: seconds
     if (is.numeric(x)) ifelse(is.na(x), "", formatC(x, digits = 17, format = "g")) else as.character(x)
   }), stringsAsFactors = FALSE, optional = TRUE)
   write.csv(out, paste0(f, ".r.csv"), row.names = FALSE, na = "")

@@ -1,6 +1,6 @@
-"""The ADaM conformance suite (warehouse/validate/adam/): listed in docs/adam-conformance.md, no error on the
-clean demo build (its known deviations are warnings), and each rule family fires, on the right row, on a copy of
-the demo's published marts broken on purpose."""
+"""The ADaM conformance suite (warehouse/validate/adam/): listed in docs/adam-conformance.md, no finding on
+the clean demo build (its former deviations fixed in the marts), and each rule family fires, on the right row,
+on a copy of the demo's published marts broken on purpose."""
 
 from __future__ import annotations
 
@@ -24,18 +24,15 @@ def test_the_doc_lists_every_rule_as_the_code_has_it():
     assert len(RULES) >= 40 and len({r.id for r in RULES}) == len(RULES)
 
 
-def test_clean_demo_build_has_no_error_and_its_known_deviations(demo_build):
+def test_clean_demo_build_has_no_finding(demo_build):
     with duckdb.connect(str(demo_build.published), read_only=True) as con:
         findings = con.sql(f"select * from main.findings where suite = '{SUITE}'").pl()
         results = con.sql(f"select * from main.validation_results where suite = '{SUITE}'").pl()
     assert results.height > 100  # every build ran the suite
-    assert findings.filter(pl.col("severity") == "error").height == 0
-    rules = set(findings.get_column("rule").str.slice(0, 8))
-    # documented known deviations: SOFA's AVISITN holds the actual hour; TRTEMFL is Y/N; AESERCRIT has 9 characters
-    assert {"ADAM-050", "ADAM-062", "ADAM-003"} <= rules
-    h0 = findings.filter(pl.col("rule").str.starts_with("ADAM-050") & (pl.col("event") == "H0"))
-    assert h0.height > 0 and set(h0.get_column("field")) == {"AVISITN"}
-    assert set(findings.filter(pl.col("rule").str.starts_with("ADAM-062")).get_column("value")) == {"N"}
+    # the marts' former deviations (SOFA's AVISITN the actual hour, TRTEMFL Y/N, a 9-character AESERCRIT) are fixed:
+    # not even a warning is left
+    assert findings.select("rule", "form", "field", "value").rows() == []
+    assert set(results.get_column("status")) == {"passed"}
 
 
 @pytest.fixture
@@ -77,6 +74,11 @@ CASES = [
     ("metadata", ["comment on column main.adsl.AGE is ''"], "ADAM-006", "adsl", "AGE", None, False),
     ("timing", ["update main.adeff set AVISIT = null where AVISITN is not null and USUBJID = '{first}'"],
      "ADAM-052", "adeff", "AVISIT", None, True),
+    # the demo's former deviations, now errors: an actual hour in AVISITN, a TRTEMFL of N
+    ("timing", ["update main.adeff set AVISITN = 0.5 where AVISIT = 'H0' and PARAMCD = 'SOFA' "
+                "and USUBJID = '{first}'"], "ADAM-050", "adeff", "AVISITN", None, False),
+    ("flags", ["update main.adae set TRTEMFL = 'N' where TRTEMFL is null and USUBJID = (select min(USUBJID) "
+               "from main.adae where TRTEMFL is null)"], "ADAM-062", "adae", "TRTEMFL", "N", False),
 ]
 
 

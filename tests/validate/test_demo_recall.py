@@ -147,9 +147,7 @@ def test_clean_demo_build_has_no_error_finding(clean_build):
     # none is expected (MISSRSN = DIED BEFORE TIME POINT); raw and staging: every expectation ran
     others = b.findings.filter(pl.col("suite") != "adam_conformance")
     assert others.select("stage", "suite", "subject_id", "message").rows() == []
-    # the ADaM conformance suite flags only the demo marts' known deviations (docs/adam-conformance.md), as
-    # warnings: a 9-character AESERCRIT, AVISIT/AVISITN not one-to-one, TRTEMFL Y/N
+    # nor does the ADaM conformance suite: the demo marts' former deviations (docs/adam-conformance.md) are fixed
     adam = b.findings.filter(pl.col("suite") == "adam_conformance")
-    assert set(adam.get_column("severity")) <= {"warning"}
-    assert {m.split(":", 1)[0] for m in adam.get_column("message")} <= {"ADAM-003", "ADAM-050", "ADAM-051", "ADAM-062"}
+    assert adam.select("rule", "form", "field", "value").rows() == []
     assert b.results.filter(pl.col("stage").is_in(["raw", "staging"]) & (pl.col("status") == "skipped")).height == 0

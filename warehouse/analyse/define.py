@@ -11,6 +11,9 @@
   collected (every lineage step a plain copy), else Derived with a MethodDef.
 - CodeList: the distinct values of every flag variable (*FL) and the PARAMCD -> PARAM pairs (decoded).
 - MethodDef: the lineage expressions of the variable's model (main.lineage depth 1), else its description.
+- def:CommentDef: a variable with no source (no lineage step reads a table) and no value in any record, e.g. a
+  required variable the study does not collect (ADSL RACE): def:Origin "Not Available" and its column comment as
+  the comment, so define.xml says why it is empty rather than describing a derivation.
 
     write_define(con, out_dir / "define.xml", xpt_files={"adsl": "adsl.xpt", ...})
 """
@@ -210,8 +213,22 @@ def _leaf(group: ET.Element, table: str, xpt_files: dict[str, str] | None) -> No
     ET.SubElement(leaf, _d("title", DEF_NS)).text = href
 
 
+def _not_available(con, table: str, col: str, steps: list[tuple], comment: str | None) -> bool:
+    """The variable has no source (no lineage step reads a table) and no value: not collected, said by its comment."""
+    if not comment or any(s[3] for s in steps):
+        return False
+    return con.execute(f"select count({_q(col)}) from main.{_q(table)}").fetchone()[0] == 0
+
+
+def _comment(table: str, col: str, comment: str) -> ET.Element:
+    """The def:CommentDef of a variable without data (its column comment)."""
+    element = ET.Element(_d("CommentDef", DEF_NS), {"OID": f"COM.{table.upper()}.{_oid_part(col)}"})
+    _translated(element, "Description", comment)
+    return element
+
+
 def _dataset(con, table: str, xpt_files: dict[str, str] | None) -> tuple[ET.Element, list, list, list]:
-    """One dataset's ItemGroupDef and its ItemDefs, CodeLists and MethodDefs."""
+    """One dataset's ItemGroupDef and its ItemDefs, CodeLists, MethodDefs and CommentDefs (with the methods)."""
     from warehouse.analyse.labels import dataset_labels
 
     rows = con.execute("select column_name, data_type, comment from duckdb_columns() where schema_name = 'main' "
@@ -223,9 +240,12 @@ def _dataset(con, table: str, xpt_files: dict[str, str] | None) -> tuple[ET.Elem
     labels = dataset_labels({r[0]: (r[2] or r[0]) for r in rows})
     name = table.upper()
     group = _item_group(table, _dataset_class(table, columns), keys, desc)
-    items, codelists, methods = [], [], []
+    items, codelists, methods, comments = [], [], [], []
     for i, (col, ctype, comment) in enumerate(rows, start=1):
         origin, raw_item, derivation = origin_of(lineage.get(col, []))
+        comment_def = None
+        if _not_available(con, table, col, lineage.get(col, []), comment):
+            origin, raw_item, comment_def = "Not Available", None, _comment(table, col, comment or col)
         ref = {"ItemOID": f"IT.{name}.{_oid_part(col)}", "OrderNumber": str(i),
                "Mandatory": "Yes" if col in keys else "No"}
         if col in keys:
@@ -235,6 +255,9 @@ def _dataset(con, table: str, xpt_files: dict[str, str] | None) -> tuple[ET.Elem
             ref["MethodOID"] = methods[-1].get("OID")
         ET.SubElement(group, _d("ItemRef"), ref)
         item = _item_def(con, table, col, ctype, labels.get(col) or col)
+        if comment_def is not None:
+            item.set(_d("CommentOID", DEF_NS), comment_def.get("OID"))
+            comments.append(comment_def)
         codelist = _codelist(con, table, name, col, columns, data_type(ctype))
         if codelist is not None:
             codelists.append(codelist)
@@ -242,7 +265,7 @@ def _dataset(con, table: str, xpt_files: dict[str, str] | None) -> tuple[ET.Elem
         _origin(item, origin, raw_item)
         items.append(item)
     _leaf(group, table, xpt_files)  # last: ODM's sequence puts def:leaf after the ItemRefs
-    return group, items, codelists, methods
+    return group, items, codelists, methods + comments
 
 
 def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None = None,
@@ -261,8 +284,10 @@ def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None 
         items += its
         codelists += cls
         methods += mts
-    # ODM order: ItemGroupDef, ItemDef, CodeList, MethodDef (Define-XML 2.1 schema sequence)
-    mdv.extend(groups + items + codelists + methods)
+    # ODM order: ItemGroupDef, ItemDef, CodeList, MethodDef, def:CommentDef (Define-XML 2.1 schema sequence)
+    comments = [m for m in methods if m.tag == _d("CommentDef", DEF_NS)]
+    methods = [m for m in methods if m.tag != _d("CommentDef", DEF_NS)]
+    mdv.extend(groups + items + codelists + methods + comments)
     tree = ET.ElementTree(odm)
     ET.indent(tree)
     return tree

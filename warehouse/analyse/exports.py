@@ -118,7 +118,8 @@ def write_parquet(frame: pl.DataFrame, labels: dict[str, str], label: str, grain
 
 def xpt_frame(frame: pl.DataFrame, names: dict[str, str]):
     """The pandas frame pyreadstat writes, and its formats: columns renamed to their XPT names, text in ASCII
-    (ascii_text), booleans Y/N (SAS has none; ADaM flags are Y/N), dates as SAS dates with DATE9."""
+    (ascii_text), booleans Y/N (SAS has none; ADaM flags are Y/N), dates as SAS dates with DATE9., times of day as
+    SAS times (seconds since midnight) with TIME8."""
     import pandas as pd
 
     converted, formats = [], {}
@@ -136,6 +137,10 @@ def xpt_frame(frame: pl.DataFrame, names: dict[str, str]):
         elif dtype == pl.Date:  # a SAS date (numeric days since 1960), not a datetime at midnight
             pdf[names[column]] = pd.Series(sas_dates(frame.get_column(column)), dtype="float64", index=pdf.index)
             formats[names[column]] = "DATE9."
+        elif dtype == pl.Time:  # a SAS time (numeric seconds since midnight), e.g. ADEFF ATM
+            seconds = frame.get_column(column).cast(pl.Int64) / 1e9  # polars keeps a time in nanoseconds
+            pdf[names[column]] = pd.Series(seconds.to_numpy(), dtype="float64", index=pdf.index)
+            formats[names[column]] = "TIME8."
     return pdf, formats
 
 

@@ -100,14 +100,14 @@ ADAM-047 | parameter   | error   | ADaMIG 3.3.5            | At most one baselin
                                                              and parameter
 ADAM-048 | parameter   | error   | ADaMIG 3.3.5            | BASE constant within subject and parameter
 ADAM-049 | parameter   | error   | ADaMIG 3.3.5            | CHG = AVAL - BASE where all three are populated
-ADAM-050 | timing      | warning | ADaMIG 3.3.3            | One AVISITN per AVISIT
-ADAM-051 | timing      | warning | ADaMIG 3.3.3            | One AVISIT per AVISITN
+ADAM-050 | timing      | error   | ADaMIG 3.3.3            | One AVISITN per AVISIT
+ADAM-051 | timing      | error   | ADaMIG 3.3.3            | One AVISIT per AVISITN
 ADAM-052 | timing      | error   | ADaMIG 3.3.3            | AVISIT populated where AVISITN is
-ADAM-053 | timing      | warning | ADaMIG 3.3.3            | One ATPTN per ATPT
+ADAM-053 | timing      | error   | ADaMIG 3.3.3            | One ATPTN per ATPT
 ADAM-060 | flags       | error   | ADaMIG 3.1.4            | Flag (*FL) is Y, N or null
 ADAM-061 | flags       | error   | ADaMIG 3.1.4            | Population flag (ITTFL, SAFFL, ...) is Y or N, never
                                                              null
-ADAM-062 | flags       | warning | ADaMIG 3.1.4, OCCDS 3   | Record-level flag (ABLFL, ANLzzFL, TRTEMFL, AOCCzzFL,
+ADAM-062 | flags       | error   | ADaMIG 3.1.4, OCCDS 3   | Record-level flag (ABLFL, ANLzzFL, TRTEMFL, AOCCzzFL,
                                                              ...) is Y or null
 ADAM-063 | flags       | error   | ADaMIG 3.1.4            | Flag (*FL) is character
 ADAM-064 | flags       | error   | ADaMIG 3.1.4            | Numeric flag (*FN) is 0, 1 or null
