@@ -19,6 +19,7 @@ from warehouse.build import PublishBlocked, run_build
 from warehouse.cli import app
 from warehouse.review.actions import decide
 from warehouse.review.source import review_source
+from warehouse.review.store import read_decisions
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,15 @@ def test_accept_and_query_publish_and_survive_rebuilds_and_exports(injected_revi
     # an unknown id: exit 2, one line, nothing recorded
     code, out = cli("findings", "accept", "0123456789abcdef", "--reason", "x", "--data-dir", str(data))
     assert code == 2 and "unknown finding id(s) 0123456789abcdef" in out
+    # a reason quoting an identifier (a date of birth of the export): refused, nothing recorded
+    from warehouse.validate.identifiers import export_identifier_values
+
+    names, values = export_identifier_values(data, source.export_id)
+    assert "dob" in names and values.long
+    code, out = cli("findings", "accept", rule["finding_id"][0], "--reason", f"born {values.long[0]}, fine",
+                    "--data-dir", str(data))
+    assert code == 2 and "holds an identifier value" in out and values.long[0] not in out
+    assert read_decisions(data).height == rule.height
     # query every other error finding (the functions the CLI and the page call)
     others = errors.filter(pl.col("rule") != RULE)["finding_id"].to_list()
     decide(data, "query", others, "please check against the source", "dm-bob")
