@@ -1,6 +1,5 @@
 """`warehouse test`: the project's unit cases (sql/<layer>/<model>.yml), run in-process through the CLI."""
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -136,10 +135,13 @@ def test_the_parameter_types_come_from_the_projects_study_toml(monkeypatch, proj
 
 
 def test_a_model_that_does_not_compile_fails_its_cases_only(monkeypatch, project):
+    for cases in (project / "sql" / "marts").glob("*.yml"):
+        cases.unlink()  # the marts' cases are the slowest to run and add nothing here
     path = project / "sql" / "intermediate" / "int_lactate.sql"
+    assert "from stg_labs" in path.read_text(encoding="utf-8")
     path.write_text(path.read_text(encoding="utf-8").replace("from stg_labs", "from stg_labz", 1), encoding="utf-8")
     result = warehouse_test(monkeypatch, project)
     assert result.exit_code == 1, result.output
     assert "FAIL  int_lactate" in result.output
     assert f"the model failed: {path}:" in result.output and "reads unknown table(s) stg_labz" in result.output
-    assert "PASS  int_vfd" in result.output and "0 passed" not in result.output
+    assert "PASS  int_vfd" in result.output and ": 0 passed" not in result.output

@@ -1,14 +1,18 @@
 """Unit tests for models: given small input tables, expect an output table. The YAML cases live beside the models
 (`sql/<layer>/<model>.yml` of the demo project); every one of them is collected here."""
 
-from pathlib import Path
 
 import pytest
 
 from warehouse.resources import demo_project
-from warehouse.transform.cases import case_files, check_case, load_cases, project_src_schema
-from warehouse.transform.testing import UnitContext, assert_rows, run_model_on
+from warehouse.transform.cases import (
+    case_files,
+    check_case,
+    load_cases,
+    project_src_schema,
+)
 from warehouse.transform.models import ModelError
+from warehouse.transform.testing import UnitContext, assert_rows, run_model_on
 
 CASE_FILES = case_files(demo_project() / "sql")
 CASES = [case for path in CASE_FILES for case in load_cases(path)]

@@ -31,8 +31,14 @@ from typing import Any
 
 from warehouse.transform.compile import SourceSchema
 from warehouse.transform.models import ModelError
-from warehouse.transform.testing import CaseError, UnitContext, assert_rows, load_src_schema, run_model_on, \
-    snapshot_path
+from warehouse.transform.testing import (
+    CaseError,
+    UnitContext,
+    assert_rows,
+    load_src_schema,
+    run_model_on,
+    snapshot_path,
+)
 
 CASE_KEYS = {"model", "name", "given", "expect", "description"}
 EXPECT_KEYS = {"rows", "ordered", "order_by", "tolerance"}

@@ -43,7 +43,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import duckdb
 
@@ -96,9 +97,10 @@ class UnitContext:
     models: dict[str, Model]
     sources: SourceSchema
     _compiled: dict[str, Compiled] = field(default_factory=dict)
+    _whole: Compiled | None | bool = None  # the whole project compiled once; False when it does not compile
 
     @classmethod
-    def of(cls, src_schema: SourceSchema | Path | None = None, sql_root: Path | None = None) -> "UnitContext":
+    def of(cls, src_schema: SourceSchema | Path | None = None, sql_root: Path | None = None) -> UnitContext:
         from warehouse.resources import sql_dir
 
         sources = src_schema if isinstance(src_schema, dict) else load_src_schema(src_schema)
@@ -108,7 +110,15 @@ class UnitContext:
         return cls(models, sources)
 
     def compiled_for(self, name: str) -> Compiled:
-        """`name` and every model it reads, compiled (CompileError names file, line and column)."""
+        """`name` and every model it reads, compiled (CompileError names file, line and column). The whole project
+        is compiled once when it compiles (one compile for every case); else each target with its ancestors."""
+        if self._whole is None:
+            try:
+                self._whole = compile_model_set(self.models, self.sources)
+            except ModelError:
+                self._whole = False
+        if self._whole:
+            return self._whole
         if name not in self._compiled:
             needed = ancestors(self.models, name) | {name}
             self._compiled[name] = compile_model_set({n: self.models[n] for n in needed}, self.sources)
@@ -289,14 +299,14 @@ def _closest(missing: Rows, unexpected: Rows, tolerance: float) -> list[str]:
     lines = []
     free = list(unexpected)
     for e in missing:
-        def agreeing(row: dict) -> list[str]:
-            return [c for c, v in e.items() if _same(row.get(c), v, tolerance)]
-
-        best = max(free, key=lambda row: len(agreeing(row)), default=None)
-        if best is None or not agreeing(best) or len(agreeing(best)) == len(e):
+        agreeing = [[c for c, v in e.items() if _same(row.get(c), v, tolerance)] for row in free]
+        if not agreeing:
+            break
+        i = max(range(len(free)), key=lambda k: len(agreeing[k]))
+        if not agreeing[i] or len(agreeing[i]) == len(e):
             continue
-        free.remove(best)
-        same = {c: e[c] for c in agreeing(best)[:2]}
+        best = free.pop(i)
+        same = {c: e[c] for c in agreeing[i][:2]}
         differ = ", ".join(f"{c} expected {v!r}, got {best.get(c)!r}" for c, v in e.items()
                            if not _same(best.get(c), v, tolerance))
         lines.append(f"  ~ {_show(same)}: {differ}")
