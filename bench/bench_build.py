@@ -1,7 +1,8 @@
 """Whole-build benchmark: the demo study at several sizes, each stage timed, against a DuckDB-only floor.
 
     python bench/bench_build.py                       # N = 32, 1,000 and 10,000; writes BENCHMARKS.md
-    python bench/bench_build.py --sizes 32 --no-flow --no-write   # the CI smoke run
+    python bench/bench_build.py --sizes 32,1000 --cli-runs 3      # small builds and the CLI only (~15 min)
+    python bench/bench_build.py --sizes 32 --no-flow --cli-runs 0 --no-write   # the CI smoke run
 
 For each N the demo study is generated once (hemodynamics at bedside-monitor resolution, one reading a minute)
 under bench/out/, then, each in a fresh process so that peak RSS is the build's own:
@@ -11,7 +12,12 @@ under bench/out/, then, each in a fresh process so that peak RSS is the build's 
 - `flow`: the Prefect flow, timed after its temporary server is up (the orchestration overhead is flow - direct);
 - `floor`: DuckDB alone: the records CSV read into Parquet, and every SQL model executed once over the typed
   forms, with no framework around it;
-and (unless --no-flow) the demo-sized `warehouse build` from the command line, cold and warm.
+- `profile` (sizes in --profile-sizes): the fixed costs, the build's steps timed one by one (bench/profile_build.py),
+  in a fresh data directory (cold: no compile, lineage or figure cache) and again with --force (warm);
+and (unless --cli-runs 0) the demo build from the command line (bench/bench_cli.py): cold, warm, with a running
+local server, up to date and --only-new, each a median of --cli-runs runs.
+"## Whole build" in BENCHMARKS.md is rewritten only by a run that includes 10,000 subjects; "## Small builds and
+the command line" by every run that writes.
 Benchmarks measure; nothing here asserts a time.
 """
 
@@ -149,7 +155,7 @@ def count_rows(data_dir: Path) -> int:
         ).fetchall()[0][0]
 
 
-def bench_size(n: int, minutes: int, with_flow: bool) -> dict:
+def bench_size(n: int, minutes: int, with_flow: bool, with_profile: bool = False) -> dict:
     print(f"N = {n}", flush=True)
     export = export_for(n, minutes)
     data_dir = OUT / f"build-n{n}"
@@ -168,42 +174,24 @@ def bench_size(n: int, minutes: int, with_flow: bool) -> dict:
         shutil.rmtree(flow_dir, ignore_errors=True)
         flow = run_child(CHILD_FLOW, str(export), str(flow_dir))
         print(f"  flow {flow['wall']:.1f} s", flush=True)
+    profile = None
+    if with_profile:
+        from profile_build import profile as profile_build
+
+        profile_dir = OUT / f"profile-n{n}"
+        shutil.rmtree(profile_dir, ignore_errors=True)
+        profile = {"cold": profile_build(export, profile_dir), "warm": profile_build(export, profile_dir, warm=True)}
+        print(f"  profiled: cold {profile['cold']['wall']:.1f} s, warm {profile['warm']['wall']:.1f} s", flush=True)
     rows = count_rows(data_dir) if (data_dir / "warehouse.duckdb").exists() else None
     return {"n": n, "export_mb": size_mb(export), "rows": rows, "direct": direct, "rebuild": rebuild,
-            "floor": floor, "flow": flow}
-
-
-def bench_demo_cli() -> dict:
-    """The demo-sized build as a person runs it: `warehouse build` from command to published warehouse, with a
-    fresh Prefect home (cold: the temporary server creates its database), then again with that home (warm,
-    `--force`: a full build), then with nothing changed (the up-to-date check only)."""
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="bench-prefect-home-"))
-    data_dir = OUT / "demo-cli"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), PYTHONPATH=str(ROOT))
-    out = {}
-    try:
-        for name, extra in (("cold", []), ("warm", ["--force"]), ("unchanged", [])):
-            started = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "warehouse.cli", "build", "--data-dir", str(data_dir), *extra],
-                                  capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-            out[name] = time.perf_counter() - started
-            if proc.returncode != 0:
-                raise RuntimeError(f"warehouse build ({name}) failed: {proc.stderr[-2000:]}")
-            print(f"  demo CLI {name}: {out[name]:.1f} s", flush=True)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    return out
+            "floor": floor, "flow": flow, "profile": profile}
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def render(results: list[dict], command: str, minutes: int, demo: dict | None = None) -> str:
+def render(results: list[dict], command: str, minutes: int) -> str:
     stages = ["extract", "stage", "transform", "validate", "analyse", "report", "publish"]
     header = ("| N | export MB | src rows | " + " | ".join(f"{s} s" for s in stages)
               + " | build s | peak RSS MB | rows/s | floor s | build / floor | rebuild s | rebuild / build | flow s"
@@ -235,15 +223,6 @@ def render(results: list[dict], command: str, minutes: int, demo: dict | None = 
     for r in results:
         after = r["direct"].get("rss_after") or {}
         lines.append(f"- N = {r['n']:,}: " + ", ".join(f"{k} {v:,}" for k, v in after.items()))
-    if demo:
-        lines += [
-            "",
-            "The demo-sized build as a person runs it (`warehouse build`, 32 subjects, hourly eCRF hemodynamics; "
-            "command to published warehouse, the temporary Prefect server's start included): "
-            f"cold (fresh PREFECT_HOME, fresh data directory) {demo['cold']:.1f} s; warm (same home, "
-            f"`--force`) {demo['warm']:.1f} s; again with nothing changed (up to date, nothing rebuilt) "
-            f"{demo['unchanged']:.1f} s.",
-        ]
     by_n = {r["n"]: r for r in results}
     if 1000 in by_n and 10000 in by_n:
         ratio = by_n[10000]["direct"]["wall"] / by_n[1000]["direct"]["wall"]
@@ -263,10 +242,10 @@ def render(results: list[dict], command: str, minutes: int, demo: dict | None = 
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str = SECTION) -> None:
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     updated = pattern.sub(text + "\n", current) if pattern.search(current) else current.rstrip() + "\n\n" + text
     path.write_text(updated, encoding="utf-8")
 
@@ -276,19 +255,31 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,1000,10000", help="comma-separated numbers of subjects")
     parser.add_argument("--minutes", type=int, default=1, help="hemodynamics interval (1 = monitor resolution)")
     parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow runs")
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    parser.add_argument("--profile-sizes", default="32,1000", help="sizes whose fixed costs are profiled")
+    parser.add_argument("--cli-runs", type=int, default=3, help="runs per `warehouse build` case (0: none)")
+    parser.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    from bench_cli import bench_cli
+    from bench_small import SMALL_SECTION, load_average, render_small
+
     sizes = [int(s) for s in args.sizes.split(",")]
+    profiled = {int(s) for s in args.profile_sizes.split(",") if s}
     OUT.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(n, args.minutes, with_flow=not args.no_flow) for n in sizes]
-    demo = None if args.no_flow else bench_demo_cli()
-    command = "python bench/bench_build.py " + " ".join(sys.argv[1:])
-    text = render(results, command.strip(), args.minutes, demo)
+    load = [load_average()]
+    results = [bench_size(n, args.minutes, with_flow=not args.no_flow, with_profile=n in profiled) for n in sizes]
+    cli = bench_cli(args.cli_runs) if args.cli_runs > 0 else None
+    load.append(load_average())
+    command = ("python bench/bench_build.py " + " ".join(sys.argv[1:])).strip()
+    text = render(results, command, args.minutes)
+    small = render_small(results, cli, command, load)
     print(text)
-    (OUT / "build-results.json").write_text(json.dumps({"sizes": results, "demo_cli": demo}, indent=2),
+    print(small)
+    (OUT / "build-results.json").write_text(json.dumps({"sizes": results, "cli": cli, "load": load}, indent=2),
                                              encoding="utf-8")
     if not args.no_write:
-        write_section(text)
+        if 10000 in sizes:
+            write_section(text)
+        write_section(small, SMALL_SECTION)
 
 
 if __name__ == "__main__":
