@@ -95,9 +95,9 @@ def profile_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
 def render_small(results: list[dict], cli: dict | None, command: str, load: list[float]) -> str:
     lines = [
         SMALL_SECTION, "",
-        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}). Load average (1 min) at the start and the end of the run: "
-        f"{load[0]:.1f} and {load[-1]:.1f}: the machine is shared, and every figure moves with its load.", "",
+        (f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {os.cpu_count()} cores, "
+         f"Python {platform.python_version()}). Load average (1 min) at the start and the end of the run: "
+         f"{load[0]:.1f} and {load[-1]:.1f}: the machine is shared, and every figure moves with its load."), "",
         "### Targets (issue 19)", "",
         "| figure | when filed | target | this run | |", "|---|---|---|---|---|",
     ]
@@ -106,11 +106,11 @@ def render_small(results: list[dict], cli: dict | None, command: str, load: list
     if rows and len(header) > 1:
         lines += [
             "", "### Where the fixed time goes (bench/profile_build.py)", "",
-            "One direct build (no Prefect) per column, in a fresh process, its steps timed where they are called "
-            "(inclusive wall seconds; a step inside another is also in its parent's figure). Cold: a fresh data "
-            "directory (no compile, lineage or figure cache); warm: the same export again with `--force` (every "
-            "cache hit). The Great Expectations import runs on a background thread from the start of the build: "
-            "its line overlaps the stage and transform lines.", "",
+            ("One direct build (no Prefect) per column, in a fresh process, its steps timed where they are called "
+             "(inclusive wall seconds; a step inside another is also in its parent's figure). Cold: a fresh data "
+             "directory (no compile, lineage or figure cache); warm: the same export again with `--force` (every "
+             "cache hit). The Great Expectations import runs on a background thread from the start of the build: "
+             "its line overlaps the stage and transform lines."), "",
             "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
