@@ -3,7 +3,7 @@
 `DirectRunner` calls each step as a plain function (tests, benchmarks, the floor of orchestration overhead);
 `flows/build.py` supplies a runner that makes each step a Prefect task (retries, caching, artifacts), so a run in
 the Prefect UI reads like the data flow: prepare-export, extract, stage, one task per model, document,
-validate-raw, validate-staging, validate-marts, changes, analyse, findings, report, publish.
+validate-raw, validate-staging, validate-marts, review, changes, analyse, findings, report, publish.
 """
 
 from __future__ import annotations

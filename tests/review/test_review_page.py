@@ -73,6 +73,7 @@ def test_accept_from_the_page_is_seen_by_the_command_line(injected_review, tmp_p
         # back on the filtered list: the row now reads accepted, the counts moved by one
         assert page.evaluate(f"document.querySelector('tr[data-id=\"{fid}\"] td.st-accepted').textContent") == "accepted"
         assert page.evaluate("document.getElementById('count-error-accepted').textContent") == "1"
+        screenshot(page, tmp_path, "review-accepted.png")
         assert page.errors == []
         # the command line sees it, with who and why
         out = CliRunner().invoke(app, ["findings", "list", "--status", "accepted", "--data-dir", str(data)])
