@@ -246,8 +246,14 @@ def _same(actual: Any, expected: Any, tolerance: float) -> bool:
     return actual == expected
 
 
+def _text(value: Any) -> str:
+    """A value as a diff shows it: Python's repr, but a date or time as ISO text (datetime.datetime(...) is noise)."""
+    return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else (
+        value.isoformat() if isinstance(value, (dt.date, dt.time)) else repr(value))
+
+
 def _show(row: dict) -> str:
-    return "{" + ", ".join(f"{k}: {v!r}" for k, v in row.items()) + "}"
+    return "{" + ", ".join(f"{k}: {_text(v)}" for k, v in row.items()) + "}"
 
 
 def assert_rows(actual: Rows, expected: Rows, *, ordered: bool = False, tolerance: float = 1e-9) -> None:
@@ -307,7 +313,7 @@ def _closest(missing: Rows, unexpected: Rows, tolerance: float) -> list[str]:
             continue
         best = free.pop(i)
         same = {c: e[c] for c in agreeing[i][:2]}
-        differ = ", ".join(f"{c} expected {v!r}, got {best.get(c)!r}" for c, v in e.items()
+        differ = ", ".join(f"{c} expected {_text(v)}, got {_text(best.get(c))}" for c, v in e.items()
                            if not _same(best.get(c), v, tolerance))
         lines.append(f"  ~ {_show(same)}: {differ}")
     return lines
