@@ -163,3 +163,44 @@ def test_the_page_and_the_command_line_deciding_at_once_lose_nothing(injected_re
     assert stored.height == 60 and stored["decision_id"].n_unique() == 60 and stored["query_id"].n_unique() == 60
     assert sorted(stored["finding_id"].to_list()) == sorted(ids)
     assert stored.filter(pl.col("decided_by") == "cli").height == 20
+
+
+def test_query_all_a_filter_shows_then_send_each_site_its_sheet(injected_review, tmp_path):
+    """Query every error of one rule with one form (all the filter shows); the sheets of the sites hold exactly
+    their queried findings, a query id per row (the demo's 4 implausible weights: one at site_02, two at
+    site_04, one at site_05)."""
+    import csv
+    import io
+    import zipfile
+
+    data = fresh_copy(injected_review, tmp_path / "data")
+    with ReviewServer(data, by="dm-erin") as server:
+        html = urllib.request.urlopen(server.url).read().decode()
+        token = re.search(r'name="token" value="([^"]+)"', html).group(1)
+        con = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        form = urllib.parse.urlencode({"token": token, "all_shown": "1", "severity": "error", "rule": RULE,
+                                       "action": "query", "text": "weight above 250 kg: please check",
+                                       "return_to": "/"})
+        con.request("POST", "/decide", body=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert con.getresponse().status == 303
+        con.close()
+        stored = read_decisions(data)
+        assert stored.height == 4 and set(stored["decided_by"].to_list()) == {"dm-erin"}
+        html = urllib.request.urlopen(server.url).read().decode()
+        assert re.findall(r'href="/sheets/([^"]+)\.csv"', html) == ["site_02", "site_04", "site_05"]
+        sheet = urllib.request.urlopen(server.url + "sheets/site_04.csv").read().decode()
+        rows = list(csv.DictReader(io.StringIO(sheet)))
+        assert [(r["subject"], r["field"], r["value"]) for r in rows] == [("04-002", "weight", "1269.3"),
+                                                                         ("04-005", "weight", "758.4")]
+        by_finding = dict(zip(stored["finding_id"].to_list(), stored["query_id"].to_list()))
+        assert [r["query id"] for r in rows] == [by_finding[r["finding id"]] for r in rows]
+        assert all(r["query"] == "weight above 250 kg: please check" for r in rows)
+        xlsx = urllib.request.urlopen(server.url + "sheets/site_04.xlsx").read()
+        with zipfile.ZipFile(io.BytesIO(xlsx)) as z:
+            strings = z.read("xl/sharedStrings.xml").decode()
+        assert all(r["query id"] in strings and r["finding id"] in strings for r in rows)
+        try:
+            urllib.request.urlopen(server.url + "sheets/site_01.csv")
+            pytest.fail("site_01 has no query: no sheet")
+        except urllib.error.HTTPError as err:
+            assert err.code == 404

@@ -17,6 +17,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -54,23 +55,40 @@ def _choices(findings: pl.DataFrame) -> dict[str, list[str]]:
             "review_status": list(STATUSES)}
 
 
-def make_app(data_dir: Path, *, blinded: bool = True, by: str | None = None, port: int, token: str | None = None):
-    """The review application for ``data_dir``, answering only as 127.0.0.1:``port`` / localhost:``port``."""
-    from warehouse.review.actions import decide, person
-    from warehouse.review.sheets import query_sheet, query_sites, sheet_csv, sheet_xlsx
+@dataclass(frozen=True)
+class ReviewContext:
+    """What every route of one server needs: whose decisions, which builds, the acting person, the token."""
+
+    data_dir: Path
+    blinded: bool
+    by: str | None
+    token: str
+
+
+def _problem(message: str, status: int = 400) -> HTMLResponse:
+    """A refused request as a page: the one-line reason, nothing recorded."""
     from warehouse.templates import render
 
-    token = token or secrets.token_urlsafe(32)
+    return HTMLResponse(render("review_error.html.j2", message=message), status_code=status)
+
+
+def make_app(data_dir: Path, *, blinded: bool = True, by: str | None = None, port: int, token: str | None = None):
+    """The review application for ``data_dir``, answering only as 127.0.0.1:``port`` / localhost:``port``."""
+    ctx = ReviewContext(Path(data_dir), blinded, by, token or secrets.token_urlsafe(32))
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.token = ctx.token
+    _add_guard(app, port)
+    _add_pages(app, ctx)
+    _add_decide(app, ctx)
+    _add_sheets(app, ctx)
+    return app
+
+
+def _add_guard(app: FastAPI, port: int) -> None:
+    """Refuse any request not addressed to this server (Host) and any POST from another origin; set the pages'
+    security headers."""
     hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
     origins = {f"http://{h}" for h in hosts}
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.token = token
-
-    def page(html: str, status: int = 200) -> HTMLResponse:
-        return HTMLResponse(html, status_code=status)
-
-    def problem(message: str, status: int = 400) -> HTMLResponse:
-        return page(render("review_error.html.j2", message=message), status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -85,80 +103,96 @@ def make_app(data_dir: Path, *, blinded: bool = True, by: str | None = None, por
             response.headers[key] = value
         return response
 
+
+def _add_pages(app: FastAPI, ctx: ReviewContext) -> None:
+    """GET /: the findings, filtered; GET /finding/ID: one finding and its history."""
+    from warehouse.review.actions import person
+    from warehouse.review.sheets import query_sites
+    from warehouse.templates import render
+
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
         try:
-            source = review_source(data_dir, blinded)
+            source = review_source(ctx.data_dir, ctx.blinded)
             wanted = _filters_of(request.query_params)
             rows = filter_findings(source.findings, **wanted)
         except ReviewError as err:
-            return problem(str(err))
+            return _problem(str(err))
         if rows.height:
             rows = rows.with_columns(_o=pl.col("severity").replace_strict({"error": 0, "warning": 1}, default=2)).sort(
                 ["_o", "site_id", "subject_id", "form", "event", "field"], nulls_last=True)
-        return page(render(
-            "review.html.j2", source=source, blinded=blinded, counts=review_counts(source.findings),
+        return HTMLResponse(render(
+            "review.html.j2", source=source, blinded=ctx.blinded, counts=review_counts(source.findings),
             filters=wanted, choices=_choices(source.findings), columns=PAGE_COLUMNS, total=rows.height,
             rows=rows.head(ROWS_SHOWN).to_dicts() if rows.height else [], shown=min(rows.height, ROWS_SHOWN),
-            sites=query_sites(source), token=token, actions=ACTIONS, person=person(by),
+            sites=query_sites(source), token=ctx.token, actions=ACTIONS, person=person(ctx.by),
             return_to="/?" + urlencode({k: v for k, v in wanted.items() if v})))
 
     @app.get("/finding/{finding_id}", response_class=HTMLResponse)
     def finding(finding_id: str) -> HTMLResponse:
         try:
-            source = review_source(data_dir, blinded)
+            source = review_source(ctx.data_dir, ctx.blinded)
             row, decisions = history(source, finding_id)
         except ReviewError as err:
-            return problem(str(err), 404)
-        return page(render("review_finding.html.j2", source=source, finding=row, columns=PAGE_COLUMNS,
-                           decisions=decisions.to_dicts(), token=token, actions=ACTIONS, person=person(by),
-                           return_to=f"/finding/{finding_id}"))
-
-    @app.post("/decide")
-    async def decide_endpoint(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-        one = {k: (v[0] if v else "") for k, v in form.items()}
-        if not secrets.compare_digest(one.get("token", ""), token):
-            return problem("refused: the form's token is not this server's (reload the page)", 403)
-        ids = form.get("finding_id", [])
-        if one.get("all_shown") == "1":  # every finding the filter shows, as the server sees them now
-            try:
-                source = await run_in_threadpool(review_source, data_dir, blinded)
-                shown = filter_findings(source.findings, **_filters_of(one))
-            except ReviewError as err:
-                return problem(str(err))
-            ids = shown.get_column("finding_id").to_list() if shown.height else []
-        try:
-            await run_in_threadpool(decide, data_dir, one.get("action", ""), ids, one.get("text"),
-                                    one.get("by") or by, blinded)
-        except ReviewError as err:
-            return problem(str(err))
-        back = one.get("return_to", "/")
-        return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
+            return _problem(str(err), 404)
+        return HTMLResponse(render(
+            "review_finding.html.j2", source=source, finding=row, columns=PAGE_COLUMNS,
+            decisions=decisions.to_dicts(), token=ctx.token, actions=ACTIONS, person=person(ctx.by),
+            return_to=f"/finding/{finding_id}"))
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
         return Response(status_code=204)  # no icon: a browser's request for one is not an error
 
+
+def _add_decide(app: FastAPI, ctx: ReviewContext) -> None:
+    """POST /decide: a decision on the ticked findings (or all the filter shows), with the server's token."""
+    from warehouse.review.actions import decide
+
+    @app.post("/decide")
+    async def decide_endpoint(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        one = {k: (v[0] if v else "") for k, v in form.items()}
+        if not secrets.compare_digest(one.get("token", ""), ctx.token):
+            return _problem("refused: the form's token is not this server's (reload the page)", 403)
+        ids = form.get("finding_id", [])
+        if one.get("all_shown") == "1":  # every finding the filter shows, as the server sees them now
+            try:
+                source = await run_in_threadpool(review_source, ctx.data_dir, ctx.blinded)
+                shown = filter_findings(source.findings, **_filters_of(one))
+            except ReviewError as err:
+                return _problem(str(err))
+            ids = shown.get_column("finding_id").to_list() if shown.height else []
+        try:
+            await run_in_threadpool(decide, ctx.data_dir, one.get("action", ""), ids, one.get("text"),
+                                    one.get("by") or ctx.by, ctx.blinded)
+        except ReviewError as err:
+            return _problem(str(err))
+        back = one.get("return_to", "/")
+        return RedirectResponse(back if back.startswith("/") and not back.startswith("//") else "/", 303)
+
+
+def _add_sheets(app: FastAPI, ctx: ReviewContext) -> None:
+    """GET /sheets/SITE.csv|xlsx: a site's query sheet, to send."""
+    from warehouse.review.sheets import query_sheet, query_sites, sheet_csv, sheet_xlsx
+
     @app.get("/sheets/{name}")
     def sheet(name: str) -> Response:
         site, _, ext = name.rpartition(".")
         if ext not in ("csv", "xlsx") or not site:
-            return problem(f"no such sheet {name}: <site>.csv or <site>.xlsx", 404)
+            return _problem(f"no such sheet {name}: <site>.csv or <site>.xlsx", 404)
         try:
-            source = review_source(data_dir, blinded)
+            source = review_source(ctx.data_dir, ctx.blinded)
         except ReviewError as err:
-            return problem(str(err))
+            return _problem(str(err))
         if site not in query_sites(source):
-            return problem(f"no queried finding at site {site}", 404)
+            return _problem(f"no queried finding at site {site}", 404)
         frame = query_sheet(source, site)
         body, kind = ((sheet_csv(frame), "text/csv; charset=utf-8") if ext == "csv" else
                       (sheet_xlsx(frame, site, source.build_id),
                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
         return Response(body, media_type=kind,
                         headers={"Content-Disposition": f'attachment; filename="queries-{site}.{ext}"'})
-
-    return app
 
 
 class ReviewServer:
