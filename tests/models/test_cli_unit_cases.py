@@ -145,3 +145,56 @@ def test_a_model_that_does_not_compile_fails_its_cases_only(monkeypatch, project
     assert "FAIL  int_lactate" in result.output
     assert f"the model failed: {path}:" in result.output and "reads unknown table(s) stg_labz" in result.output
     assert "PASS  int_vfd" in result.output and ": 0 passed" not in result.output
+
+
+SUBJECTS_CASE = """# sql/marts/subjects.sql (as `warehouse init` writes it): one row per subject, one form
+cases:
+  - model: subjects
+    name: one row per subject with its site, one form
+    given:
+      src.demographics:
+        - {subject_id: "1", site_id: A}
+        - {subject_id: "2", site_id: null}
+    expect:
+      rows:
+        - {subject_id: "1", site_id: A, n_forms: 1}
+        - {subject_id: "2", site_id: null, n_forms: 1}
+"""
+
+
+@pytest.mark.slow
+def test_a_project_made_by_init(monkeypatch, shared_fixtures, tmp_path):
+    """A project from `warehouse init`: its cases need a src schema: none before a build (exit 2, saying what to
+    run), the newest build's after one, and the project's own snapshot after `--update-schema`."""
+    from warehouse.build import BuildRequest, run_build
+    from warehouse.project import init_project
+
+    export = shared_fixtures / "redcap" / "clinical-trial-1"
+    project = tmp_path / "ct1"
+    init_project(export, project)
+    (project / "sql" / "marts" / "subjects.yml").write_text(SUBJECTS_CASE, encoding="utf-8")
+    result = warehouse_test(monkeypatch, project)
+    assert result.exit_code == 2 and "no src schema for the unit cases" in result.output
+
+    assert run_build(BuildRequest(data_dir=project / "data", export=export)).published
+    result = warehouse_test(monkeypatch, project)
+    assert result.exit_code == 0, result.output
+    assert "(no src_schema.json in the project)" in result.output
+    assert "PASS  subjects  one row per subject with its site, one form" in result.output
+
+    result = warehouse_test(monkeypatch, project, "--update-schema")
+    assert result.exit_code == 0, result.output
+    assert f"src schema written: {project / 'sql' / 'src_schema.json'}" in result.output
+    assert f"src schema: {project / 'sql' / 'src_schema.json'}" in result.output
+    assert "1 case(s): 1 passed, 0 failed" in result.output
+
+    import json
+
+    snapshot = project / "sql" / "src_schema.json"
+    schema = json.loads(snapshot.read_text(encoding="utf-8"))
+    schema["demographics"]["dropped_item"] = "VARCHAR"  # as if staging had dropped an item since the snapshot
+    snapshot.write_text(json.dumps(schema), encoding="utf-8")
+    result = warehouse_test(monkeypatch, project)
+    assert result.exit_code == 0, result.output
+    assert f"warning: {snapshot} differs from the src schema of " in result.output
+    assert "in demographics; `warehouse test --update-schema` refreshes it" in result.output
