@@ -392,6 +392,16 @@ def test_adeff_visit_numbers_actual_time_and_study_day(scenario):
         ("SOFA", "H0", 0.0, 0.0, "HOURS", datetime(2019, 6, 3, 10, 0), date(2019, 6, 3), time(10, 0), 1,
          "Dexmedetomidine", "Dexmedetomidine"),
     ]
+    # the actual time of A's PE challenges (H0 at 09:50, H6 at 16:00) and lactate samples (10:00, 16:00, 22:00,
+    # D2 2019-06-05 10:00 = H48: day 3)
+    got = rows(scenario, "select PARAMCD, AVISIT, round(ARELTM, 4), ADTM, ADY from adeff where USUBJID = 'ADRESS-A' "
+                         "and PARAMCD in ('PERESP', 'LACT') and ADTM is not null order by 1, AVISITN")
+    assert got == [
+        ("LACT", "H0", 0.0, datetime(2019, 6, 3, 10, 0), 1), ("LACT", "H6", 6.0, datetime(2019, 6, 3, 16, 0), 1),
+        ("LACT", "H12", 12.0, datetime(2019, 6, 3, 22, 0), 1), ("LACT", "D2", 48.0, datetime(2019, 6, 5, 10, 0), 3),
+        ("PERESP", "H0", round(-10 / 60, 4), datetime(2019, 6, 3, 9, 50), 1),
+        ("PERESP", "H6", 6.0, datetime(2019, 6, 3, 16, 0), 1),
+    ]
     # across the demo's parameters, AVISIT and AVISITN are one-to-one
     n = rows(scenario, "select count(distinct AVISIT) from adeff")[0][0]
     assert n > 5

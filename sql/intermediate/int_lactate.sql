@@ -4,6 +4,7 @@
 -- columns:
 --   visit: Time point (H0, H6, H12, H24, D2 ... D7)
 --   nominal_hrs: Nominal hours from H0
+--   sample_hrs: Sample time, hours from H0 (the lab's date-time; null when not entered)
 --   lactate: Lactate (mmol/L)
 --   lactate_h0: Lactate at H0 (mmol/L)
 --   clearance_pct: Lactate clearance from H0 (%), at H6, H12 and H24 only; null when L0 is 0 or missing
@@ -15,6 +16,7 @@ with labs as (
             when visit like 'H%' then try_cast(substr(visit, 2) as double)
             else 24.0 * try_cast(substr(visit, 2) as integer)
         end as nominal_hrs,
+        lbdtm_hrs as sample_hrs,
         lactate
     from stg_labs
 ),
@@ -28,6 +30,7 @@ final as (
         labs.subject_id,
         labs.visit,
         labs.nominal_hrs,
+        labs.sample_hrs,
         labs.lactate,
         baseline.lactate_h0,
         case

@@ -18,7 +18,7 @@
 --   avisitn: Analysis visit (N): one number per AVISIT, the planned hours from H0 (Hn: n, Dn: 24 x n), 1000 + n for a window H0-Hn, 2000 for ON-TREATMENT
 --   atpt: Analysis time point within the day (H0, H6, H12, H24) of the time-point parameters PERESP, MAPNE, LACT and LACTCLR; null for daily values (D2 ... D7), windows and other parameters
 --   atptn: Analysis time point (hours from H0), where ATPT is set
---   areltm: Analysis relative time: hours from H0 of the assessment (SOFA: the lab sample time, else nominal); null where only the visit is known
+--   areltm: Analysis relative time: hours from H0 of the assessment (PERESP: the challenge; LACT, LACTCLR: the sample; SOFA: the lab sample, else nominal); null where only the visit is known
 --   areltmu: Analysis relative time unit (HOURS)
 --   adtm: Analysis date-time (H0 + ARELTM)
 --   adt: Analysis date (date part of ADTM)
@@ -37,7 +37,7 @@ with subjects as (
 
 pe_response as (
     select subject_id, 'PERESP' as paramcd, 'PE response: MAP at max PE dose / MAP before (ratio)' as param,
-        atpt as avisit, cast(null as double) as areltm, pe_response as aval, null as avalc,
+        atpt as avisit, pedtm_hrs as areltm, pe_response as aval, null as avalc,
         missing_reason as missrsn, true as has_baseline
     from int_pe_response
 ),
@@ -64,10 +64,10 @@ ne_exposure as (
 
 lactate as (
     select subject_id, 'LACT' as paramcd, 'Lactate (mmol/L)' as param, visit as avisit,
-        cast(null as double) as areltm, lactate as aval, null as avalc, null as missrsn, true as has_baseline
+        sample_hrs as areltm, lactate as aval, null as avalc, null as missrsn, true as has_baseline
     from int_lactate
     union all
-    select subject_id, 'LACTCLR', 'Lactate clearance from H0 (%)', visit, null, clearance_pct, null, null,
+    select subject_id, 'LACTCLR', 'Lactate clearance from H0 (%)', visit, sample_hrs, clearance_pct, null, null,
         false
     from int_lactate
     where visit in ('H6', 'H12', 'H24')
