@@ -204,3 +204,22 @@ def test_query_all_a_filter_shows_then_send_each_site_its_sheet(injected_review,
             pytest.fail("site_01 has no query: no sheet")
         except urllib.error.HTTPError as err:
             assert err.code == 404
+
+
+def test_warehouse_review_serves_the_page_on_127_0_0_1(injected_review, tmp_path):
+    """The command as a person runs it: `warehouse review --port 0` says where the page is, serves it there, and
+    stops on SIGTERM."""
+    import signal
+
+    data = fresh_copy(injected_review, tmp_path / "data")
+    proc = subprocess.Popen([sys.executable, "-m", "warehouse.cli", "review", "--port", "0", "--by", "dm-frank",
+                             "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.match(r"Review page: (http://127\.0\.0\.1:\d+/) \(127\.0\.0\.1 only; Ctrl-C stops it\)", line)
+        assert url, line + proc.stderr.read() if proc.poll() is not None else line
+        html = urllib.request.urlopen(url.group(1)).read().decode()
+        assert "Review of findings" in html and 'id="person">dm-frank<' in html
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

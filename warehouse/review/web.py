@@ -209,6 +209,7 @@ class ReviewServer:
         except OSError as err:
             self.sock.close()
             raise ReviewError(f"cannot listen on 127.0.0.1:{port}: {err.strerror}") from None
+        self.sock.listen(128)  # connections wait in the backlog until uvicorn accepts: the URL works once said
         self.port = self.sock.getsockname()[1]
         self.app = make_app(Path(data_dir), blinded=blinded, by=by, port=self.port)
         self.url = f"http://127.0.0.1:{self.port}/"
