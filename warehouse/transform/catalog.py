@@ -60,6 +60,7 @@ BUILD_TABLE_GRAINS = {
     "ar_km": "arm, time",
     "findings": "finding_id",
     "findings_history": "finding_id",
+    "finding_decisions": "decision_id",
     "validation_results": "stage, suite, table, column, rule",
     "export_changes": "form, change, subject_id, event, repeat_instance, field",
     "catalog": "schema_name, table_name, column_index",
