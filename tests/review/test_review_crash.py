@@ -14,7 +14,7 @@ import time
 import duckdb
 import polars as pl
 import pytest
-from conftest import INJECT_RATE, SEED, SUBJECTS, demo_request, fresh_copy
+from review_helpers import INJECT_RATE, SEED, SUBJECTS, demo_request, fresh_copy
 
 from warehouse.build import PublishBlocked, run_build
 from warehouse.review.actions import decide

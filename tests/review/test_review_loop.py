@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import demo_request, fresh_copy
+from review_helpers import demo_request, fresh_copy
 from typer.testing import CliRunner
 
 from warehouse.build import PublishBlocked, run_build

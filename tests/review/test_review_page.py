@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from cdp import browser  # noqa: F401  (the module's headless Chromium fixture)
-from conftest import fresh_copy
+from review_helpers import fresh_copy
 from typer.testing import CliRunner
 
 from warehouse.cli import app
