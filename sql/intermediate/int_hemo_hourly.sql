@@ -3,8 +3,8 @@
 -- grain: subject_id, hour
 -- columns:
 --   hour: Hours from H0 (0-24)
---   map: MAP nearest the hour (mmHg)
---   hr: Heart rate nearest the hour (beats/min)
+--   map: MAP nearest the hour (mmHg); equally near, the earlier reading
+--   hr: Heart rate nearest the hour (beats/min); equally near, the earlier reading
 --   ne_base: NE rate as base running at the hour (µg/kg/min); 0 when NE had stopped
 --   map_ne_ratio: MAP / NE base dose; null when NE is 0 or unknown
 with parameters as (
@@ -22,8 +22,9 @@ nearest_reading as (
     select
         subject_id,
         cast(round(vsdtm_hrs) as bigint) as hour,
-        arg_min("map", abs(vsdtm_hrs - round(vsdtm_hrs))) as "map",
-        arg_min(hr, abs(vsdtm_hrs - round(vsdtm_hrs))) as hr
+        -- nearest first; equally near, the earlier reading; at the same time, the first entered
+        arg_min("map", (abs(vsdtm_hrs - round(vsdtm_hrs)), vsdtm_hrs, repeat_instance)) as "map",
+        arg_min(hr, (abs(vsdtm_hrs - round(vsdtm_hrs)), vsdtm_hrs, repeat_instance)) as hr
     from stg_hemodynamics, parameters
     where vsdtm_hrs between -0.5 and parameters.last_hour + 0.5
     group by all

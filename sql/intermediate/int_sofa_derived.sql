@@ -68,7 +68,8 @@ pressure as (
     select
         a.subject_id,
         a.visit,
-        arg_min(h."map", abs(h.vsdtm_hrs - a.at_hrs)) as "map"
+        -- nearest first; equally near, the reading before the assessment; at the same time, the first entered
+        arg_min(h."map", (abs(h.vsdtm_hrs - a.at_hrs), h.vsdtm_hrs, h.repeat_instance)) as "map"
     from assessments as a
     join stg_hemodynamics as h
         on h.subject_id = a.subject_id

@@ -20,7 +20,8 @@ renamed as (
         kit_no
     from source
     where rand_dt is not null
-    qualify row_number() over (partition by subject_id order by rand_dt) = 1
+    -- the earliest randomisation; two at the same time: the first in the export
+    qualify row_number() over (partition by subject_id order by rand_dt, _source_row) = 1
 )
 
 select * from renamed
