@@ -15,7 +15,8 @@ import duckdb
 
 PROJECT = Path(__file__).resolve().parents[2]
 ARM_VALUES = ("Dexmedetomidine", "Placebo", "DEX", "PBO")
-ARM_COLUMNS = {"arm", "arm_label", "armcd", "actarm", "actarmcd", "trt01p", "trt01a", "trtp", "trta"}
+ARM_COLUMNS = {"arm", "arm_label", "armcd", "actarm", "actarmcd", "trt01p", "trt01a", "trtp", "trta",
+               "arm_n", "trt01pn", "trt01an"}  # the numbers of an arm: null in a blinded build
 TEXT_SUFFIXES = {".html", ".htm", ".csv", ".json", ".txt", ".md", ".log", ".xml", ".tsv"}
 
 
