@@ -76,6 +76,12 @@ def test_define_loads_with_odmlib_and_says_what_the_warehouse_knows(exported):
     assert [oid for _, oid in keys] == ["IT.ADEFF.USUBJID", "IT.ADEFF.PARAMCD", "IT.ADEFF.AVISIT"]
     origins = {i.OID: i.Origin[0].Type if isinstance(i.Origin, list) else i.Origin.Type for i in mdv.ItemDef}
     assert set(origins.values()) <= {"Predecessor", "Derived", "Not Available"} and "Predecessor" in origins.values()
+    # coded values as CDISC terms: ADAE's AEACN lists the terms the data holds, with C66767's NCI code
+    aeacn = codelists[items["IT.ADAE.AEACN"].CodeListRef.CodeListOID]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        terms = {r[0] for r in con.execute("select distinct AEACN from main.adae where AEACN is not null").fetchall()}
+    assert {e.CodedValue for e in aeacn.EnumeratedItem} == terms and "DOSE NOT CHANGED" in terms
+    assert [(a.Context, a.Name) for a in aeacn.Alias] == [("nci:ExtCodeID", "C66767")]
     # RACE and ETHNIC are not collected in this study: present and empty, and define.xml says so in a comment
     comments = {c.OID: c.Description.TranslatedText[0]._content for c in mdv.CommentDef}
     for var in ("RACE", "ETHNIC"):

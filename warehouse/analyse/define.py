@@ -9,7 +9,8 @@
   Description from the column comment, SASFieldName the XPT name, CodeListRef for flags and PARAMCD/PARAM,
   def:Origin: Predecessor with the eCRF item (main.lineage raw_form.raw_item) when the variable is the item as
   collected (every lineage step a plain copy), else Derived with a MethodDef.
-- CodeList: the distinct values of every flag variable (*FL) and the PARAMCD -> PARAM pairs (decoded).
+- CodeList: the distinct values of every flag variable (*FL) and coded variable (SEX, AGEU, AEACN, AEOUT, AESER,
+  AEREL, ARMNRS; the CDISC codelist's NCI code as an Alias), and the PARAMCD -> PARAM pairs (decoded).
 - MethodDef: the lineage expressions of the variable's model (main.lineage depth 1), else its description.
 - def:CommentDef: a variable with no source (no lineage step reads a table) and no value in any record, e.g. a
   required variable the study does not collect (ADSL RACE): def:Origin "Not Available" and its column comment as
@@ -38,6 +39,10 @@ CLASSES = {
     "BDS": "BASIC DATA STRUCTURE",
     "OCCDS": "OCCURRENCE DATA STRUCTURE",
 }
+# Coded variables of the ADaM IG whose values are CDISC controlled terms (or, AEREL and ARMNRS, a sponsor list):
+# each gets a CodeList of its values, with the NCI code of the CDISC codelist (Alias nci:ExtCodeID) where there is one
+CODED_VARIABLES = {"SEX": "C66731", "AGEU": "C66781", "AEACN": "C66767", "AEOUT": "C66768", "AESER": "C66742",
+                   "AEREL": None, "ARMNRS": None}
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT"}
 
@@ -294,8 +299,10 @@ def build_define(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] | None 
 
 
 def _codelist(con, table: str, name: str, col: str, columns: list[str], dtype: str) -> ET.Element | None:
-    """A CodeList of the variable's distinct values: flags (*FL) and PARAMCD (decoded by PARAM)."""
-    if dtype != "text" or not (col.endswith("FL") or (col == "PARAMCD" and "PARAM" in columns)):
+    """A CodeList of the variable's distinct values: flags (*FL), coded variables (CODED_VARIABLES, with their
+    CDISC codelist's NCI code) and PARAMCD (decoded by PARAM)."""
+    coded = col in CODED_VARIABLES
+    if dtype != "text" or not (col.endswith("FL") or coded or (col == "PARAMCD" and "PARAM" in columns)):
         return None
     oid = f"CL.{name}.{_oid_part(col)}"
     codelist = ET.Element(_d("CodeList"), {"OID": oid, "Name": f"{name} {col}", "DataType": "text"})
@@ -312,6 +319,8 @@ def _codelist(con, table: str, name: str, col: str, columns: list[str], dtype: s
             return None
         for i, value in enumerate(values, start=1):
             ET.SubElement(codelist, _d("EnumeratedItem"), {"CodedValue": str(value), "OrderNumber": str(i)})
+        if coded and CODED_VARIABLES[col]:
+            ET.SubElement(codelist, _d("Alias"), {"Context": "nci:ExtCodeID", "Name": CODED_VARIABLES[col]})
     return codelist
 
 
