@@ -54,9 +54,14 @@ if TYPE_CHECKING:
 # run (~0.1 s each, 55 of them in the 32-subject demo: 5.0 s against 2.5 s for the whole validate stage in DuckDB,
 # bench/profile_build.py). It was 200,000 while small tables were thought cheaper in memory.
 PUSHDOWN_ROW_THRESHOLD = 0
+# Raw forms up to this many rows are read into temporary tables once (every suite on a form scans it: 0.35 s of the
+# 32-subject demo's raw stage, 1.9 -> 1.6 s); larger ones stay views over their Parquet files, so that memory stays
+# flat in the size of the export.
+RAW_MATERIALISE_ROWS = 200_000
 
 __all__ = [  # DuckDBEngine: pushdown_engine.py; SQL_EXPECTATIONS, compile_expectation: pushdown_sql.py
     "PUSHDOWN_ROW_THRESHOLD",
+    "RAW_MATERIALISE_ROWS",
     "SQL_EXPECTATIONS",
     "DuckDBEngine",
     "compile_expectation",

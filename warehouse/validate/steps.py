@@ -54,7 +54,7 @@ def validate_raw(data_dir: Path, export_id: str):
     in memory, which is the reference; memory flat in the size of the export)."""
     from warehouse.stage.typed import identifier_items
     from warehouse.validate import PUSHDOWN_ROW_THRESHOLD, validate_stage, validate_stage_duckdb
-    from warehouse.validate.pushdown import parquet_views
+    from warehouse.validate.pushdown import RAW_MATERIALISE_ROWS, parquet_views
     from warehouse.validate.vanished import check_vanished
 
     meta = read_meta(data_dir, export_id)
@@ -63,8 +63,9 @@ def validate_raw(data_dir: Path, export_id: str):
     if max(rows.values(), default=0) <= PUSHDOWN_ROW_THRESHOLD:
         validation = validate_stage("raw", {f: pl.read_parquet(path) for f, path in files.items()}, metadata=meta)
     else:
+        small = max(rows.values(), default=0) <= RAW_MATERIALISE_ROWS  # read once into memory; else views
         with connect_build() as con:
-            validation = validate_stage_duckdb("raw", con, parquet_views(con, files, materialise=False), metadata=meta)
+            validation = validate_stage_duckdb("raw", con, parquet_views(con, files, materialise=small), metadata=meta)
     validation = check_vanished(validation, data_dir, export_id)  # subjects/records of the published export gone
     return withhold_identifier_values(validation, identifier_items(meta["items"]), data_dir=data_dir,
                                       export_id=export_id)
