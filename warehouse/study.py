@@ -4,8 +4,10 @@ Only `[study]` (id, title) is required. Everything else is optional and empty wh
 study time H0: without it no `_hrs` columns), `[norepinephrine]` (salt factors and the items whose doses are
 converted to base), `[bradycardia]`, `[adverse_events]`, `[windows]`, `[schedule]`, `[treatment]` (arms and the
 blinded label), `[export]` (the CSV dialect, when detection gets it wrong), `[parameters]` (the project's own
-derivation parameters: each key a typed column of `src.study_parameters`). Sections `warehouse init` writes for
-people to read (`[forms]`, `[sites]`, `[identifiers]`, `[datetimes]`) are not read by the engine."""
+derivation parameters: each key a typed column of `src.study_parameters`), `[code_lists]` (which eCRF item's codes
+each code-list parameter maps, `name = "form.item"`: staging checks the export's data dictionary against it).
+Sections `warehouse init` writes for people to read (`[forms]`, `[sites]`, `[identifiers]`, `[datetimes]`) are not
+read by the engine."""
 
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ class StudyConfig:
     export_decimal_comma: bool | None = None
     # the project's own parameters ([parameters]): name -> (value, DuckDB type)
     parameters: dict[str, tuple[object, str]] = field(default_factory=dict)
+    # [code_lists]: a code-list parameter (a [parameters] table of strings) -> the eCRF item it maps ("form.item")
+    code_lists: dict[str, str] = field(default_factory=dict)
 
     def __getattr__(self, name: str):
         """A [parameters] key read as an attribute (`{"study": "<parameter>"}` in a suite reads it so); only
@@ -153,9 +157,29 @@ def study_from_toml(raw: dict, source: Path) -> StudyConfig:
         export_delimiter=delimiter,
         export_decimal_comma=decimal_comma,
     )
-    if "parameters" not in raw:
-        return config
-    return replace(config, parameters=_own_parameters(raw["parameters"], source, config))
+    if "parameters" in raw:
+        config = replace(config, parameters=_own_parameters(raw["parameters"], source, config))
+    if "code_lists" in raw:
+        config = replace(config, code_lists=_code_lists(raw["code_lists"], source, config))
+    return config
+
+
+def _code_lists(table: object, source: Path, config: StudyConfig) -> dict[str, str]:
+    """The [code_lists] table: `<parameter> = "form.item"`, the parameter a [parameters] table of strings (a code
+    list) and the item the eCRF item whose codes it maps. Which item a code list serves is study metadata: the
+    engine only checks, at staging, that the data dictionary allows no code the list lacks (warehouse.stage.
+    codelists). Anything else is a ValueError naming the file and the key."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{source}: [code_lists] must be a table of `parameter = \"form.item\"`")
+    out: dict[str, str] = {}
+    for name, ref in table.items():
+        where = f"{source}: [code_lists] {name}"
+        if name not in config.parameters or config.parameters[name][1] != MAPPING_TYPE:
+            raise ValueError(f"{where}: not a code list of [parameters] (a table of strings, code -> term)")
+        if not isinstance(ref, str) or not re.fullmatch(r"[^.\s]+\.[^.\s]+", ref):
+            raise ValueError(f"{where}: {ref!r} is not an eCRF item as \"form.item\"")
+        out[name] = ref
+    return out
 
 
 def _own_parameters(table: object, source: Path, config: StudyConfig) -> dict[str, tuple[object, str]]:

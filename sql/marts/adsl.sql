@@ -20,7 +20,9 @@
 --   randdt: Date of randomisation
 --   kitno: Study-drug kit number
 --   arm: Description of planned arm (the randomised arm; masked as the blinded label in blinded builds; null if not randomised)
+--   armcd: Planned arm code (the arm's key in the study configuration, e.g. DEX; masked as the blinded label in blinded builds; null if not randomised)
 --   actarm: Description of actual arm (the randomised arm once dosed; masked as the blinded label in blinded builds; null if never dosed)
+--   actarmcd: Actual arm code (ARMCD once dosed; masked as the blinded label in blinded builds; null if never dosed)
 --   armnrs: Reason arm is null (SCREEN FAILURE; ASSIGNED, NOT TREATED for ACTARM)
 --   trt01p: Planned treatment for period 01 (masked as 'Blinded' in blinded builds; null if not randomised)
 --   trt01pn: Planned treatment for period 01 (N): the arm's order in the study configuration; null in blinded builds
@@ -111,17 +113,28 @@ final as (
         rand.randdtm as RANDDTM,
         cast(rand.randdtm as date) as RANDDT,
         rand.kit_no as KITNO,
-        -- the arm: one treatment period, so ARM = TRT01P and ACTARM = TRT01A, masked alike in a blinded build
+        -- the arm: one treatment period, so ARM = TRT01P and ACTARM = TRT01A, masked alike in a blinded build;
+        -- ARMCD/ACTARMCD (SDTM DM's arm codes) are the arm's key in study.toml [treatment] arms
         case
             when rand.subject_id is null then null
             when build.blinded then build.blinded_label
             else arms.arm_label
         end as ARM,
         case
+            when rand.subject_id is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm
+        end as ARMCD,
+        case
             when rand.subject_id is null or dosing.trtsdtm is null then null
             when build.blinded then build.blinded_label
             else arms.arm_label
         end as ACTARM,
+        case
+            when rand.subject_id is null or dosing.trtsdtm is null then null
+            when build.blinded then build.blinded_label
+            else arms.arm
+        end as ACTARMCD,
         case
             when rand.subject_id is null then 'SCREEN FAILURE'
             when dosing.trtsdtm is null then 'ASSIGNED, NOT TREATED'

@@ -82,6 +82,9 @@ def test_define_loads_with_odmlib_and_says_what_the_warehouse_knows(exported):
         terms = {r[0] for r in con.execute("select distinct AEACN from main.adae where AEACN is not null").fetchall()}
     assert {e.CodedValue for e in aeacn.EnumeratedItem} == terms and "DOSE NOT CHANGED" in terms
     assert [(a.Context, a.Name) for a in aeacn.Alias] == [("nci:ExtCodeID", "C66767")]
+    # the arm codes (ARMCD, ACTARMCD): a sponsor list of the study.toml [treatment] arm keys, no NCI alias
+    armcd = codelists[items["IT.ADSL.ARMCD"].CodeListRef.CodeListOID]
+    assert {e.CodedValue for e in armcd.EnumeratedItem} == {"DEX", "PBO"} and not armcd.Alias
     # RACE and ETHNIC are not collected in this study: present and empty, and define.xml says so in a comment
     comments = {c.OID: c.Description.TranslatedText[0]._content for c in mdv.CommentDef}
     for var in ("RACE", "ETHNIC"):

@@ -74,6 +74,14 @@ CASES = [
     ("metadata", ["comment on column main.adsl.AGE is ''"], "ADAM-006", "adsl", "AGE", None, False),
     ("timing", ["update main.adeff set AVISIT = null where AVISITN is not null and USUBJID = '{first}'"],
      "ADAM-052", "adeff", "AVISIT", None, True),
+    # issue 18 follow-ups: a treatment number that does not pair with its text (both ways); a visit name that the
+    # mart's AVISIT -> AVISITN rule does not know (AVISITN null)
+    ("identifiers", ["update main.adsl set TRT01PN = 3 where USUBJID = '{first}'"], "ADAM-038", "adsl", "TRT01PN",
+     "3", False),  # every subject of that arm: its TRT01P now has two numbers
+    ("identifiers", ["update main.adsl set TRT01A = 'Other' where USUBJID = '{first}' and TRT01A is not null"],
+     "ADAM-038", "adsl", "TRT01A", "Other", False),  # its TRT01AN now has two texts
+    ("timing", ["update main.adeff set AVISIT = 'WEEK 1', AVISITN = null where AVISIT = 'H6' "
+                "and USUBJID = '{first}'"], "ADAM-054", "adeff", "AVISITN", "WEEK 1", True),
     # the demo's former deviations, now errors: an actual hour in AVISITN, a TRTEMFL of N
     ("timing", ["update main.adeff set AVISITN = 0.5 where AVISIT = 'H0' and PARAMCD = 'SOFA' "
                 "and USUBJID = '{first}'"], "ADAM-050", "adeff", "AVISITN", None, False),

@@ -10,7 +10,7 @@
   def:Origin: Predecessor with the eCRF item (main.lineage raw_form.raw_item) when the variable is the item as
   collected (every lineage step a plain copy), else Derived with a MethodDef.
 - CodeList: the distinct values of every flag variable (*FL) and coded variable (SEX, AGEU, AEACN, AEOUT, AESER,
-  AEREL, ARMNRS; the CDISC codelist's NCI code as an Alias), and the PARAMCD -> PARAM pairs (decoded).
+  AEREL, ARMNRS, ARMCD, ACTARMCD; the CDISC codelist's NCI code as an Alias), and the PARAMCD -> PARAM pairs (decoded).
 - MethodDef: the lineage expressions of the variable's model (main.lineage depth 1), else its description.
 - def:CommentDef: a variable with no source (no lineage step reads a table) and no value in any record, e.g. a
   required variable the study does not collect (ADSL RACE): def:Origin "Not Available" and its column comment as
@@ -39,10 +39,11 @@ CLASSES = {
     "BDS": "BASIC DATA STRUCTURE",
     "OCCDS": "OCCURRENCE DATA STRUCTURE",
 }
-# Coded variables of the ADaM IG whose values are CDISC controlled terms (or, AEREL and ARMNRS, a sponsor list):
-# each gets a CodeList of its values, with the NCI code of the CDISC codelist (Alias nci:ExtCodeID) where there is one
+# Coded variables of the ADaM IG whose values are CDISC controlled terms (or, AEREL, ARMNRS and the arm codes
+# ARMCD/ACTARMCD, a sponsor list): each gets a CodeList of its values, with the NCI code of the CDISC codelist
+# (Alias nci:ExtCodeID) where there is one
 CODED_VARIABLES = {"SEX": "C66731", "AGEU": "C66781", "AEACN": "C66767", "AEOUT": "C66768", "AESER": "C66742",
-                   "AEREL": None, "ARMNRS": None}
+                   "AEREL": None, "ARMNRS": None, "ARMCD": None, "ACTARMCD": None}
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT"}
 

@@ -152,9 +152,11 @@ def write_sources(
 def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
     """Raw snapshot -> typed `src` tables in the build file, one form at a time, streamed; the typing failures
     are then read from the loaded forms' `_untyped` columns in DuckDB."""
+    from warehouse.stage.codelists import require_code_lists
     from warehouse.stage.typed import form_checks, stage_lazy
 
     meta = read_meta(request.data_dir, export_id)
+    require_code_lists(request.study, meta["items"], meta["choices"])  # before any data: a code with no term
     raw = scan_raw(request.data_dir, export_id, meta["forms"])
     staged, _ = stage_lazy(raw, meta["items"], meta["choices"], request.study)
     checks = {form: form_checks(frame, form, meta["items"], meta["choices"]) for form, frame in raw.items()}

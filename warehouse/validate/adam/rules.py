@@ -88,6 +88,8 @@ ADAM-035 | identifiers | error   | ADaMIG 3.3.1            | Variable copied fro
 ADAM-036 | identifiers | error   | ADaMIG 3.2              | AGEU populated where AGE is
 ADAM-037 | identifiers | error   | SDTM CT C66731          | SEX in the CDISC SEX codelist (M, F, U,
                                                              UNDIFFERENTIATED)
+ADAM-038 | identifiers | error   | ADaMIG 3.2.3            | TRTxxPN one-to-one with TRTxxP, TRTxxAN with TRTxxA
+                                                             (TRTPN/TRTP, TRTAN/TRTA alike)
 ADAM-040 | parameter   | error   | ADaMIG 3.3.4            | PARAMCD not null
 ADAM-041 | parameter   | error   | ADaMIG 3.3.4            | PARAMCD at most 8 characters
 ADAM-042 | parameter   | error   | ADaMIG 3.3.4            | PARAMCD starts with a letter, letters/digits/underscore
@@ -104,6 +106,7 @@ ADAM-050 | timing      | error   | ADaMIG 3.3.3            | One AVISITN per AVI
 ADAM-051 | timing      | error   | ADaMIG 3.3.3            | One AVISIT per AVISITN
 ADAM-052 | timing      | error   | ADaMIG 3.3.3            | AVISIT populated where AVISITN is
 ADAM-053 | timing      | error   | ADaMIG 3.3.3            | One ATPTN per ATPT
+ADAM-054 | timing      | error   | ADaMIG 3.3.3            | AVISITN populated where AVISIT is
 ADAM-060 | flags       | error   | ADaMIG 3.1.4            | Flag (*FL) is Y, N or null
 ADAM-061 | flags       | error   | ADaMIG 3.1.4            | Population flag (ITTFL, SAFFL, ...) is Y or N, never
                                                              null
