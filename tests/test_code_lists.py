@@ -65,6 +65,8 @@ def test_an_item_missing_or_not_coded_is_a_problem(tmp_path):
     study = load_study(write(tmp_path, STUDY))
     assert code_list_problems(study, *meta([("1", "x")], item="ae_outcome_v2")) == [
         "study.toml: [code_lists] aeout_terms: the export has no item ae.ae_outcome"]
+    # an export without the form at all (another study's) is not checked: nothing there uses the list
+    assert code_list_problems(study, *meta([("9", "x")], form="other_form")) == []
     items, _ = meta([])
     assert code_list_problems(study, items, pl.DataFrame(schema=CHOICES_SCHEMA)) == [
         ("study.toml: [code_lists] aeout_terms: the export's data dictionary gives item ae.ae_outcome no choices "

@@ -15,13 +15,17 @@ from warehouse.study import StudyConfig
 
 
 def code_list_problems(study: StudyConfig, items: pl.DataFrame, choices: pl.DataFrame) -> list[str]:
-    """One line per problem: a code list's item missing from the export, or a code of the item's choices with no
-    entry in the list (naming the study file, the list, the item, the code and its eCRF label)."""
+    """One line per problem: a code list's item missing from its form, the item not coded, or a code of the item's
+    choices with no entry in the list (naming the study file, the list, the item, the code and its eCRF label). An
+    export without the item's form at all (another study's export staged with this configuration) is not checked:
+    no model of this study can use the list on it."""
     problems: list[str] = []
     where = study.source.name or "study.toml"
     for name, ref in study.code_lists.items():
         form, item = ref.split(".", 1)
         terms = study.parameters[name][0]
+        if items.filter(pl.col("form") == form).is_empty():
+            continue  # an export without the form (another study's, a partial one): nothing uses the list
         if items.filter((pl.col("form") == form) & (pl.col("item") == item)).is_empty():
             problems.append(f"{where}: [code_lists] {name}: the export has no item {ref}")
             continue
