@@ -66,8 +66,8 @@ def test_blinded_build_masks_treatment(tmp_path):
     assert result.published == tmp_path / "warehouse.duckdb"
     assert query(result.published, "select distinct TRT01P from adsl") == [("Blinded",)]
     # every arm variable as TRT01P is: the label, and no arm number
-    assert query(result.published, "select distinct ARM, ACTARM, TRT01A, TRT01PN, TRT01AN from adsl") == [
-        ("Blinded", "Blinded", "Blinded", None, None)]
+    assert query(result.published, "select distinct ARM, ARMCD, ACTARM, ACTARMCD, TRT01A, TRT01PN, TRT01AN "
+                                   "from adsl") == [("Blinded", "Blinded", "Blinded", "Blinded", "Blinded", None, None)]
     assert query(result.published, "select distinct TRTP, TRTA from adeff") == [("Blinded", "Blinded")]
     assert query(result.published, "select count(*) from src.randomisation_list") == [(0,)]
     assert not (tmp_path / "unblinded").exists()
