@@ -51,11 +51,11 @@ def test_a_code_without_a_term_is_named_with_its_list_and_item(tmp_path):
     study = load_study(write(tmp_path, STUDY))
     problems = code_list_problems(study, *meta([("1", "recovered"), ("2", "fatal"), ("3", "unknown"),
                                                 ("4", "recovering")]))
-    assert problems == [
-        ("study.toml: [parameters] aeout_terms has no term for code '3' (unknown) of eCRF item ae.ae_outcome, "
+    assert problems == [  # the study file by its path
+        (f"{study.source}: [parameters] aeout_terms has no term for code '3' (unknown) of eCRF item ae.ae_outcome, "
          "which the export's data dictionary allows"),
-        ("study.toml: [parameters] aeout_terms has no term for code '4' (recovering) of eCRF item ae.ae_outcome, "
-         "which the export's data dictionary allows"),
+        (f"{study.source}: [parameters] aeout_terms has no term for code '4' (recovering) of eCRF item "
+         "ae.ae_outcome, which the export's data dictionary allows"),
     ]
     with pytest.raises(BuildError, match=r"code '3' \(unknown\) .* \(and 1 more\)$"):
         require_code_lists(study, *meta([("1", "a"), ("2", "b"), ("3", "unknown"), ("4", "recovering")]))
@@ -64,13 +64,13 @@ def test_a_code_without_a_term_is_named_with_its_list_and_item(tmp_path):
 def test_an_item_missing_or_not_coded_is_a_problem(tmp_path):
     study = load_study(write(tmp_path, STUDY))
     assert code_list_problems(study, *meta([("1", "x")], item="ae_outcome_v2")) == [
-        "study.toml: [code_lists] aeout_terms: the export has no item ae.ae_outcome"]
+        f"{study.source}: [code_lists] aeout_terms: the export has no item ae.ae_outcome"]
     # an export without the form at all (another study's) is not checked: nothing there uses the list
     assert code_list_problems(study, *meta([("9", "x")], form="other_form")) == []
     items, _ = meta([])
     assert code_list_problems(study, items, pl.DataFrame(schema=CHOICES_SCHEMA)) == [
-        ("study.toml: [code_lists] aeout_terms: the export's data dictionary gives item ae.ae_outcome no choices "
-         "(not a coded item)")]
+        (f"{study.source}: [code_lists] aeout_terms: the export's data dictionary gives item ae.ae_outcome no "
+         "choices (not a coded item)")]
 
 
 @pytest.mark.parametrize("entry, reason", [
@@ -105,6 +105,6 @@ def test_a_demo_build_whose_list_lacks_a_code_stops_at_staging(tmp_path):
     study = replace(demo, parameters={**demo.parameters, "aeout_terms": (lacking, kind)})
     with pytest.raises(BuildError) as err:
         run_build(BuildRequest(data_dir=tmp_path, blinded=False, study=study))
-    assert str(err.value) == ("study.toml: [parameters] aeout_terms has no term for code '5' (fatal) of eCRF item "
+    assert str(err.value) == (f"{demo.source}: [parameters] aeout_terms has no term for code '5' (fatal) of eCRF item "
                               "adverse_events.ae_outcome, which the export's data dictionary allows")
     assert not list(tmp_path.rglob("warehouse.duckdb"))

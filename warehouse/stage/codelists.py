@@ -20,7 +20,7 @@ def code_list_problems(study: StudyConfig, items: pl.DataFrame, choices: pl.Data
     export without the item's form at all (another study's export staged with this configuration) is not checked:
     no model of this study can use the list on it."""
     problems: list[str] = []
-    where = study.source.name or "study.toml"
+    where = str(study.source) if study.source.name else "study.toml"  # the file to fix, by its path
     for name, ref in study.code_lists.items():
         form, item = ref.split(".", 1)
         terms = study.parameters[name][0]
