@@ -20,7 +20,7 @@
 --   randdt: Date of randomisation
 --   kitno: Study-drug kit number
 --   arm: Description of planned arm (the randomised arm; masked as the blinded label in blinded builds; null if not randomised)
---   armcd: Planned arm code (the arm's key in the study configuration, e.g. DEX; masked as the blinded label in blinded builds; null if not randomised)
+--   armcd: Planned arm code (the arm's key in the study configuration's treatment arms; masked as the blinded label in blinded builds; null if not randomised)
 --   actarm: Description of actual arm (the randomised arm once dosed; masked as the blinded label in blinded builds; null if never dosed)
 --   actarmcd: Actual arm code (ARMCD once dosed; masked as the blinded label in blinded builds; null if never dosed)
 --   armnrs: Reason arm is null (SCREEN FAILURE; ASSIGNED, NOT TREATED for ACTARM)
