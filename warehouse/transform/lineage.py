@@ -175,7 +175,10 @@ def model_steps(compiled: Compiled, name: str, schema: MappingSchema) -> list[St
     """Every output column of one model with its direct inputs, by sqlglot lineage over the compiled SELECT."""
     unit = compiled.compiled[name]
     expression = unit.expression.copy()
-    nodes = lineage(None, expression, schema, dialect=DIALECT, scope=build_scope(expression), copy=False)
+    # trim_selects=False: sqlglot would otherwise copy the whole SELECT at every node (8x the time here), for a
+    # node label this module never reads
+    nodes = lineage(None, expression, schema, dialect=DIALECT, scope=build_scope(expression), copy=False,
+                    trim_selects=False)
     steps: list[Step] = []
     for lowered, root in nodes.items():
         column = unit.column_name(lowered) or lowered
@@ -384,7 +387,7 @@ def lineage_cache_key(compiled: Compiled) -> str:
 
 def cached_mart_lineage(lineage_of: Lineage, cache_dir: Path | None) -> pl.DataFrame:
     """`mart_lineage`, read from `cache_dir` when the models and the src schema are those of an earlier build:
-    sqlglot's lineage deep-copies the query at every step (~5 s for this project), the result never changes."""
+    the result never changes while they do not (~0.4 s for this project's 32 models, ~0.1 s to read)."""
     if cache_dir is None:
         return lineage_of.mart_lineage()
     path = Path(cache_dir) / f"lineage-{lineage_cache_key(lineage_of.compiled)}.parquet"
