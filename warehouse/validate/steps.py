@@ -93,6 +93,14 @@ def withhold_identifier_values(validation, identifiers: set[str] | None = None, 
     return withhold_identifiers(validation, identifiers, values)
 
 
+def start_data_docs(paths: BuildPaths, build_id: str, validations: list) -> bool:
+    """Start rendering the build's Data Docs in a forked child (validate.datadocs.start_data_docs) once the
+    results are final (identifier values withheld): the report joins it instead of rendering them itself."""
+    from warehouse.validate.datadocs import start_data_docs
+
+    return start_data_docs(Path(paths.reports) / build_id / "data_docs", validations, build_id)
+
+
 def schema_tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
     return [f"{schema}.{r[0]}" for r in con.execute(
         "select table_name from information_schema.tables where table_schema = ? order by 1", [schema]).fetchall()]
