@@ -125,9 +125,10 @@ def typed_expression(column: str, spec: ItemSpec) -> pl.Expr:
 def item_specs(items: pl.DataFrame, choices: pl.DataFrame, form: str, columns: list[str]) -> dict[str, ItemSpec]:
     """Specs of the value columns of one raw form, from the export's item metadata."""
     coded_items = set(choices.get_column("item").to_list()) if choices.height else set()
-    meta = {row["item"]: row for row in items.filter(pl.col("form") == form).iter_rows(named=True)}
+    rows = list(items.iter_rows(named=True))  # rows in Python, no eager Polars filter: see identifier_items
+    meta = {row["item"]: row for row in rows if row["form"] == form}
     # Items can be listed under another form in the metadata (ODM item groups shared across forms).
-    meta_any = {row["item"]: row for row in items.iter_rows(named=True)}
+    meta_any = {row["item"]: row for row in rows}
     specs: dict[str, ItemSpec] = {}
     for column in columns:
         row = meta.get(column) or meta_any.get(column)
@@ -148,7 +149,10 @@ def identifier_items(items: pl.DataFrame) -> set[str]:
     """Items flagged as identifiers in the metadata; checkbox columns follow their field's flag."""
     if "identifier" not in items.columns:
         return set()
-    return set(items.filter(pl.col("identifier").fill_null(False)).get_column("item").to_list())
+    # plain Python over two columns, not a Polars filter: called per form and column, and each eager Polars
+    # query gives the GIL away (with Great Expectations importing beside staging, ~5 ms to get it back)
+    return {item for item, flag in zip(items.get_column("item").to_list(), items.get_column("identifier").to_list())
+            if flag}
 
 
 def is_identifier(column: str, identifiers: set[str]) -> bool:
@@ -226,14 +230,18 @@ def checked_specs(specs: dict[str, ItemSpec], values: list[str]) -> list[ItemSpe
 
 def decode_choices(frame: pl.LazyFrame, column: str, choices: pl.DataFrame) -> pl.LazyFrame:
     """Add `<column>_decod`, the label of each code; an unknown code keeps its code and gets no label."""
-    labels = choices.filter(pl.col("item") == column).select(
-        pl.col("code").alias(column), pl.col("label").alias(f"{column}_decod")
-    )
-    if column.endswith("_complete") and labels.height == 0:
-        labels = pl.DataFrame(
-            {column: ["0", "1", "2"], f"{column}_decod": ["Incomplete", "Unverified", "Complete"]}
-        )
-    return frame.join(labels.unique(column).lazy(), on=column, how="left", maintain_order="left")
+    # the item's labels picked in Python (first label of a code), not by eager Polars queries: see identifier_items
+    pairs: dict[str, str] = {}
+    if choices.height:
+        for item, code, label in zip(*(choices.get_column(c).to_list() for c in ("item", "code", "label"))):
+            if item == column:
+                pairs.setdefault(code, label)
+    if column.endswith("_complete") and not pairs:
+        pairs = {"0": "Incomplete", "1": "Unverified", "2": "Complete"}
+    labels = pl.DataFrame({column: list(pairs), f"{column}_decod": list(pairs.values())},
+                          schema={column: choices.schema.get("code", pl.Utf8),
+                                  f"{column}_decod": choices.schema.get("label", pl.Utf8)})
+    return frame.join(labels.lazy(), on=column, how="left", maintain_order="left")
 
 
 def untyped_values(specs: list[ItemSpec], typed: dict[str, str] | None = None) -> pl.Expr:
