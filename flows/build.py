@@ -247,7 +247,8 @@ def summary_markdown(study_id: str, result: BuildResult, extract_cached: bool,
         lines += ["", "## Models", "", "| model | relation | rows | seconds |", "|---|---|---:|---:|"]
         lines += [f"| {r.name} | {r.relation} | {r.rows} | {r.seconds:.3f} |" for r in result.model_runs]
     if validations:
-        lines += ["", findings_markdown(validations, result.build_id).replace("# Validation", "## Validation", 1)]
+        lines += ["", findings_markdown(validations, result.build_id, blocked=False)
+                  .replace("# Validation", "## Validation", 1)]
     if result.review:
         lines += ["", result.review]
     return "\n".join(lines)
@@ -292,7 +293,7 @@ class PrefectRunner(Runner):
             write_artifacts(study_id, text, None)
         elif blocked is not None:
             write_artifacts(study_id, f"# {study_id} build {outcome.build_id}: publishing blocked\n\n{blocked}"
-                            "\n\n" + findings_markdown(validations, outcome.build_id)
+                            "\n\n" + findings_markdown(validations, outcome.build_id, blocked=True)
                             + review_markdown(request.paths.build_file(outcome.build_id)), findings_rows(validations))
         else:
             cached = self.extract_cached or outcome.up_to_date

@@ -77,6 +77,33 @@ dosing as (
     group by subject_id
 ),
 
+planned_arm as (
+    -- the arm as randomised: its label, its key in study.toml [treatment] arms (ARMCD) and its order there
+    -- (TRTxxPN); masked as the blinded label (the number null) in a blinded build
+    select
+        rand.subject_id,
+        case when build.blinded then build.blinded_label else arms.arm_label end as label,
+        case when build.blinded then build.blinded_label else arms.arm end as code,
+        case when not build.blinded then arms.arm_n end as arm_n
+    from stg_randomisation as rand
+    cross join build
+    left join arms on arms.kit_no = rand.kit_no
+),
+
+treatment as (
+    -- planned for every randomised subject, actual once dosed (null for a subject never dosed)
+    select
+        planned_arm.subject_id,
+        planned_arm.label as planned_label,
+        planned_arm.code as planned_code,
+        planned_arm.arm_n as planned_n,
+        case when dosing.trtsdtm is not null then planned_arm.label end as actual_label,
+        case when dosing.trtsdtm is not null then planned_arm.code end as actual_code,
+        case when dosing.trtsdtm is not null then planned_arm.arm_n end as actual_n
+    from planned_arm
+    left join dosing on dosing.subject_id = planned_arm.subject_id
+),
+
 baseline_lab as (
     select subject_id, lactate as lactbl from stg_labs where visit = 'H0'
 ),
@@ -113,50 +140,19 @@ final as (
         rand.randdtm as RANDDTM,
         cast(rand.randdtm as date) as RANDDT,
         rand.kit_no as KITNO,
-        -- the arm: one treatment period, so ARM = TRT01P and ACTARM = TRT01A, masked alike in a blinded build;
-        -- ARMCD/ACTARMCD (SDTM DM's arm codes) are the arm's key in study.toml [treatment] arms
-        case
-            when rand.subject_id is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm_label
-        end as ARM,
-        case
-            when rand.subject_id is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm
-        end as ARMCD,
-        case
-            when rand.subject_id is null or dosing.trtsdtm is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm_label
-        end as ACTARM,
-        case
-            when rand.subject_id is null or dosing.trtsdtm is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm
-        end as ACTARMCD,
+        -- the arm: one treatment period, so ARM = TRT01P and ACTARM = TRT01A (treatment, above)
+        treatment.planned_label as ARM,
+        treatment.planned_code as ARMCD,
+        treatment.actual_label as ACTARM,
+        treatment.actual_code as ACTARMCD,
         case
             when rand.subject_id is null then 'SCREEN FAILURE'
             when dosing.trtsdtm is null then 'ASSIGNED, NOT TREATED'
         end as ARMNRS,
-        case
-            when rand.subject_id is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm_label
-        end as TRT01P,
-        case
-            when rand.subject_id is null or build.blinded then null
-            else arms.arm_n
-        end as TRT01PN,
-        case
-            when rand.subject_id is null or dosing.trtsdtm is null then null
-            when build.blinded then build.blinded_label
-            else arms.arm_label
-        end as TRT01A,
-        case
-            when rand.subject_id is null or dosing.trtsdtm is null or build.blinded then null
-            else arms.arm_n
-        end as TRT01AN,
+        treatment.planned_label as TRT01P,
+        treatment.planned_n as TRT01PN,
+        treatment.actual_label as TRT01A,
+        treatment.actual_n as TRT01AN,
         dosing.trtsdtm as TRTSDTM,
         dosing.trtedtm as TRTEDTM,
         cast(dosing.trtsdtm as date) as TRTSDT,
@@ -183,7 +179,7 @@ final as (
     cross join build
     left join stg_demographics as dm on dm.subject_id = subjects.subject_id
     left join stg_randomisation as rand on rand.subject_id = subjects.subject_id
-    left join arms on arms.kit_no = rand.kit_no
+    left join treatment on treatment.subject_id = subjects.subject_id
     left join dosing on dosing.subject_id = subjects.subject_id
     left join stg_end_of_study as eos on eos.subject_id = subjects.subject_id
     left join int_death as death on death.subject_id = subjects.subject_id

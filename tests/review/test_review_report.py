@@ -15,7 +15,7 @@ import polars as pl
 from warehouse.review.gate import Review, review_build
 from warehouse.review.report import review_markdown, review_section
 from warehouse.review.store import NewDecision, read_decisions, record, value_fingerprint
-from warehouse.validate import FINDINGS_COLUMNS, StageValidation, finding_id, update_findings_history
+from warehouse.validate import FINDINGS_COLUMNS, StageValidation, finding_id, findings_markdown, update_findings_history
 from warehouse.validate.core import RESULTS_SCHEMA
 from warehouse.validate.report import render_validation_report
 
@@ -83,6 +83,16 @@ def test_the_artifact_markdown_has_the_counts_and_the_reasons(tmp_path):
     assert "### Accepted findings (1)" in text
     assert f"| error | site_01 | 01-001 | vitals | hr | 31 | hr plausible | alice | 2024-03-01T09:30:00.000000Z | {REASON} |" in text
     assert review_markdown(tmp_path / "missing.duckdb") == ""
+
+
+def test_the_artifacts_verdict_follows_the_gate_not_the_failed_rules(tmp_path):
+    v, review, _ = reviewed(tmp_path)
+    assert v.errors == 1 and not review.blocked
+    published = findings_markdown([v], "b1", blocked=review.blocked)
+    assert "**Published**: 1 failed error expectation(s), every error finding of them accepted or queried" in published
+    assert "Publishing blocked" not in published
+    assert "**Publishing blocked**: 1 failed error expectation(s)." in findings_markdown([v], "b1", blocked=True)
+    assert "**Publishing blocked**" in findings_markdown([v], "b1")  # no gate given: a failed error rule blocks
 
 
 def test_review_without_a_build_is_one_line_exit_2(tmp_path):

@@ -5,12 +5,12 @@ site (the columns of the validation report's site listings, with the query's id 
 from __future__ import annotations
 
 import io
-import re
 
 import polars as pl
 
 from warehouse.review.source import ReviewSource
 from warehouse.review.store import read_decisions
+from warehouse.validate.report import site_file_name
 
 SHEET_COLUMNS: list[tuple[str, str]] = [  # (column, header a site reads)
     ("query_id", "query id"),
@@ -25,14 +25,6 @@ SHEET_COLUMNS: list[tuple[str, str]] = [  # (column, header a site reads)
     ("rule", "rule"),
     ("finding_id", "finding id"),
 ]
-NO_SITE = "no_site"
-WIDTHS = {"query id": 10, "subject": 12, "event": 18, "instance": 9, "form": 16, "field": 18, "value": 16,
-          "query": 60, "queried at": 22, "rule": 45, "finding id": 18}
-
-
-def site_key(site: str | None) -> str:
-    """A site's name in a file name (the site listings' rule): letters, digits, _ . - only; none -> no_site."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", site) if site else NO_SITE
 
 
 def query_sites(source: ReviewSource) -> list[str]:
@@ -40,7 +32,7 @@ def query_sites(source: ReviewSource) -> list[str]:
     if source.findings.height == 0:
         return []
     queried = source.findings.filter(pl.col("review_status") == "queried")
-    return sorted({site_key(s) for s in queried.get_column("site_id").to_list()})
+    return sorted({site_file_name(s) for s in queried.get_column("site_id").to_list()})
 
 
 def query_sheet(source: ReviewSource, site: str) -> pl.DataFrame:
@@ -49,7 +41,7 @@ def query_sheet(source: ReviewSource, site: str) -> pl.DataFrame:
     if source.findings.height == 0:
         return pl.DataFrame(schema={h: pl.Utf8 for _, h in SHEET_COLUMNS})
     queried = source.findings.filter(pl.col("review_status") == "queried").filter(
-        pl.col("site_id").map_elements(site_key, return_dtype=pl.Utf8) == site)
+        pl.col("site_id").map_elements(site_file_name, return_dtype=pl.Utf8) == site)
     queries = read_decisions(source.data_dir, queried.get_column("finding_id").to_list()).filter(
         pl.col("action") == "query").select("query_id", query_text="text", queried_at="decided_at")
     rows = queried.join(queries, on="query_id", how="left")
@@ -62,25 +54,9 @@ def sheet_csv(sheet: pl.DataFrame) -> bytes:
 
 
 def sheet_xlsx(sheet: pl.DataFrame, site: str, build_id: str) -> bytes:
-    """The sheet as an XLSX workbook (header row bold and frozen, a filter on every column)."""
-    import xlsxwriter
+    """The sheet as an XLSX workbook, laid out as the build's site listings are."""
+    from warehouse.validate.report import write_sheet_xlsx
 
     out = io.BytesIO()
-    wb = xlsxwriter.Workbook(out, {"in_memory": True})
-    try:
-        ws = wb.add_worksheet("queries")
-        head = wb.add_format({"bold": True, "bg_color": "#F3F3F3", "border": 1})
-        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
-        top = wb.add_format({"valign": "top"})
-        for j, name in enumerate(sheet.columns):
-            ws.write(0, j, name, head)
-            ws.set_column(j, j, WIDTHS.get(name, 14), wrap if name in ("query", "rule") else top)
-        for i, row in enumerate(sheet.iter_rows(), start=1):
-            for j, v in enumerate(row):
-                ws.write_string(i, j, "" if v is None else str(v))
-        ws.freeze_panes(1, 0)
-        ws.autofilter(0, 0, max(sheet.height, 1), sheet.width - 1)
-        wb.set_properties({"title": f"Data queries, site {site}", "subject": f"build {build_id}"})
-    finally:
-        wb.close()
+    write_sheet_xlsx(sheet, out, "queries", f"Data queries, site {site}", f"build {build_id}")
     return out.getvalue()

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-CHILD_TIMEOUT_S = 600.0  # a child still rendering after this is killed and the site rendered in the build's process
+CHILD_TIMEOUT_S = 120.0  # then killed, the site rendered in the build's process (it takes 1-4 s, not growing with rows)
 _PENDING: dict[Path, tuple[int, int]] = {}  # site folder -> (child pid, read end of its pipe)
 # Where GX's page templates load their scripts and styles from (a test checks this still holds for the pinned GX).
 CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "code.jquery.com", "stackpath.bootstrapcdn.com",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -134,26 +133,31 @@ def site_listing(findings: pl.DataFrame) -> pl.DataFrame:
             .select([pl.col(c).cast(pl.Utf8).alias(h) for c, h in SITE_COLUMNS]))
 
 
-def _write_xlsx(frame: pl.DataFrame, path: Path, site: str, build_id: str) -> None:
+LISTING_WIDTHS = {"query id": 10, "subject": 12, "event": 18, "instance": 9, "form": 16, "field": 18, "value": 16,
+                  "query": 60, "queried at": 22, "rule": 45, "severity": 9, "first seen": 30, "finding id": 18}
+
+
+def write_sheet_xlsx(frame: pl.DataFrame, target, sheet_name: str, title: str, subject: str) -> None:
+    """A site's sheet as an XLSX workbook at ``target`` (a path or a binary buffer): every value as text, the
+    header bold and frozen, a filter on every column, long texts wrapped (the site listings and the review's
+    query sheets)."""
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(str(path))
+    wb = xlsxwriter.Workbook(target if not isinstance(target, Path) else str(target), {"in_memory": True})
     try:
-        ws = wb.add_worksheet("findings")
+        ws = wb.add_worksheet(sheet_name)
         head = wb.add_format({"bold": True, "bg_color": "#F3F3F3", "border": 1})
         wrap = wb.add_format({"text_wrap": True, "valign": "top"})
         top = wb.add_format({"valign": "top"})
-        widths = {"subject": 12, "event": 18, "instance": 9, "form": 16, "field": 18, "value": 16, "query": 60,
-                  "rule": 45, "severity": 9, "first seen": 30, "finding id": 18}
         for j, name in enumerate(frame.columns):
             ws.write(0, j, name, head)
-            ws.set_column(j, j, widths.get(name, 14), wrap if name in ("query", "rule") else top)
+            ws.set_column(j, j, LISTING_WIDTHS.get(name, 14), wrap if name in ("query", "rule") else top)
         for i, row in enumerate(frame.iter_rows(), start=1):
             for j, v in enumerate(row):
                 ws.write_string(i, j, "" if v is None else str(v))
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(frame.height, 1), frame.width - 1)
-        wb.set_properties({"title": f"Open data queries, site {site}", "subject": f"build {build_id}"})
+        wb.set_properties({"title": title, "subject": subject})
     finally:
         wb.close()
 
@@ -172,7 +176,8 @@ def write_site_listings(reports_dir: Path, build_id: str, findings_history: pl.D
         name = site_file_name(site)
         csv_path, xlsx_path = out / f"{name}.csv", out / f"{name}.xlsx"
         listing.write_csv(csv_path)
-        _write_xlsx(listing, xlsx_path, site or NO_SITE, build_id)
+        write_sheet_xlsx(listing, xlsx_path, "findings", f"Open data queries, site {site or NO_SITE}",
+                         f"build {build_id}")
         paths += [csv_path, xlsx_path]
     return sorted(paths)
 
