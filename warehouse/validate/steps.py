@@ -235,8 +235,10 @@ def blocked_message(validations: list, result: BuildResult, review=None) -> str:
     failing = pl.concat([v.results for v in validations], how="diagonal_relaxed").filter(
         (pl.col("severity") == "error") & ~pl.col("success")
     )
-    rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in failing.head(3).iter_rows(named=True))
-    more = f" and {failing.height - 3} more" if failing.height > 3 else ""
+    # a rule that failed on several tables (one record per subject, event and instance) is named once
+    distinct = failing.select("stage", "rule").unique(maintain_order=True)
+    rules = ", ".join(f"{r['stage']}/{r['rule']}" for r in distinct.head(3).iter_rows(named=True))
+    more = f" and {distinct.height - 3} more" if distinct.height > 3 else ""
     reviewed = ""
     if review is not None and review.decisions.height:  # what the review left blocking
         gate = review.gate
@@ -244,7 +246,8 @@ def blocked_message(validations: list, result: BuildResult, review=None) -> str:
                     + (f", {len(gate.undecidable_rules)} rule(s) without findings" if gate.undecidable_rules else "")
                     + (f", {len(gate.capped_rules)} rule(s) with capped findings" if gate.capped_rules else ""))
     return (
-        f"publishing blocked: {result.errors} error finding(s) from {failing.height} failed rule(s) ({rules}{more})"
+        f"publishing blocked: {result.errors} error finding(s) from {distinct.height} failed rule(s) on "
+        f"{failing.height} table(s) and column(s) ({rules}{more})"
         f"{reviewed}; "
         f"the previous warehouse stays published; report: {result.report}"
     )
