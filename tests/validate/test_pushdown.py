@@ -40,6 +40,10 @@ EDGE_SUITE = {
         expectation("expect_column_values_to_not_be_null", "a given", column="a"),
         expectation("expect_column_values_to_not_be_null", "a given where b", column="a", row_condition=NOT_NULL),
         expectation("expect_column_values_to_be_null", "c empty", column="c"),
+        # more nulls than values: the base of the percentage and of `mostly` is every row (5 nulls of 8)
+        expectation("expect_column_values_to_not_be_null", "c given", column="c"),
+        expectation("expect_column_values_to_not_be_null", "c given mostly 0.3", column="c", mostly=0.3),
+        expectation("expect_column_values_to_not_be_null", "c given mostly 0.5", column="c", mostly=0.5),
         expectation("expect_column_values_to_be_between", "a in [0, 10]", column="a", min_value=0, max_value=10),
         expectation("expect_column_values_to_be_between", "a in (0, 10)", column="a", min_value=0, max_value=10,
                     strict_min=True, strict_max=True),
@@ -100,12 +104,16 @@ def test_sql_semantics_equal_gx_on_edge_cases(gx_loaded, tmp_path):
     st = dict(zip(db.results["rule"].to_list(), db.results["status"].to_list()))
     assert st["8 rows"] == "passed" and st["9 rows"] == "failed" and st["no such column"] == "skipped"
     assert st["a >= 1 mostly"] == "passed" and st["a in [0, 10]"] == "failed"
+    assert (st["c given"], st["c given mostly 0.3"], st["c given mostly 0.5"]) == ("failed", "passed", "failed")
     # the row count finding is a table-level finding
     assert db.findings.filter(pl.col("rule") == "9 rows")["value"].to_list() == ["8"]
     # GX's own result objects are kept for Data Docs, in GX's result format
     name, res = next((n, r) for n, r in db.gx_results if n == "marts.edge.t")
     between = next(r for r in res.results if r.expectation_config.meta["rule"] == "a in [0, 10]")
     assert between.result["unexpected_count"] == 2 and between.result["partial_unexpected_list"] == [11.0, 60.0]
+    given = next(r for r in res.results if r.expectation_config.meta["rule"] == "c given")
+    assert given.result["element_count"] == 8 and given.result["unexpected_count"] == 5
+    assert given.result["unexpected_percent"] == 62.5  # 5 of 8 rows, not 5 of the 3 values
 
 
 def test_counting_by_value_equals_gx_on_edge_cases(gx_loaded, tmp_path, monkeypatch):

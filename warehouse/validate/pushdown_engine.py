@@ -351,6 +351,9 @@ class DuckDBEngine:
         return n_rows, tallies, positions
 
 
+NULLITY_EXPECTATIONS = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null")
+
+
 def _expectation_result(c, kw: dict, comp: Compiled, n_rows: int, tally: tuple[int, int, int], shown: list[int],
                         rows_at: dict[int, dict], cap: int) -> tuple:
     """(GX ExpectationValidationResult, failing rows shown) of one compiled expectation, from its counts."""
@@ -363,22 +366,26 @@ def _expectation_result(c, kw: dict, comp: Compiled, n_rows: int, tally: tuple[i
         return ExpectationValidationResult(success=ok, expectation_config=c, result={"observed_value": n_rows}), []
     element, missing, unexpected = tally
     nonmissing = element - missing
+    # the nullity expectations judge every row (their unexpected rows are the nulls, or the values): GX's base is
+    # the element count, not the non-null count (which would make 4 nulls of 5 rows 400 %)
+    nullity = c.type in NULLITY_EXPECTATIONS
+    base = element if nullity or not comp.column else nonmissing
     mostly = kw.get("mostly")
     if mostly is None or mostly >= 1:
         ok = unexpected == 0
     else:
-        ok = nonmissing == 0 or (nonmissing - unexpected) / nonmissing >= mostly
+        ok = base == 0 or (base - unexpected) / base >= mostly
     rows = [rows_at[p] for p in shown]
     values = [(r.get(kw["column"]) if isinstance(kw.get("column"), str) else None) for r in rows]
     result = {
         "element_count": element,
         "unexpected_count": unexpected,
-        "unexpected_percent": _percent(unexpected, nonmissing if comp.column else element),
+        "unexpected_percent": _percent(unexpected, base),
         "partial_unexpected_list": values[:_PARTIAL],
         "unexpected_index_list": shown[:cap],
         "partial_unexpected_index_list": shown[:_PARTIAL],
     }
-    if comp.column and c.type != "expect_column_values_to_not_be_null":
+    if comp.column and not nullity:
         result.update(missing_count=missing, missing_percent=_percent(missing, element),
                       unexpected_percent_total=_percent(unexpected, element),
                       unexpected_percent_nonmissing=_percent(unexpected, nonmissing))
