@@ -2,7 +2,7 @@
 
     python bench/bench_build.py                       # N = 32, 1,000 and 10,000; writes BENCHMARKS.md
     python bench/bench_build.py --sizes 32,1000 --cli-runs 3      # small builds and the CLI only (~15 min)
-    python bench/bench_build.py --sizes 32 --no-flow --cli-runs 0 --no-write   # the CI smoke run
+    python bench/bench_build.py --sizes 32 --no-flow --cli-runs 1 --no-write   # the CI smoke run
 
 For each N the demo study is generated once (hemodynamics at bedside-monitor resolution, one reading a minute)
 under bench/out/, then, each in a fresh process so that peak RSS is the build's own:
