@@ -10,16 +10,11 @@ import polars as pl
 
 from warehouse.review.source import ReviewSource
 from warehouse.review.store import read_decisions
-from warehouse.validate.report import site_file_name
+from warehouse.validate.report import RECORD_COLUMNS, site_file_name
 
 SHEET_COLUMNS: list[tuple[str, str]] = [  # (column, header a site reads)
     ("query_id", "query id"),
-    ("subject_id", "subject"),
-    ("event", "event"),
-    ("repeat_instance", "instance"),
-    ("form", "form"),
-    ("field", "field"),
-    ("value", "value"),
+    *RECORD_COLUMNS,
     ("query_text", "query"),
     ("queried_at", "queried at"),
     ("rule", "rule"),

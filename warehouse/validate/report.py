@@ -24,13 +24,17 @@ log = logging.getLogger(__name__)
 
 FINDINGS_SHOWN = 5000
 
-SITE_COLUMNS: list[tuple[str, str]] = [  # (history column, header a site reads)
+# where a site finds the value in its eCRF: the first columns of every sheet a site is sent (listings, queries)
+RECORD_COLUMNS: list[tuple[str, str]] = [  # (column, header a site reads)
     ("subject_id", "subject"),
     ("event", "event"),
     ("repeat_instance", "instance"),
     ("form", "form"),
     ("field", "field"),
     ("value", "value"),
+]
+SITE_COLUMNS: list[tuple[str, str]] = [  # (history column, header a site reads)
+    *RECORD_COLUMNS,
     ("message", "query"),
     ("rule", "rule"),
     ("severity", "severity"),
