@@ -8,9 +8,10 @@ Docs, reports, figures, publish).
 
 How: the child process replaces the step functions named in STEPS (module, attribute) by timing wrappers before the
 build runs, so a step is timed wherever it is called from (each module that imported it by name is patched too).
-Times are inclusive and wall-clock; a step called several times is summed, with its number of calls. The import
-of Great Expectations runs on a background thread from the start of the build (validate.core.preload_gx): its
-own time is reported, and the validate stage waits for it only when it has not finished.
+Times are inclusive and wall-clock; a step called several times is summed, with its number of calls. Great
+Expectations is imported by the build's GX worker, a process of its own started with the build
+(validate.gx_process): the build waits for it only where it needs its answers (the check of the suite files, the
+Data Docs), and the output says whether GX was imported in the build's process (it should not be).
 Benchmarks measure; nothing here asserts a time.
 """
 
@@ -33,8 +34,10 @@ STEPS: list[tuple[str, str, str]] = [
     ("transform: run models", "warehouse.transform.steps", "run_models"),
     ("transform: lineage", "warehouse.transform.lineage", "write_lineage"),
     ("transform: catalog", "warehouse.transform.catalog", "write_catalog"),
-    ("validate: GX runtime (wait or build)", "warehouse.validate.core", "gx_runtime"),
     ("validate: plan suites", "warehouse.validate.core", "plan_suites"),
+    ("validate: GX check of the suite files (wait for the worker)", "warehouse.validate.suites",
+     "check_suites_with_gx"),
+    ("validate: GX runtime (in process: GX on pandas only)", "warehouse.validate.core", "gx_runtime"),
     ("validate: derived tables", "warehouse.validate.core", "add_derived_tables"),
     ("validate: GX run (in memory)", "warehouse.validate.core", "PolarsEngine.run"),
     ("validate: DuckDB run (pushdown)", "warehouse.validate.pushdown_engine", "DuckDBEngine.run"),
@@ -49,8 +52,8 @@ STEPS: list[tuple[str, str, str]] = [
     ("analyse: figures and page", "warehouse.analyse.report", "render_analysis_report"),
     ("analyse: all", "warehouse.analyse.steps", "analyse"),
     ("report: findings history", "warehouse.validate.steps", "record_validation"),
-    ("validate: Data Docs child forked", "warehouse.validate.datadocs", "start_data_docs"),
-    ("report: Data Docs (wait for the child)", "warehouse.validate.datadocs", "build_data_docs"),
+    ("validate: Data Docs sent to the GX worker", "warehouse.validate.datadocs", "start_data_docs"),
+    ("report: Data Docs (wait for the worker)", "warehouse.validate.datadocs", "build_data_docs"),
     ("report: site listings", "warehouse.validate.report", "write_site_listings"),
     ("report: validation page", "warehouse.validate.report", "render_validation_report"),
     ("report: all", "warehouse.analyse.steps", "write_report"),
@@ -60,7 +63,7 @@ STEPS: list[tuple[str, str, str]] = [
 ]
 
 CHILD = r"""
-import cProfile, importlib, json, sys, threading, time
+import cProfile, importlib, json, sys, time
 t0 = time.perf_counter()
 import warehouse.build as build  # the build's own imports (not GX: that is lazy)
 from warehouse.request import BuildRequest, PublishBlocked
@@ -69,16 +72,10 @@ import warehouse.validate.datadocs, warehouse.validate.report, warehouse.validat
 import warehouse.transform.lineage, warehouse.transform.catalog, warehouse.analyse
 imports = time.perf_counter() - t0
 steps, export, data_dir, warm, prof_out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1", sys.argv[5]
-spent, calls, main = {}, {}, threading.main_thread()
+spent, calls = {}, {}
 
 def wrap(label, fn):
     def timed(*args, **kw):
-        if threading.current_thread() is not main:  # the GX preload thread: its own line
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kw)
-            finally:
-                spent["(background) GX import and context"] = time.perf_counter() - started
         started = time.perf_counter()
         try:
             return fn(*args, **kw)
@@ -115,7 +112,7 @@ wall = time.perf_counter() - started
 if profiler:
     profiler.disable(); profiler.dump_stats(prof_out)
 print(json.dumps({"imports": imports, "wall": wall, "stages": stages, "status": status, "steps": spent,
-                  "calls": calls}))
+                  "calls": calls, "gx_in_process": "great_expectations" in sys.modules}))
 """
 
 
@@ -148,11 +145,12 @@ def import_times(module: str = "warehouse.build", top: int = 8) -> list[tuple[st
 
 
 def render(label: str, out: dict) -> str:
-    lines = [f"{label}: build {out['wall']:.2f} s ({out['status']}); the build's imports {out['imports']:.2f} s",
+    gx = "GX imported in the build's process" if out.get("gx_in_process") else "no GX in the build's process"
+    lines = [f"{label}: build {out['wall']:.2f} s ({out['status']}); the build's imports {out['imports']:.2f} s; {gx}",
              "  stages: " + ", ".join(f"{k} {v:.2f}" for k, v in out["stages"].items())]
     for name, seconds in out["steps"].items():
         n = out["calls"].get(name)
-        lines.append(f"  {name:<42} {seconds:7.2f} s" + (f"  ({n} calls)" if n and n > 1 else ""))
+        lines.append(f"  {name:<60} {seconds:7.2f} s" + (f"  ({n} calls)" if n and n > 1 else ""))
     return "\n".join(lines)
 
 

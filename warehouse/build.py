@@ -106,6 +106,8 @@ def run(request: BuildRequest, runner: Runner | None = None) -> BuildResult | No
         except BaseException as err:
             publish.fail_build(request.paths, build_id, export_id, request.blinded, err)
             raise
+        finally:
+            validate.stop_gx_worker()  # already ended once the report took its Data Docs; not so after a failure
 
 
 def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, export_id: str, build_id: str,

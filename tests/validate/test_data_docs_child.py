@@ -1,6 +1,6 @@
-"""Issue 19 round 2: a build's Data Docs rendered by a forked child (validate.datadocs.start_data_docs) while the
-build goes on, joined by build_data_docs: the same site as rendered in the build's process, and rendered there
-when the child fails."""
+"""Issue 19: a build's Data Docs rendered by its GX worker (validate.gx_process, a process of its own) while the
+build goes on, taken by build_data_docs: the same site as rendered in the build's process, and rendered there
+when the worker fails."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from validate_frames import choices_frame, items_frame, raw_form
 
-from warehouse.validate import datadocs
+from warehouse.validate import datadocs, gx_process
 from warehouse.validate.datadocs import build_data_docs, start_data_docs
 
 ITEMS = items_frame([
@@ -50,37 +50,38 @@ def site(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_the_child_renders_the_same_site_as_the_build_process(validations, tmp_path):
+def test_the_worker_renders_the_same_site_as_the_build_process(validations, tmp_path):
     inline = build_data_docs(tmp_path / "inline", validations, "run1")
     assert start_data_docs(tmp_path / "child", validations, "run1")
-    pid, _ = datadocs._PENDING[(tmp_path / "child").resolve()]
-    assert pid != os.getpid()
+    worker = gx_process.current_worker()
+    assert worker is not None and worker.proc.pid != os.getpid()
     forked = build_data_docs(tmp_path / "child", validations, "run1")
     assert forked == (tmp_path / "child" / "index.html").resolve() and inline.name == "index.html"
-    assert not datadocs._PENDING  # joined and reaped
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    assert not datadocs._PENDING  # taken
+    assert worker.proc.poll() is not None and gx_process.current_worker() is None  # and the worker ended
     a, b = site(tmp_path / "inline"), site(tmp_path / "child")
     assert len([n for n in a if n.endswith(".html")]) >= 3  # index, the run's page, the suites' pages
     assert sorted(a) == sorted(b) and a == b
 
 
-def test_a_child_that_dies_leaves_the_site_to_the_build_process(validations, tmp_path, caplog):
+def test_a_worker_that_dies_leaves_the_site_to_the_build_process(validations, tmp_path, caplog):
     out = tmp_path / "docs"
     assert start_data_docs(out, validations, "run2")
-    pid, _ = datadocs._PENDING[out.resolve()]
-    os.kill(pid, signal.SIGKILL)  # killed while it renders (a render takes ~1 s)
+    gx_process.current_worker().proc.send_signal(signal.SIGKILL)  # killed while it imports GX or renders
     with caplog.at_level(logging.WARNING, logger="warehouse.validate.datadocs"):
         index = build_data_docs(out, validations, "run2")
-    assert "Data Docs child failed (exit status -9): rendered in the build's process" in caplog.text
+    assert "Data Docs by the GX worker failed (EOFError: the GX worker ended (exit status -9))" in caplog.text
     assert index == (out / "index.html").resolve() and index.is_file()
     assert site(out) == site(_rendered_inline(validations, tmp_path / "ref", "run2"))
+    assert gx_process.current_worker() is None
 
 
-def test_nothing_to_render_starts_no_child(tmp_path):
+def test_nothing_to_render_starts_no_worker(tmp_path):
+    gx_process.stop_worker()
     empty = SimpleNamespace(gx_results=[], suites=[])
     assert not start_data_docs(tmp_path / "none", [empty], "run3")
     assert not datadocs._PENDING and build_data_docs(tmp_path / "none", [empty], "run3") is None
+    assert gx_process.current_worker() is None
 
 
 def _rendered_inline(validations: list, out: Path, run: str) -> Path:

@@ -1,4 +1,5 @@
-"""The project's suite files load with Great Expectations' own classes and say what a data manager needs."""
+"""The project's suite files load, Great Expectations' own classes take them, and they say what a data manager
+needs; a file GX refuses stops validation with its name and GX's reason."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ def test_expectations_dir_is_the_projects():
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_suite_files_load_with_gx(gx_loaded, stage):
-    gx = gx_loaded["gx"]
+def test_suite_files_load_and_gx_takes_them(stage):
+    from warehouse.validate.gx_worker import check_suites
+
     files = sorted((expectations_dir() / stage).glob("*.json"))
     suites = load_suites(stage)
     assert len(suites) == len(files) > 0
     for s, path in zip(suites, files):
-        assert isinstance(s, gx.ExpectationSuite)
         raw = json.loads(path.read_text())
         assert s.name == raw["name"] and s.meta["table"] == raw["meta"]["table"]
         assert len(s.expectations) == len(raw["expectations"]) > 0
@@ -31,7 +32,62 @@ def test_suite_files_load_with_gx(gx_loaded, stage):
             assert e.expectation_type == r["type"]
             assert e.meta["severity"] in ("error", "warning") and e.meta["rule"]
             # GX's own severity follows ours
-            assert e.severity.value == ("critical" if e.meta["severity"] == "error" else "warning")
+            assert e.severity == ("critical" if e.meta["severity"] == "error" else "warning")
+    # Great Expectations' classes take every suite as the build holds it (they judge type names and kwargs)
+    assert check_suites([s.to_json_dict() for s in suites]) == [None] * len(suites)
+
+
+def test_the_build_holds_a_suite_as_gx_writes_it(gx_loaded):
+    """expectations.Suite's JSON is GX's (ExpectationSuite.to_json_dict, ids aside): the generated suite files and
+    the suites in a build's validation read the same as before GX left the build's process."""
+    from warehouse.validate.suites import suite_to_dict, suite_to_gx
+
+    for stage in STAGES:
+        for s in load_suites(stage):
+            assert suite_to_dict(s) == suite_to_dict(suite_to_gx(suite_to_dict(s)))
+
+
+def _bad_suites(tmp_path):
+    folder = tmp_path / "suites" / "marts"
+    folder.mkdir(parents=True)
+    good = {"name": "ok", "meta": {"table": "t"}, "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"},
+         "meta": {"severity": "error", "rule": "a is there"}}]}
+    unknown = {"name": "unknown", "meta": {"table": "t"}, "expectations": [
+        {"type": "expect_column_values_to_be_lovely", "kwargs": {"column": "a"},
+         "meta": {"severity": "error", "rule": "a is lovely"}}]}
+    kwarg = {"name": "kwarg", "meta": {"table": "t"}, "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a", "mostly": "lots"},
+         "meta": {"severity": "warning", "rule": "a mostly there"}}]}
+    for d in (good, unknown, kwarg):
+        (folder / f"{d['name']}.json").write_text(json.dumps(d))
+    return folder
+
+
+@pytest.mark.parametrize("through", ["worker", "process"])
+def test_gx_refuses_a_bad_suite_file_by_name(tmp_path, through):
+    """A suite file GX's classes refuse (an unknown type, a kwarg of the wrong type) stops the stage with a message
+    naming each file and GX's reason, whether the build's GX worker or GX in this process judges it."""
+    import duckdb
+
+    from warehouse.validate import gx_process
+    from warehouse.validate.pushdown import validate_stage_duckdb
+
+    folder = _bad_suites(tmp_path)
+    gx_process.stop_worker()
+    if through == "worker":
+        assert gx_process.start_worker() is not None
+    try:
+        con = duckdb.connect()
+        con.execute("create table t as select 1 as a")
+        with pytest.raises(ValueError) as err:
+            validate_stage_duckdb("marts", con, ["t"], suites_dir=folder.parent)
+        text = str(err.value)
+        assert "unknown.json" in text and "expect_column_values_to_be_lovely" in text
+        assert "kwarg.json" in text and "mostly" in text
+        assert "ok.json" not in text
+    finally:
+        gx_process.stop_worker()
 
 
 def test_marts_suites_name_adam_tables_and_their_reconciliations():
@@ -121,3 +177,26 @@ def test_importing_the_package_does_not_import_gx():
     code = "import sys, warehouse.validate; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_validation_in_duckdb_imports_no_gx_in_the_process(tmp_path):
+    """A build validates in DuckDB without Great Expectations in its process (its import is ~3-5 s of Python that
+    held the build's interpreter lock): the suites are checked by the GX worker, the results are plain data."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, duckdb
+from warehouse.validate import gx_process
+from warehouse.validate.pushdown import validate_stage_duckdb
+gx_process.start_worker()
+con = duckdb.connect()
+con.execute("create table adsl as select 'S' || i as USUBJID, 'Y' as ITTFL from range(3) t(i)")
+v = validate_stage_duckdb("marts", con, ["adsl"])
+print(len(v.results), int(v.results["success"].fill_null(False).sum()), len(v.gx_results))
+print('great_expectations' in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ran, passed, runs, gx_imported = out.stdout.split()
+    assert int(ran) > 0 and int(runs) > 0 and int(passed) > 0
+    assert gx_imported == "False"

@@ -1,7 +1,10 @@
 """Validation at every stage with Great Expectations: suites from expectations/ (and generated from the export's
 metadata), severities (error gates the build, warning informs), row-level findings with a history across builds.
 
-Great Expectations is imported lazily, on the first validate_stage call.
+A build validates in DuckDB (pushdown.py) with suites and results held as plain data in GX's shapes
+(expectations.py); Great Expectations itself checks the suite files and renders Data Docs in a worker process of
+the build (gx_worker.py, gx_process.py), and is imported in the caller's process only by GX on pandas
+(``validate_stage``, the reference engine).
 
     v = validate_stage("raw", tables, metadata)        # -> StageValidation(.success, .errors, .warnings, .results,
                                                        #                    .findings, .suites)

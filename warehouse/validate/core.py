@@ -1,7 +1,8 @@
 """validate_stage: run a stage's suites with Great Expectations and turn failures into row-level findings.
 
-Here: the GX runtime (imported lazily, once), the in-memory engine (Polars frames, GX on pandas), the suites a
-stage runs and the run itself, the same for both engines (``pushdown.py``: DuckDB). What an expectation's outcome
+Here: the GX runtime (imported lazily, once, only for the in-memory engine), the in-memory engine (Polars frames,
+GX on pandas: the reference), the suites a stage runs and the run itself, the same for both engines
+(``pushdown.py``: DuckDB, what a build uses, which needs no GX in its process: ``expectations.py``). What an expectation's outcome
 becomes, a results row and findings, is ``outcomes.py``; what a stage runs, ``plan.py``."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import polars as pl
 
 from warehouse.validate.derived import DERIVED_CHECKS
+from warehouse.validate.expectations import SuiteResult, result_from_gx
 from warehouse.validate.findings import FINDINGS_COLUMNS, findings_frame
 from warehouse.validate.identifiers import (
     engine_identifier_values,
@@ -93,7 +95,7 @@ class StageValidation:
     results: pl.DataFrame
     findings: pl.DataFrame
     suites: list[dict] = field(default_factory=list)
-    # (name, GX ExpectationSuiteValidationResult) per suite and table run: what GX Data Docs render
+    # (name, expectations.SuiteResult) per suite and table run: what GX Data Docs render (gx_worker.py)
     gx_results: list = field(default_factory=list, repr=False)
 
     @property
@@ -155,25 +157,6 @@ def _gx_runtime() -> dict[str, Any]:
         batch_def = ds.add_dataframe_asset("frame").add_batch_definition_whole_dataframe("whole")
         _GX.update(gx=gx, context=ctx, batch_definition=batch_def)
     return _GX
-
-
-def preload_gx() -> threading.Thread:
-    """Import Great Expectations on a background thread, from the start of a build.
-
-    The import is ~8 s of pure Python (GX pulls in scipy.stats and builds hundreds of pydantic models); staging and
-    the transform run in Polars and DuckDB, native code that leaves the interpreter free, so on a second core the
-    import is done by the time validation starts instead of being paid then. Safe to call more than once; an import
-    error surfaces where gx_runtime() is next called."""
-    thread = threading.Thread(target=_preload, name="gx-preload", daemon=True)
-    thread.start()
-    return thread
-
-
-def _preload() -> None:
-    try:
-        gx_runtime()
-    except Exception:  # noqa: BLE001 - reported by the caller's own gx_runtime()
-        log.debug("preloading Great Expectations failed", exc_info=True)
 
 
 def to_pandas(frame: pl.DataFrame):
@@ -258,17 +241,18 @@ class PolarsEngine:
 
     # the run
     def run(self, suite_name: str, table: str, runnable: list, params: dict[str, Any], cap: int):
-        """[(i, GX ExpectationValidationResult | None, failing rows as dicts)] for the runnable configurations
-        (each with meta._i)."""
+        """[(i, expectations.Result | None, failing rows as dicts)] for the runnable configurations (each with
+        meta._i), and the suite's result; GX on pandas runs them (imported here)."""
         rt = gx_runtime()
         frame = self.tables[table]
         if table not in self._pandas:
             self._pandas[table] = to_pandas(frame)
         batch = rt["batch_definition"].get_batch(batch_parameters={"dataframe": self._pandas[table]})
-        run_suite = rt["gx"].ExpectationSuite(name=f"{suite_name}:{table}", expectations=runnable)
+        run_suite = rt["gx"].ExpectationSuite(name=f"{suite_name}:{table}",
+                                              expectations=[c.to_json_dict() for c in runnable])
         out = batch.validate(run_suite, result_format={"result_format": "COMPLETE"},
                              expectation_parameters=dict(params))
-        by_i = {int(r.expectation_config.meta["_i"]): r for r in out.results}
+        by_i = {int(r.expectation_config.meta["_i"]): result_from_gx(r) for r in out.results}
         rows_out = []
         for c in runnable:
             i = int(c.meta["_i"])
@@ -279,7 +263,9 @@ class PolarsEngine:
                 positions = [int(p) for p in idx[:cap] if isinstance(p, int) or str(p).isdigit()]
                 rows = frame[positions].to_dicts() if positions else []
             rows_out.append((i, r, rows))
-        return rows_out, out
+        suite_result = SuiteResult(success=bool(out.success), results=list(by_i.values()), suite_name=out.suite_name,
+                                   statistics=dict(out.statistics or {}), meta=dict(out.meta or {}))
+        return rows_out, suite_result
 
 
 def run_stage(
@@ -299,7 +285,6 @@ def run_stage(
     the same code for both engines; only ``engine.run`` differs."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    gx_runtime()
     suites = plan_suites(stage, engine.names(), engine.schema_frames(), metadata, suites_dir, extra_suites, generated_dir)
     add_derived_tables(engine, suites)
     # identifier items (from the metadata): a finding on one, or built from a row holding one, never shows its value
@@ -409,8 +394,8 @@ class _StageRun:
                                              res, rows, self.identifiers))
 
     def validation(self, suites: list) -> StageValidation:
-        """The StageValidation of what was collected; ``suites`` (gx objects): every suite considered, kept as
-        GX JSON dicts."""
+        """The StageValidation of what was collected; ``suites`` (``expectations.Suite``): every suite considered,
+        kept as GX JSON dicts."""
         schema = {**RESULTS_SCHEMA, "_order": pl.Int64}
         results = pl.DataFrame(self.results, schema=schema) if self.results else pl.DataFrame(schema=schema)
         results = results.drop("_order")

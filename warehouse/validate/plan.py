@@ -11,23 +11,28 @@ from typing import Any
 import polars as pl
 
 from warehouse.validate.derived import DERIVED_CHECKS
+from warehouse.validate.expectations import suite_from_dict
 from warehouse.validate.suites import (
     generate_raw_suites,
     generate_staging_range_suites,
     load_suites,
+    check_suites_with_gx,
     save_suites,
     suite_tables,
-    suite_to_gx,
+    suite_to_dict,
 )
 
 
 def plan_suites(stage: str, names: list[str], frames: dict[str, pl.DataFrame], metadata, suites_dir,
                 extra_suites, generated_dir) -> list:
-    """The suites a stage runs (gx objects): its files, extra suites and those generated from the metadata.
+    """The suites a stage runs (``expectations.Suite``): its files, extra suites and those generated from the
+    metadata. The files and extra suites are checked by GX's classes (``check_suites_with_gx``: in the build, by
+    its GX worker); the generated ones are made by our code from the metadata, checked by its tests.
 
     ``frames``: the stage's tables (only their columns and types are read)."""
     file_suites = load_suites(stage, suites_dir)
-    file_suites += [s if not isinstance(s, dict) else suite_to_gx(s) for s in (extra_suites or [])]
+    file_suites += [suite_from_dict(s if isinstance(s, dict) else suite_to_dict(s)) for s in (extra_suites or [])]
+    check_suites_with_gx(file_suites)
     gen_sev: dict[str, str] = {}
     for s in file_suites:
         gen_sev.update((s.meta or {}).get("generated_severity") or {})
@@ -49,7 +54,7 @@ def plan_suites(stage: str, names: list[str], frames: dict[str, pl.DataFrame], m
         generated = generate_staging_range_suites(metadata, frames, skip=ranged, severity=gen_sev)
     if generated_dir is not None and generated:
         save_suites(generated, Path(generated_dir))
-    return file_suites + [suite_to_gx(d) for d in generated]
+    return file_suites + [suite_from_dict(d) for d in generated]
 
 
 

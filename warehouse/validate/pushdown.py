@@ -2,7 +2,7 @@
 memory with Great Expectations on pandas.
 
 The suite files stay the single source of truth, and the output is the same as ``validate_stage``'s (results,
-findings, suites; per expectation a GX ``ExpectationValidationResult``): planning, skipped expectations,
+findings, suites; per expectation a result in GX's shape, ``expectations.Result``): planning, skipped expectations,
 parameters, severities and findings are the same code (``core.run_stage``); only the evaluation differs. Per table
 one aggregate query counts, for every row-wise expectation at once, the rows in its domain, the missing and the
 failing ones, over the full table; uniqueness needs a probe of its own (sorted hashes). Only when expectations
@@ -31,7 +31,6 @@ import polars as pl
 from warehouse.validate.core import (
     StageOptions,
     StageValidation,
-    gx_runtime,
     run_stage,
     validate_stage,
 )
@@ -89,7 +88,6 @@ def validate_stage_duckdb(
     ``tables``: relations of ``con`` ("src.labs", "main.adsl", a view name), each known to the suites by its last
     name part; or a dict suite name -> relation. ``con`` may be read-only: derived ``chk_*`` tables are registered
     frames, unregistered at the end."""
-    gx_runtime()
     engine = DuckDBEngine(con, tables)
     try:
         return run_stage(stage, engine, metadata, suites_dir, **options)

@@ -1,6 +1,6 @@
 """The pushdown engine: a stage's tables in DuckDB (tables, views, registered frames), each suite's compiled
 expectations (``pushdown_sql.py``) evaluated in a few scans per table, the failing rows shown fetched in one query,
-and GX result objects built from the counts, so that ``core.run_stage`` makes the same results and findings as from
+and results in GX's shape (``expectations.Result``) built from the counts, so that ``core.run_stage`` makes the same results and findings as from
 GX on pandas. See ``pushdown.py`` for the cost model and the entry points."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import polars as pl
 
 from warehouse.validate.core import PolarsEngine
 from warehouse.validate.derived import DERIVED_CHECKS, DERIVED_CHECKS_SQL
+from warehouse.validate.expectations import Result, SuiteResult
 from warehouse.validate.plan import suite_parameters
 from warehouse.validate.pushdown_sql import (
     POS,
@@ -274,8 +275,8 @@ class DuckDBEngine:
         return dict(zip(at, frame.drop(POS).to_dicts()))
 
     def run(self, suite_name: str, table: str, runnable: list, params: dict[str, Any], cap: int):
-        """[(i, GX ExpectationValidationResult | None, failing rows as dicts)] for the runnable configurations
-        (each with meta._i), in their order, and the GX suite result; expectations not compiled to SQL run with GX
+        """[(i, expectations.Result | None, failing rows as dicts)] for the runnable configurations
+        (each with meta._i), in their order, and the suite's result; expectations not compiled to SQL run with GX
         on pandas over this one table."""
         base = self.base(table)
         compiled, fallback = self._compile(suite_name, table, runnable, params)
@@ -356,14 +357,10 @@ NULLITY_EXPECTATIONS = ("expect_column_values_to_not_be_null", "expect_column_va
 
 def _expectation_result(c, kw: dict, comp: Compiled, n_rows: int, tally: tuple[int, int, int], shown: list[int],
                         rows_at: dict[int, dict], cap: int) -> tuple:
-    """(GX ExpectationValidationResult, failing rows shown) of one compiled expectation, from its counts."""
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationValidationResult,
-    )
-
+    """(expectations.Result, failing rows shown) of one compiled expectation, from its counts (GX's keys)."""
     if comp.kind == "table":
         ok = bool(comp.check(n_rows))
-        return ExpectationValidationResult(success=ok, expectation_config=c, result={"observed_value": n_rows}), []
+        return Result(success=ok, expectation_config=c, result={"observed_value": n_rows}), []
     element, missing, unexpected = tally
     nonmissing = element - missing
     # the nullity expectations judge every row (their unexpected rows are the nulls, or the values): GX's base is
@@ -389,17 +386,14 @@ def _expectation_result(c, kw: dict, comp: Compiled, n_rows: int, tally: tuple[i
         result.update(missing_count=missing, missing_percent=_percent(missing, element),
                       unexpected_percent_total=_percent(unexpected, element),
                       unexpected_percent_nonmissing=_percent(unexpected, nonmissing))
-    return ExpectationValidationResult(success=ok, expectation_config=c, result=result), rows[:cap]
+    return Result(success=ok, expectation_config=c, result=result), rows[:cap]
 
 
 def _suite_result(suite_name: str, table: str, results: list, n_rows: int):
-    """The GX ExpectationSuiteValidationResult of a suite's results on one table (what Data Docs render)."""
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-    )
-
+    """The suite's results on one table, as GX's ExpectationSuiteValidationResult has them (what Data Docs
+    render)."""
     passed = sum(1 for r in results if r.success)
-    return ExpectationSuiteValidationResult(
+    return SuiteResult(
         success=passed == len(results), results=results, suite_name=f"{suite_name}:{table}",
         statistics={"evaluated_expectations": len(results), "successful_expectations": passed,
                     "unsuccessful_expectations": len(results) - passed,

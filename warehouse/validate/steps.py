@@ -41,11 +41,19 @@ def tables_of_schema(build_file: Path, schema: str) -> dict[str, pl.DataFrame]:
 
 
 def preload_validation() -> None:
-    """Start importing Great Expectations in the background (see validate.core.preload_gx): a build that goes on to
-    validate does not wait ~8 s for the import after its transform."""
-    from warehouse.validate.core import preload_gx
+    """Start the build's Great Expectations worker (validate.gx_process): a process of its own that imports GX
+    (~3-5 s of pure Python) on the second core while the build stages and transforms, then checks the suite files
+    and renders Data Docs. The build's own process never imports GX (validation runs in DuckDB)."""
+    from warehouse.validate.gx_process import start_worker
 
-    preload_gx()
+    start_worker()
+
+
+def stop_gx_worker() -> None:
+    """End the build's GX worker if it still runs (a build that failed before its report)."""
+    from warehouse.validate.gx_process import stop_worker
+
+    stop_worker()
 
 
 def validate_raw(data_dir: Path, export_id: str):
@@ -94,8 +102,8 @@ def withhold_identifier_values(validation, identifiers: set[str] | None = None, 
 
 
 def start_data_docs(paths: BuildPaths, build_id: str, validations: list) -> bool:
-    """Start rendering the build's Data Docs in a forked child (validate.datadocs.start_data_docs) once the
-    results are final (identifier values withheld): the report joins it instead of rendering them itself."""
+    """Send the build's Data Docs to its GX worker (validate.datadocs.start_data_docs) once the results are final
+    (identifier values withheld): the report takes the worker's site instead of rendering it itself."""
     from warehouse.validate.datadocs import start_data_docs
 
     return start_data_docs(Path(paths.reports) / build_id / "data_docs", validations, build_id)

@@ -1,6 +1,6 @@
 """Expectation suites: where they live, how they are read, and the ones generated from the export's metadata.
 
-A suite is a Great Expectations 1.x ExpectationSuite as JSON::
+A suite is a Great Expectations 1.x ExpectationSuite as JSON (held as ``expectations.Suite`` in a build)::
 
     {"name": "...", "meta": {"table": "hemodynamics" | "*" | ["labs", "sofa"], ...},
      "expectations": [{"type": "expect_...", "kwargs": {...},
@@ -24,7 +24,6 @@ where), ``form`` / ``field`` (report the finding on this form / field, for deriv
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import re
@@ -56,20 +55,17 @@ def expectations_dir() -> Path:
 
 
 def suite_to_gx(suite: dict[str, Any]):
-    """A suite dict -> gx.ExpectationSuite (GX's own classes validate type names and kwargs).
+    """A suite dict -> gx.ExpectationSuite (GX's own classes validate type names and kwargs; imports GX).
 
     The GX-native ``severity`` of each expectation is set from ``meta.severity`` (error -> critical)."""
-    import great_expectations as gx
+    from warehouse.validate.expectations import suite_from_dict
+    from warehouse.validate.gx_worker import suite_to_gx as to_gx
 
-    d = copy.deepcopy(suite)
-    for e in d.get("expectations", []):
-        sev = severity_of(e.get("meta") or {}, e.get("severity"))
-        e["severity"] = "critical" if sev == "error" else "warning"
-    return gx.ExpectationSuite(**{k: v for k, v in d.items() if k in ("name", "expectations", "meta", "notes", "id")})
+    return to_gx(suite_from_dict(suite).to_json_dict())
 
 
 def suite_to_dict(suite) -> dict[str, Any]:
-    """gx.ExpectationSuite -> its JSON dict (what a data manager reads)."""
+    """A suite (``expectations.Suite`` or gx.ExpectationSuite) -> its JSON dict (what a data manager reads)."""
     d = suite.to_json_dict()
     d.pop("id", None)
     for e in d.get("expectations", []):
@@ -78,13 +74,31 @@ def suite_to_dict(suite) -> dict[str, Any]:
 
 
 def load_suite_file(path: Path, study=None):
+    """A suite file as an ``expectations.Suite``, windows and codes resolved (see `resolve_study_values`). GX's
+    check of its types and kwargs is `check_suites_with_gx`, once per suite and process."""
+    from warehouse.validate.expectations import suite_from_dict
+
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     if "name" not in data:
         data["name"] = path.stem
     meta = data.setdefault("meta", {})
     meta.setdefault("source_file", str(path))
-    return suite_to_gx(resolve_study_values(data, path, study))
+    try:
+        return suite_from_dict(resolve_study_values(data, path, study))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") if str(path) not in str(e) else e from None
+
+
+def check_suites_with_gx(suites: list) -> None:
+    """Great Expectations' verdict on suites (type names, kwargs: what its classes accept), from the build's GX
+    worker when one runs, else from GX imported here; a suite GX refuses raises ValueError naming its file."""
+    from warehouse.validate.gx_process import check_suites
+
+    errors = check_suites([s.to_json_dict() for s in suites])
+    refused = [f"{(s.meta or {}).get('source_file') or s.name}: {e}" for s, e in zip(suites, errors) if e]
+    if refused:
+        raise ValueError("Great Expectations refuses suite(s): " + "; ".join(refused))
 
 
 def resolve_study_values(data: dict[str, Any], path: Path, study=None) -> dict[str, Any]:
@@ -141,7 +155,7 @@ def resolve_study_values(data: dict[str, Any], path: Path, study=None) -> dict[s
 
 
 def load_suites(stage: str, suites_dir: Path | None = None, study=None) -> list:
-    """The stage's suite files (``<suites_dir>/<stage>/*.json``, sorted by name) as gx.ExpectationSuite objects,
+    """The stage's suite files (``<suites_dir>/<stage>/*.json``, sorted by name) as ``expectations.Suite`` objects,
     windows and codes resolved from ``study`` (default: the demo study; see `resolve_study_values`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")

@@ -1,0 +1,148 @@
+"""The build's side of the Great Expectations worker (``gx_worker.py``): start it when a build is due, ask it to
+check suites and to render Data Docs, fall back to doing either in this process when it fails.
+
+One worker per process at a time (``start_worker`` is idempotent); its answers come in the order of the requests.
+A worker that dies, or says nothing for ``TIMEOUT_S``, is killed, and the caller does the job here (GX imported
+then, as before this worker existed): the same checks and the same site either way, only slower.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from warehouse.validate import gx_worker
+from warehouse.validate.expectations import dumps
+
+log = logging.getLogger(__name__)
+TIMEOUT_S = 120.0  # an answer takes GX's import (3-8 s on a busy machine) plus a render (1-4 s, not growing with rows)
+WORKER_SCRIPT = Path(gx_worker.__file__)
+_CHECKED: dict[str, str | None] = {}  # a suite's JSON digest -> GX's verdict (None: taken), for this process
+
+
+class GxWorker:
+    """A running ``gx_worker.py``: requests go to its stdin, answers come back on its stdout, in order."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "PYTHONDONTWRITEBYTECODE": "1"}
+        self.proc = subprocess.Popen([sys.executable, str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        self.pending: list[str] = []  # what each answer still to come is for, in order
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, message: dict[str, Any], tag: str) -> None:
+        body = dumps(message)
+        self.proc.stdin.write(gx_worker.HEADER.pack(len(body)) + body)
+        self.proc.stdin.flush()
+        self.pending.append(tag)
+
+    def receive(self, tag: str, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+        """The answer to the request tagged ``tag`` (answers before it, nobody waits for, are dropped)."""
+        if tag not in self.pending:
+            raise KeyError(tag)
+        deadline = time.monotonic() + timeout
+        while True:
+            head = self._read(gx_worker.HEADER.size, deadline)
+            (size,) = gx_worker.HEADER.unpack(head)
+            answer = json.loads(self._read(size, deadline))
+            if self.pending.pop(0) == tag:
+                return answer
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        out = self.proc.stdout
+        chunks, got = [], 0
+        fd = out.fileno()
+        while got < size:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"no answer from the GX worker in {TIMEOUT_S:.0f} s")
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                raise EOFError(f"the GX worker ended (exit status {self.proc.wait()})")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def stop(self, kill: bool = False) -> None:
+        """Close its input (it ends) or kill it; reap it either way."""
+        if kill and self.alive:
+            self.proc.kill()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+_WORKER: list[GxWorker] = []
+
+
+def start_worker() -> GxWorker | None:
+    """The process's GX worker, started now if none runs (it imports GX at once, on the second core). None on a
+    system where it cannot start; callers then do the work here."""
+    if _WORKER and _WORKER[0].alive:
+        return _WORKER[0]
+    stop_worker()
+    try:
+        _WORKER.append(GxWorker())
+    except OSError as e:
+        log.warning("GX worker not started (%s): GX runs in the build's process", e)
+        return None
+    return _WORKER[0]
+
+
+def current_worker() -> GxWorker | None:
+    return _WORKER[0] if _WORKER and _WORKER[0].alive else None
+
+
+def stop_worker(kill: bool = False) -> None:
+    while _WORKER:
+        _WORKER.pop().stop(kill=kill)
+
+
+atexit.register(stop_worker, True)
+
+
+def ask(message: dict[str, Any], tag: str) -> dict[str, Any] | None:
+    """The running worker's answer to one request, or None when no worker runs or it failed (then stopped)."""
+    worker = current_worker()
+    if worker is None:
+        return None
+    try:
+        worker.send(message, tag)
+        return worker.receive(tag)
+    except (OSError, EOFError, TimeoutError, ValueError) as e:
+        log.warning("GX worker failed (%s): GX runs in the build's process", e)
+        stop_worker(kill=True)
+        return None
+
+
+def check_suites(suites: list[dict[str, Any]]) -> list[str | None]:
+    """GX's verdict on each suite (None: taken, else its reason), from the worker when one runs, else from GX
+    imported here; each suite's verdict is asked once per process."""
+    keys = [hashlib.sha256(dumps(s)).hexdigest() for s in suites]
+    todo = [(k, s) for k, s in zip(keys, suites) if k not in _CHECKED]
+    if todo:
+        answer = ask({"op": "check", "suites": [s for _, s in todo]}, f"check-{time.monotonic_ns()}")
+        errors = answer.get("errors") if answer else None
+        if errors is None:
+            errors = gx_worker.check_suites([json.loads(dumps(s)) for _, s in todo])
+        _CHECKED.update((k, e) for (k, _), e in zip(todo, errors))
+    return [_CHECKED[k] for k in keys]
