@@ -291,16 +291,17 @@ def run_stage(
     run = _StageRun(stage, metadata_identifiers(metadata), max_findings_per_expectation)
     builtin = _builtin_parameters(stage, engine, metadata)
     names = engine.names()
+    jobs: list[_Job | dict] = []  # in suite order, then table order: the order of the results rows
     for suite in suites:
         meta = suite.meta or {}
         targets = suite_tables(meta, names)
         if not targets:
-            run.results.append(result_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
-                                          "no such table in this stage"))
+            jobs.append(result_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
+                                   "no such table in this stage"))
             continue
         params = {**engine.suite_parameters(meta, builtin), **(parameters or {})}
-        for table in targets:
-            run.run_suite_on_table(engine, suite, table, params)
+        jobs += [run.job(engine, suite, table, params) for table in targets]
+    run.run_jobs(engine, jobs)
     if run.identifiers:  # what Data Docs render: no value list of an identifier column (after the findings used them)
         _withhold_from_data_docs(run.gx_results, run.identifiers)
     validation = run.validation(suites)
@@ -329,8 +330,25 @@ def _withhold_from_data_docs(gx_results: list, identifiers: set[str]) -> None:
 
 
 @dataclass
+class _Job:
+    """One suite on one table: its runnable expectations (copies tagged with meta._i), per position (configuration,
+    kwargs, severity), its parameters, the results rows of its skipped expectations, and, once run, its outcomes
+    and suite result."""
+
+    suite: Any
+    table: str
+    columns: list[str]
+    runnable: list
+    configs: dict
+    params: dict[str, Any]
+    skipped: list[dict]
+    outcomes: list = field(default_factory=list)
+    suite_result: Any = None
+
+
+@dataclass
 class _StageRun:
-    """What a stage's run collects, in run order: results rows, finding rows, (name, GX suite result)."""
+    """What a stage's run collects, in run order: results rows, finding rows, (name, suite result)."""
 
     stage: str
     identifiers: set[str]
@@ -339,21 +357,43 @@ class _StageRun:
     findings: list[dict] = field(default_factory=list)
     gx_results: list = field(default_factory=list)
 
-    def run_suite_on_table(self, engine, suite, table: str, params: dict[str, Any]) -> None:
+    def job(self, engine, suite, table: str, params: dict[str, Any]) -> _Job:
         columns = engine.columns(table)
-        runnable, configs = self._runnable(suite, table, columns, params)
-        if not runnable:
-            return
-        outcomes, suite_result = engine.run(suite.name, table, runnable, params, self.cap)
-        if suite_result is not None:
-            self.gx_results.append((f"{self.stage}.{suite.name}.{table}", suite_result))
-        for i, r, rows in outcomes:
-            self._record(suite, table, columns, i, *configs[i], r, rows)
+        runnable, configs, skipped = self._runnable(suite, table, columns, params)
+        return _Job(suite, table, columns, runnable, configs, params, skipped)
 
-    def _runnable(self, suite, table: str, columns: list[str], params: dict[str, Any]) -> tuple[list, dict]:
-        """The suite's expectations that can run on the table (copies tagged with meta._i, their position), and
-        per position (configuration, kwargs, severity); the others are recorded as skipped."""
-        runnable, configs = [], {}
+    def run_jobs(self, engine, jobs: list[_Job | dict]) -> None:
+        """Run every suite on its tables, all suites on a table in one pass where the engine can (DuckDB: one
+        aggregate query per table, not per suite and table), then record their outcomes in the jobs' order."""
+        by_table: dict[str, list[_Job]] = {}
+        for j in jobs:
+            if isinstance(j, _Job) and j.runnable:
+                by_table.setdefault(j.table, []).append(j)
+        for table, table_jobs in by_table.items():
+            requests = [(j.suite.name, j.runnable, j.params) for j in table_jobs]
+            if hasattr(engine, "run_many"):
+                answers = engine.run_many(table, requests, self.cap)
+            else:
+                answers = [engine.run(name, table, runnable, params, self.cap) for name, runnable, params in requests]
+            for j, (outcomes, suite_result) in zip(table_jobs, answers):
+                j.outcomes, j.suite_result = outcomes, suite_result
+        for j in jobs:
+            if not isinstance(j, _Job):
+                self.results.append(j)
+                continue
+            self.results += j.skipped
+            if not j.runnable:
+                continue
+            if j.suite_result is not None:
+                self.gx_results.append((f"{self.stage}.{j.suite.name}.{j.table}", j.suite_result))
+            for i, r, rows in j.outcomes:
+                self._record(j.suite, j.table, j.columns, i, *j.configs[i], r, rows)
+
+    def _runnable(self, suite, table: str, columns: list[str],
+                  params: dict[str, Any]) -> tuple[list, dict, list[dict]]:
+        """The suite's expectations that can run on the table (copies tagged with meta._i, their position), per
+        position (configuration, kwargs, severity), and the results rows of those that cannot (skipped)."""
+        runnable, configs, skipped = [], {}, []
         for i, exp in enumerate(suite.expectations):
             cfg = exp.configuration
             kw = cfg.to_json_dict().get("kwargs", {})
@@ -363,14 +403,13 @@ class _StageRun:
             if missing_cols or missing_params:
                 note = (f"column(s) {', '.join(missing_cols)} not in {table}" if missing_cols
                         else f"parameter(s) {', '.join(missing_params)} not available")
-                self.results.append(result_row(self.stage, suite.name, table, cfg, kw, sev, None, "skipped", note,
-                                               order=i))
+                skipped.append(result_row(self.stage, suite.name, table, cfg, kw, sev, None, "skipped", note, order=i))
                 continue
             c = copy.copy(cfg)  # shallow: only meta is replaced (a new dict), never mutated
             c.meta = {**(c.meta or {}), "_i": i}
             runnable.append(c)
             configs[i] = (cfg, kw, sev)
-        return runnable, configs
+        return runnable, configs, skipped
 
     def _record(self, suite, table: str, columns: list[str], i: int, cfg, kw, sev, r, rows: list[dict]) -> None:
         """One expectation's outcome: its results row, and its findings when it failed or could not run."""

@@ -80,10 +80,22 @@ def suite_result_to_gx(d: dict[str, Any]):
     results = [ExpectationValidationResult(
         success=r["success"], result=r.get("result") or {}, meta=r.get("meta") or {},
         exception_info=r.get("exception_info"),
-        expectation_config=ExpectationConfiguration(**r["expectation_config"]) if r.get("expectation_config")
-        else None) for r in d["results"]]
+        expectation_config=_configuration(ExpectationConfiguration, r["expectation_config"]))
+        for r in d["results"]]
     return ExpectationSuiteValidationResult(success=d["success"], results=results, suite_name=d["suite_name"],
                                             statistics=d.get("statistics"), meta=d.get("meta"))
+
+
+def _configuration(cls, d: dict[str, Any] | None):
+    """GX's configuration as its Expectation class normalises it (kwargs typed by its model: a bound of 18 reads
+    18.0), as a run by GX itself holds it; the raw one when GX's class refuses it."""
+    if not d:
+        return None
+    config = cls(**d)
+    try:
+        return config.to_domain_obj().configuration
+    except Exception:  # noqa: BLE001 - shown as written
+        return config
 
 
 def render_site(out_dir: str, run_name: str, suites: list[dict[str, Any]],
