@@ -221,71 +221,93 @@ def _scrub_short(frame: pl.DataFrame, short: pl.DataFrame, cols: list[str]) -> p
     return frame.with_columns(updates)
 
 
+def _strings_in(node: Any, found: list[str]) -> None:
+    """Every string inside a GX result structure (dicts: keys and values, lists, tuples, sets), in order."""
+    if isinstance(node, str):
+        found.append(node)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _strings_in(k, found)
+            _strings_in(v, found)
+    elif isinstance(node, (list, tuple, set)):
+        for v in node:
+            _strings_in(v, found)
+
+
+def _rebuilt(node: Any, clean: dict[str, str]) -> Any:
+    """``node`` rebuilt with every string replaced by its scrubbed text (``clean``: the strings that change)."""
+    if isinstance(node, str):
+        return clean.get(node, node)
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            key = _rebuilt(k, clean)
+            out[key] = _rebuilt(v, clean)
+        return out
+    if isinstance(node, (list, tuple, set)):
+        items = [_rebuilt(v, clean) for v in node]
+        return type(node)(items) if not isinstance(node, list) else items
+    return node
+
+
 def _scrub_nested(obj: Any, values: IdentifierValues) -> Any:
-    """Every string inside a GX result structure (dicts, lists, tuples), scrubbed of the long values; one
-    vectorised pass over all of them."""
-    found: list[str] = []
+    """Every string inside a GX result structure (dicts, lists, tuples), scrubbed of the long values; the same
+    object when none changes."""
+    return _scrub_all([obj], values)[0]
 
-    def collect(node):
-        if isinstance(node, str):
-            found.append(node)
-        elif isinstance(node, dict):
-            for k, v in node.items():
-                collect(k)
-                collect(v)
-        elif isinstance(node, (list, tuple, set)):
-            for v in node:
-                collect(v)
 
-    collect(obj)
-    if not found:
-        return obj
-    clean = scrub_strings(pl.Series(found, dtype=pl.Utf8), values).to_list()
-    if clean == found:
-        return obj
-    it = iter(clean)
-
-    def rebuild(node):
-        if isinstance(node, str):
-            return next(it)
-        if isinstance(node, dict):
-            out = {}
-            for k, v in node.items():
-                key = rebuild(k)
-                out[key] = rebuild(v)
-            return out
-        if isinstance(node, (list, tuple, set)):
-            items = [rebuild(v) for v in node]
-            return type(node)(items) if not isinstance(node, list) else items
-        return node
-
-    return rebuild(obj)
+def _scrub_all(objs: list[Any], values: IdentifierValues) -> list[Any]:
+    """``_scrub_nested`` of many structures with one vectorised pass over their distinct strings: the scrub builds
+    an automaton of every long identifier value (~8,000 at 10,000 subjects: ~9 ms a build), so one pass per GX
+    result (hundreds per stage) cost ~12 s of the 10,000-subject validate stage. A structure holding no string that
+    changes is returned as it is."""
+    per_obj: list[list[str]] = []
+    for obj in objs:
+        found: list[str] = []
+        _strings_in(obj, found)
+        per_obj.append(found)
+    distinct = list(dict.fromkeys(s for found in per_obj for s in found))
+    if not distinct or not values.long:
+        return list(objs)
+    scrubbed = scrub_strings(pl.Series(distinct, dtype=pl.Utf8), values).to_list()
+    clean = {a: b for a, b in zip(distinct, scrubbed) if a != b}
+    if not clean:
+        return list(objs)
+    return [_rebuilt(obj, clean) if any(s in clean for s in found) else obj for obj, found in zip(objs, per_obj)]
 
 
 def scrub_gx_results(gx_results: list, values: IdentifierValues) -> None:
-    """The GX results of a validation (what Data Docs render) scrubbed of the long identifier values, in place."""
+    """The GX results of a validation (what Data Docs render) scrubbed of the long identifier values, in place;
+    every result's ``result`` and ``exception_info`` in one pass (``_scrub_all``)."""
     if not values.long:
         return
-    for _, suite_result in gx_results:
-        for result in getattr(suite_result, "results", []) or []:
-            if isinstance(getattr(result, "result", None), dict):
-                result.result = _scrub_nested(result.result, values)
-            if isinstance(getattr(result, "exception_info", None), dict):
-                result.exception_info = _scrub_nested(result.exception_info, values)
+    targets = [(result, attr)
+               for _, suite_result in gx_results
+               for result in getattr(suite_result, "results", []) or []
+               for attr in ("result", "exception_info")
+               if isinstance(getattr(result, attr, None), dict)]
+    cleaned = _scrub_all([getattr(result, attr) for result, attr in targets], values)
+    for (result, attr), obj in zip(targets, cleaned):
+        if obj is not getattr(result, attr):
+            setattr(result, attr, obj)
 
 
 def withhold_identifiers(validations, identifiers: set[str] | None = None, values: IdentifierValues | None = None):
     """One StageValidation or a list of them, in place (and returned): findings on an identifier field lose their
     value (structural, by field name), GX results of identifier columns their value lists; with ``values``, every
-    text column of the findings and results and every string of the GX results is scrubbed of them."""
+    text column of the findings and results and every string of the GX results is scrubbed of them (the GX results
+    of all the validations in one pass)."""
     single = not isinstance(validations, (list, tuple))
+    gx_results: list = []
     for v in [validations] if single else validations:
         if identifiers:
             _withhold_by_field(v, identifiers)
         if values:
             v.findings = scrub_identifier_values(v.findings, values)
             v.results = scrub_identifier_values(v.results, values)
-            scrub_gx_results(getattr(v, "gx_results", []) or [], values)
+            gx_results.extend(getattr(v, "gx_results", []) or [])
+    if values:
+        scrub_gx_results(gx_results, values)
     return validations
 
 
