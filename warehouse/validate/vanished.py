@@ -177,22 +177,42 @@ def _forms(data_dir: Path, export_id: str) -> dict[str, Path]:
     return {p.stem: p for p in files}
 
 
-def _keys_select(path: Path) -> str:
+def _keys_select(path: Path, distinct: bool = True, site: bool = True) -> str:
+    """The record keys (and site) of a form's Parquet file, rows without a subject left out; a key missing from the
+    file reads as null. ``distinct``: each record once."""
     import pyarrow.parquet as pq
 
     names = set(pq.read_schema(path).names)
-    cols = [(_ident(k) if k in names else f"null::varchar as {_ident(k)}") for k in (*KEYS, "site_id")]
-    return f"select distinct {', '.join(cols)} from read_parquet({_lit(str(path))}) where subject_id is not null"
+    cols = [(_ident(k) if k in names else f"null::varchar as {_ident(k)}") for k in (*KEYS, *(("site_id",) if site else ()))]
+    return (f"select {'distinct ' if distinct else ''}{', '.join(cols)} from read_parquet({_lit(str(path))}) "
+            "where subject_id is not null")
+
+
+def _subjects_select(path: Path, with_site: bool) -> str:
+    """The distinct subjects (and their sites) of a form's Parquet file: a subject's presence needs no record keys
+    (a group by one or two columns, not by every record: ~0.4 s against ~10 s on 14 million rows)."""
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(path).names)
+    site = ("site_id" if "site_id" in names else "null::varchar as site_id") if with_site else None
+    cols = ", ".join(["subject_id", *([site] if site else [])])
+    return f"select distinct {cols} from read_parquet({_lit(str(path))}) where subject_id is not null"
 
 
 def vanished_records(data_dir: Path, reference: str, current: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """(records, subjects, reference subject count): the records (form, subject_id, site_id, event,
     repeat_instance) of the reference snapshot with no record of the same form and keys in the current one, and
     the subjects (subject_id, site_id, forms, records) of the reference with no record at all in the current one.
-    One DuckDB query per snapshot over the Parquet files' key columns."""
+
+    Where the time goes at 10,000 subjects (14 million hemodynamics rows): the records' anti join reads every
+    key of both snapshots once, without a distinct on either side first (the result, a handful of records, is made
+    distinct instead: ~2x less); the subjects are compared on their distinct subject ids alone, and only a subject
+    that is gone has its records counted. The same snapshot as reference (the export rebuilt) loses nothing by
+    construction: only the reference's subjects are counted."""
     old, new = _forms(data_dir, reference), _forms(data_dir, current)
     old_subjects = Path(data_dir) / "raw" / reference / "_meta" / "subjects.parquet"
     new_subjects = Path(data_dir) / "raw" / current / "_meta" / "subjects.parquet"
+    same = reference == current
     on = " and ".join(f"o.{_ident(k)} is not distinct from n.{_ident(k)}" for k in KEYS)
     parts = []
     for k, (form, path) in enumerate(old.items()):
@@ -200,31 +220,46 @@ def vanished_records(data_dir: Path, reference: str, current: str) -> tuple[pl.D
         if other is None:
             gone = f"select * from ({_keys_select(path)})"
         else:
-            gone = f"select o.* from ({_keys_select(path)}) o anti join ({_keys_select(other)}) n on {on}"
+            gone = (f"select distinct o.* from ({_keys_select(path, distinct=False)}) o "
+                    f"anti join ({_keys_select(other, distinct=False, site=False)}) n on {on}")
         parts.append(f"select {k} as form_order, {_lit(form)} as form, * from ({gone})")
     with duckdb.connect() as con:
         con.execute("set threads = 2")
         empty = ("select null::integer as form_order, null::varchar as form, null::varchar as subject_id, "
                  "null::varchar as event, null::varchar as repeat_instance, null::varchar as site_id limit 0")
-        records = con.sql(" union all ".join(parts) if parts else empty).pl()
+        records_sql = " union all ".join(parts) if parts else empty
+        records = con.sql(f"select * from ({records_sql}) limit 0" if same else records_sql).pl()
 
-        def subjects_sql(forms: dict[str, Path], meta: Path) -> str:
-            selects = [f"select subject_id, site_id, {_lit(f)} as form, {k} as form_order from ({_keys_select(p)})"
-                       for k, (f, p) in enumerate(forms.items())]
+        def subjects_sql(forms: dict[str, Path], meta: Path, with_site: bool) -> str:
+            site = ", site_id, {form} as form" if with_site else ""
+            selects = [f"select subject_id{site.format(form=_lit(f))} from ({_subjects_select(p, with_site)})"
+                       for f, p in forms.items()]
             if meta.is_file():
-                selects.append(f"select subject_id::varchar, site_id::varchar, null::varchar, null::integer "
+                selects.append(f"select subject_id::varchar{', site_id::varchar, null::varchar' if with_site else ''} "
                                f"from read_parquet({_lit(str(meta))}) where subject_id is not null")
             return " union all ".join(selects) if selects else \
-                "select null::varchar as subject_id, null::varchar as site_id, null::varchar as form, null::integer as form_order limit 0"
+                f"select null::varchar as subject_id{', null::varchar as site_id, null::varchar as form' if with_site else ''} limit 0"
 
-        con.execute(f"create temp table o as {subjects_sql(old, old_subjects)}")
-        con.execute(f"create temp table n as {subjects_sql(new, new_subjects)}")
+        con.execute(f"create temp table o as {subjects_sql(old, old_subjects, True)}")
         count = con.execute("select count(distinct subject_id) from o").fetchall()[0][0]
+        if same:
+            con.execute("create temp table n as select subject_id from o")
+        else:
+            con.execute(f"create temp table n as {subjects_sql(new, new_subjects, False)}")
+        con.execute("create temp table gone as select distinct subject_id from o "
+                    "where subject_id not in (select subject_id from n)")
+        n_gone = con.execute("select count(*) from gone").fetchall()[0][0]
+        # the records of a gone subject: its distinct record keys over the reference's forms (only gone subjects)
+        counted = [f"select {_lit(f)} as form, * from ({_keys_select(p)} and subject_id in (select subject_id from gone))"
+                   for f, p in old.items()] if n_gone else []
+        per_subject = (f"select subject_id, count(*) as records from ({' union all '.join(counted)}) group by subject_id"
+                       if counted else "select null::varchar as subject_id, 0::bigint as records limit 0")
         subjects = con.sql(
-            "select subject_id, min(site_id) as site_id, "
-            "list(distinct form order by form) filter (where form is not null) as forms, "
-            "count(*) filter (where form is not null) as records "
-            "from o where subject_id not in (select subject_id from n) group by subject_id order by subject_id"
+            "select o.subject_id, min(o.site_id) as site_id, "
+            "list(distinct o.form order by o.form) filter (where o.form is not null) as forms, "
+            "coalesce(any_value(r.records), 0) as records "
+            f"from o left join ({per_subject}) r on r.subject_id = o.subject_id "
+            "where o.subject_id in (select subject_id from gone) group by o.subject_id order by o.subject_id"
         ).pl()
     records = records.sort("form_order", "subject_id", "event", "repeat_instance", nulls_last=False).drop("form_order")
     return records, subjects, int(count)
