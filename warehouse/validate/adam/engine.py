@@ -126,16 +126,25 @@ def _row_context(ds: Dataset, alias: str = "") -> str:
     return f"{usubjid} as _usubjid, {siteid} as _siteid, {event} as _event, {instance} as _instance"
 
 
+def _counts(where: str, condition: str) -> str:
+    """The SQL of a rule's (checked, failing) row counts, as aggregates over its rows ``t``."""
+    return f"count(*) filter (where {where}), count(*) filter (where ({where}) and ({condition}))"
+
+
 def row_rule(con, rule_id: str, ds: Dataset, column: str | None, condition: str, value: str,
-             message: str, *, source: str | None = None, where: str = "true") -> Outcome:
+             message: str, *, source: str | None = None, where: str = "true",
+             counts: tuple[int, int] | None = None) -> Outcome:
     """Rows of ``ds`` (or of ``source``, a select with the dataset's columns) where ``condition`` holds are
-    findings; ``value`` is the SQL of the failing value; ``where`` selects the rows checked."""
+    findings; ``value`` is the SQL of the failing value; ``where`` selects the rows checked. ``counts``: the
+    (checked, failing) counts when the caller counted them already (``run_checks``: every rule of a table in one
+    scan)."""
     rule = RULE_BY_ID[rule_id]
     base = source or f"select * from main.{q(ds.name)}"
-    checked = con.execute(f"select count(*) from ({base}) t where {where}").fetchone()[0]
+    # checked and failing rows counted in one scan, the failing rows read only when there are some
+    checked, failed = counts if counts is not None else \
+        con.execute(f"select {_counts(where, condition)} from ({base}) t").fetchone()
     sql = (f"select {_row_context(ds, 't')}, cast({value} as varchar) as _value from ({base}) t "
            f"where ({where}) and ({condition})")
-    failed = con.execute(f"select count(*) from ({sql})").fetchone()[0]
     rows = con.execute(f"{sql} limit {MAX_FINDINGS_PER_RULE}").fetchall() if failed else []
     findings = [_finding(rule, ds.name, column, u, s, e, i, v, message.format(value=v, usubjid=u, event=e))
                 for u, s, e, i, v in rows]
@@ -160,11 +169,18 @@ def _finding(rule: Rule, table: str, column, usubjid, siteid, event, instance, v
     }
 
 
-def one_to_one(con, rule_id: str, ds: Dataset, a: str, b: str, message: str) -> Outcome:
+def one_to_one(con, rule_id: str, ds: Dataset, a: str, b: str, message: str,
+               counts: tuple[int, int] | None = None) -> Outcome:
     """Rows whose ``a`` value has more than one distinct ``b`` (nulls of ``b`` count as a value)."""
-    condition = (f"t.{q(a)} in (select {q(a)} from main.{q(ds.name)} where {q(a)} is not null "
-                 f"group by 1 having count(distinct coalesce(cast({q(b)} as varchar), chr(0))) > 1)")
-    return row_rule(con, rule_id, ds, b, condition, f"t.{q(b)}", message, where=f"t.{q(a)} is not null")
+    where, condition = _one_to_one_condition(ds, a, b)
+    return row_rule(con, rule_id, ds, b, condition, f"t.{q(b)}", message, where=where, counts=counts)
+
+
+def _one_to_one_condition(ds: Dataset, a: str, b: str) -> tuple[str, str]:
+    """(where, condition) of the one-to-one rule of ``a`` and ``b`` on the rows ``t`` of ``ds``."""
+    return (f"t.{q(a)} is not null",
+            f"t.{q(a)} in (select {q(a)} from main.{q(ds.name)} where {q(a)} is not null "
+            f"group by 1 having count(distinct coalesce(cast({q(b)} as varchar), chr(0))) > 1)")
 
 
 # ------------------------------------------------------------------------------------------------ rule tables
@@ -195,10 +211,19 @@ Check = Predicate | OneToOne
 
 
 def run_checks(con, ds: Dataset, checks: tuple[Check, ...]) -> Iterator[Outcome]:
-    """The table's checks on ``ds``, in order, those whose variables the dataset has."""
-    for c in checks:
+    """The table's checks on ``ds``, in order, those whose variables the dataset has. Their checked and failing
+    rows are counted in one scan of the dataset for all of them (one query per rule was ~10 ms each on the 32-subject
+    demo, and 53 scans of ADEFF's ~470,000 rows at 10,000 subjects); failing rows are then read per failed rule."""
+    applicable = [c for c in checks if (ds.has(c.a, c.b) if isinstance(c, OneToOne) else ds.has(*c.needs))]
+    if not applicable:
+        return
+    conditions = [_one_to_one_condition(ds, c.a, c.b) if isinstance(c, OneToOne) else (c.where, c.condition)
+                  for c in applicable]
+    row = con.execute(f"select {', '.join(_counts(w, cond) for w, cond in conditions)} "
+                      f"from (select * from main.{q(ds.name)}) t").fetchone()
+    for k, c in enumerate(applicable):
+        counts = (int(row[2 * k]), int(row[2 * k + 1]))
         if isinstance(c, OneToOne):
-            if ds.has(c.a, c.b):
-                yield one_to_one(con, c.rule, ds, c.a, c.b, c.message)
-        elif ds.has(*c.needs):
-            yield row_rule(con, c.rule, ds, c.column, c.condition, c.value, c.message, where=c.where)
+            yield one_to_one(con, c.rule, ds, c.a, c.b, c.message, counts=counts)
+        else:
+            yield row_rule(con, c.rule, ds, c.column, c.condition, c.value, c.message, where=c.where, counts=counts)

@@ -101,11 +101,17 @@ def check_identifiers(con, datasets: list[Dataset], ctx: dict) -> Iterator[Outco
                        f"USUBJID is not null and USUBJID not in (select USUBJID from main.{q(adsl.name)} "
                        "where USUBJID is not null)", "USUBJID", "{value} is not in ADSL")
         copied = [c for c in ds.columns if c in adsl.columns and c != "USUBJID"]
-        for c in copied:
+        if not copied:
+            continue
+        # every copied variable's counts in one join of the dataset with ADSL (not one join per variable)
+        row = con.execute(f"select count(*), {', '.join(f'count(*) filter (where d.{q(c)} is distinct from a.{q(c)})' for c in copied)} "
+                          f"from main.{q(ds.name)} d join main.{q(adsl.name)} a using (USUBJID)").fetchone()
+        for k, c in enumerate(copied):
             source = (f"select d.*, a.{q(c)} as _adsl from main.{q(ds.name)} d "
                       f"join main.{q(adsl.name)} a using (USUBJID)")
             yield row_rule(con, "ADAM-035", ds, c, f"t.{q(c)} is distinct from t._adsl",
-                           f"t.{q(c)}", f"{c} = {{value}} differs from the subject's ADSL value", source=source)
+                           f"t.{q(c)}", f"{c} = {{value}} differs from the subject's ADSL value", source=source,
+                           counts=(int(row[0]), int(row[k + 1])))
     yield from run_checks(con, adsl, ADSL_VALUES)
 
 
