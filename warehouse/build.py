@@ -127,6 +127,7 @@ def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, expor
     # no identifier value leaves the raw zone, whatever stage a finding comes from (belt and braces: each stage
     # already withholds them where it makes findings)
     validate.withhold_identifier_values(validations, data_dir=request.data_dir, export_id=export_id)
+    validate.confirm_suites_checked()  # GX's verdict on the suite files, asked while validation ran
     validate.start_data_docs(request.paths, build_id, validations)  # rendered on the second core meanwhile
     runner.say("validate", f"3 stages in {clock.seconds['validate']:.1f} s")
     # the data manager's decisions (warehouse/review/): an error finding accepted or queried no longer blocks

@@ -166,8 +166,6 @@ def primary_endpoint(adeff: pl.DataFrame, arm_labels: list[str], avisit: str = "
 
 def mortality(adtte: pl.DataFrame, arm_labels: list[str]) -> pl.DataFrame:
     """Deaths by day 3, 28 and 90 by arm (among subjects whose status at that day is known), Fisher's exact p."""
-    from scipy import stats
-
     groups = groups_of(adtte, "TRT01P")
     comparison = comparison_for(groups, arm_labels)
     rows = []
@@ -180,6 +178,8 @@ def mortality(adtte: pl.DataFrame, arm_labels: list[str]) -> pl.DataFrame:
             rows.append({"landmark": landmark, "day": day, "arm": arm, "deaths": deaths, "n": known.height,
                          "pct": 100 * deaths / known.height if known.height else None})
         if comparison:
+            from scipy import stats  # only with two arms to compare: a blinded build never loads it (~1 s)
+
             (d1, n1), (d2, n2) = counts[comparison.first], counts[comparison.second]
             p = float(stats.fisher_exact([[d1, n1 - d1], [d2, n2 - d2]]).pvalue)
             for row in rows[-len(groups):]:
@@ -189,8 +189,6 @@ def mortality(adtte: pl.DataFrame, arm_labels: list[str]) -> pl.DataFrame:
 
 def secondary_endpoints(adeff: pl.DataFrame, arm_labels: list[str]) -> pl.DataFrame:
     """Secondary endpoints by arm: descriptive statistics, and a test where two arms are known."""
-    from scipy import stats
-
     groups = groups_of(adeff, "TRT01P")
     comparison = comparison_for(groups, arm_labels)
     params = adeff.select("PARAMCD", "PARAM").unique()
@@ -200,6 +198,8 @@ def secondary_endpoints(adeff: pl.DataFrame, arm_labels: list[str]) -> pl.DataFr
         per_arm = {arm: values_of(adeff, paramcd, avisit, arm) for arm in groups}
         test: dict[str, object] = {}
         if comparison:
+            from scipy import stats  # only with two arms to compare: a blinded build never loads it
+
             a, b = per_arm[comparison.first], per_arm[comparison.second]
             if kind == "binary":
                 table = [[int(a.sum()), int(a.size - a.sum())], [int(b.sum()), int(b.size - b.sum())]]
@@ -271,11 +271,10 @@ def kaplan_meier(adtte: pl.DataFrame) -> pl.DataFrame:
 
 
 def logrank_p(adtte: pl.DataFrame, arm_labels: list[str]) -> float | None:
-    from scipy import stats
-
     comparison = comparison_for(groups_of(adtte, "TRT01P"), arm_labels)
     if comparison is None:
         return None
+    from scipy import stats  # only with two arms to compare: a blinded build never loads it
 
     def censored(arm: str) -> stats.CensoredData:
         data = adtte.filter(pl.col("TRT01P") == arm).select("AVAL", "CNSR").drop_nulls()

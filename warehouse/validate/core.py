@@ -285,6 +285,18 @@ def run_stage(
     the same code for both engines; only ``engine.run`` differs."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    try:
+        return _run_stage(stage, engine, metadata, suites_dir, max_findings_per_expectation, generated_dir,
+                          extra_suites, parameters)
+    except Exception:
+        from warehouse.validate.gx_process import confirm_checks
+
+        confirm_checks()  # a suite GX refuses explains a failure better than its symptom
+        raise
+
+
+def _run_stage(stage: str, engine, metadata, suites_dir, max_findings_per_expectation: int, generated_dir,
+               extra_suites, parameters) -> StageValidation:
     suites = plan_suites(stage, engine.names(), engine.schema_frames(), metadata, suites_dir, extra_suites, generated_dir)
     add_derived_tables(engine, suites)
     # identifier items (from the metadata): a finding on one, or built from a row holding one, never shows its value

@@ -27,12 +27,16 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 120.0  # an answer takes GX's import (3-8 s on a busy machine) plus a render (1-4 s, not growing with rows)
 WORKER_SCRIPT = Path(gx_worker.__file__)
 _CHECKED: dict[str, str | None] = {}  # a suite's JSON digest -> GX's verdict (None: taken), for this process
+_LABELS: dict[str, str] = {}  # a suite's JSON digest -> what names it in a message (its file)
+_ASKED: dict[str, dict] = {}  # digests asked of a build's worker, verdict not yet taken
+_DEFERRED: list[tuple[str, dict[str, dict]]] = []  # (request tag, digest -> suite) whose verdicts are to be taken
 
 
 class GxWorker:
     """A running ``gx_worker.py``: requests go to its stdin, answers come back on its stdout, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, defer_checks: bool = False) -> None:
+        self.defer_checks = defer_checks  # a build's worker: checks are asked without waiting (check_suites)
         env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen([sys.executable, str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
@@ -94,14 +98,16 @@ class GxWorker:
 _WORKER: list[GxWorker] = []
 
 
-def start_worker() -> GxWorker | None:
+def start_worker(defer_checks: bool = False) -> GxWorker | None:
     """The process's GX worker, started now if none runs (it imports GX at once, on the second core). None on a
-    system where it cannot start; callers then do the work here."""
+    system where it cannot start; callers then do the work here. ``defer_checks``: a build's worker (see
+    ``check_suites``)."""
     if _WORKER and _WORKER[0].alive:
+        _WORKER[0].defer_checks = _WORKER[0].defer_checks or defer_checks
         return _WORKER[0]
     stop_worker()
     try:
-        _WORKER.append(GxWorker())
+        _WORKER.append(GxWorker(defer_checks))
     except OSError as e:
         log.warning("GX worker not started (%s): GX runs in the build's process", e)
         return None
@@ -113,8 +119,11 @@ def current_worker() -> GxWorker | None:
 
 
 def stop_worker(kill: bool = False) -> None:
+    """Stop the worker; checks it was asked and nobody took are asked again next time."""
     while _WORKER:
         _WORKER.pop().stop(kill=kill)
+    _DEFERRED.clear()
+    _ASKED.clear()
 
 
 atexit.register(stop_worker, True)
@@ -134,15 +143,62 @@ def ask(message: dict[str, Any], tag: str) -> dict[str, Any] | None:
         return None
 
 
-def check_suites(suites: list[dict[str, Any]]) -> list[str | None]:
-    """GX's verdict on each suite (None: taken, else its reason), from the worker when one runs, else from GX
-    imported here; each suite's verdict is asked once per process."""
-    keys = [hashlib.sha256(dumps(s)).hexdigest() for s in suites]
-    todo = [(k, s) for k, s in zip(keys, suites) if k not in _CHECKED]
+def check_suites(suites: list[tuple[str, dict[str, Any]]]) -> None:
+    """GX's verdict on suites (label, suite dict): ValueError naming each one GX refuses (its label: the file) and
+    GX's reason. Each suite is judged once per process, by the worker when one runs, else by GX imported here.
+
+    A worker started for a build (``start_worker(defer_checks=True)``) is asked without waiting: validation goes
+    on meanwhile (its own process imports GX for seconds), and the build takes the verdicts once its results are in
+    (``confirm_checks``), before anything is published or recorded, or at once when validation fails."""
+    keys = [hashlib.sha256(dumps(d)).hexdigest() for _, d in suites]
+    _LABELS.update(zip(keys, (label for label, _ in suites)))
+    todo = {k: d for k, (_, d) in zip(keys, suites) if k not in _CHECKED and k not in _ASKED}
+    worker = current_worker()
+    if todo and worker is not None and worker.defer_checks:
+        tag = f"check-{time.monotonic_ns()}"
+        try:
+            worker.send({"op": "check", "suites": list(todo.values())}, tag)
+            _DEFERRED.append((tag, todo))
+            _ASKED.update(todo)
+            return
+        except OSError as e:
+            log.warning("GX worker failed (%s): GX runs in the build's process", e)
+            stop_worker(kill=True)
     if todo:
-        answer = ask({"op": "check", "suites": [s for _, s in todo]}, f"check-{time.monotonic_ns()}")
-        errors = answer.get("errors") if answer else None
-        if errors is None:
-            errors = gx_worker.check_suites([json.loads(dumps(s)) for _, s in todo])
-        _CHECKED.update((k, e) for (k, _), e in zip(todo, errors))
-    return [_CHECKED[k] for k in keys]
+        answer = ask({"op": "check", "suites": list(todo.values())}, f"check-{time.monotonic_ns()}")
+        _judged(todo, answer)
+    _raise_refused([k for k in keys if k not in _ASKED])
+
+
+def confirm_checks() -> None:
+    """The verdicts of the checks a build's worker was asked without waiting (see ``check_suites``): ValueError
+    for the suites GX refuses. Nothing to do when none is pending."""
+    asked = []
+    while _DEFERRED:
+        tag, todo = _DEFERRED.pop(0)
+        worker = current_worker()
+        answer = None
+        if worker is not None and tag in worker.pending:
+            try:
+                answer = worker.receive(tag)
+            except (OSError, EOFError, TimeoutError, ValueError) as e:
+                log.warning("GX worker failed (%s): GX runs in the build's process", e)
+                stop_worker(kill=True)
+        _judged(todo, answer)
+        asked += list(todo)
+    for k in asked:
+        _ASKED.pop(k, None)
+    _raise_refused(asked)
+
+
+def _judged(todo: dict[str, dict[str, Any]], answer: dict[str, Any] | None) -> None:
+    errors = answer.get("errors") if answer else None
+    if errors is None:  # no worker, or it failed: GX here
+        errors = gx_worker.check_suites([json.loads(dumps(d)) for d in todo.values()])
+    _CHECKED.update(zip(todo, errors))
+
+
+def _raise_refused(keys: list[str]) -> None:
+    refused = [f"{_LABELS.get(k, '?')}: {_CHECKED[k]}" for k in keys if _CHECKED.get(k)]
+    if refused:
+        raise ValueError("Great Expectations refuses suite(s): " + "; ".join(refused))

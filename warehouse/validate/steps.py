@@ -46,7 +46,15 @@ def preload_validation() -> None:
     and renders Data Docs. The build's own process never imports GX (validation runs in DuckDB)."""
     from warehouse.validate.gx_process import start_worker
 
-    start_worker()
+    start_worker(defer_checks=True)
+
+
+def confirm_suites_checked() -> None:
+    """Great Expectations' verdicts on the build's suite files, asked of its worker while validation ran: a file
+    GX refuses fails the build here, before its findings are recorded or anything is published."""
+    from warehouse.validate.gx_process import confirm_checks
+
+    confirm_checks()
 
 
 def stop_gx_worker() -> None:
