@@ -88,3 +88,30 @@ def test_the_command_line_inits_and_builds_a_project(shared_fixtures, tmp_path, 
     assert query.returncode == 0 and query.stdout.splitlines()[1] == "500", query.stdout + query.stderr
     not_a_project = cli("build", "--project", str(tmp_path), "--export", str(export))
     assert not_a_project.returncode == 2 and "no study.toml" in not_a_project.stderr
+
+
+def test_a_suite_file_gx_refuses_fails_the_build_by_name(shared_fixtures, tmp_path, restore_project):
+    """The build's GX worker judges the project's suite files while validation runs (issue 19: GX is not imported
+    in the build's process): a file GX refuses fails the build with its name and GX's reason, before any finding is
+    recorded, and nothing is published."""
+    import json
+
+    export = shared_fixtures / "redcap" / "clinical-trial-1"
+    project = tmp_path / "project"
+    init_project(export, project)
+    bad = project / "expectations" / "staging" / "zz_lovely.json"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(json.dumps({"name": "zz_lovely", "meta": {"table": "*"}, "expectations": [
+        {"type": "expect_column_values_to_be_lovely", "kwargs": {"column": "subject_id"},
+         "meta": {"severity": "error", "rule": "subjects are lovely"}}]}))
+    use_project(project)
+    data_dir = tmp_path / "data"
+    with pytest.raises(ValueError) as err:
+        run_build(BuildRequest(data_dir=data_dir, export=export))
+    assert "zz_lovely.json" in str(err.value) and "expect_column_values_to_be_lovely" in str(err.value)
+    assert not (data_dir / "warehouse.duckdb").exists()
+    record = read_records(BuildPaths(data_dir, True))[0]
+    assert record.status == "failed"
+    from warehouse.validate import gx_process
+
+    assert gx_process.current_worker() is None  # the failed build's worker is gone
