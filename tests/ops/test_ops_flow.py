@@ -276,3 +276,20 @@ def test_each_model_is_a_task_named_after_it_and_the_summary_times_them(flow_bui
     assert "## Models" in summary and "| adsl | main.adsl | 32 |" in summary and "## Validation" in summary
     tables = [a for a in artifacts if a.type == "table"]
     assert len(tables) == 1
+
+
+def test_the_run_graph_links_each_step_to_the_steps_it_reads(flow_builds):
+    """The steps' arguments are passed to Prefect unwalked (flows.build.unwalked, for speed): the graph in the UI
+    still links a step to the steps whose results it reads, and `document` to every model's task run."""
+    from warehouse.resources import sql_dir
+    from warehouse.transform.models import discover_models
+
+    task_runs, _, _ = read_run_objects(flow_run_ids(flow_builds["states"][:1]))
+    by_id = {t.id: t.name.rsplit("-", 1)[0] for t in task_runs}
+    upstream = {by_id[t.id]: {k: {by_id.get(i.id) for i in v} for k, v in t.task_inputs.items() if v}
+                for t in task_runs}
+    assert upstream["findings"]["validations"] == {"validate-raw", "validate-staging", "validate-marts"}
+    assert upstream["findings"]["review"] == {"review"}
+    assert upstream["report"]["history"] == {"findings"}
+    assert upstream["stage"]["export_id"] == {"extract"}
+    assert upstream["document"]["wait_for"] == set(discover_models(sql_dir()))
