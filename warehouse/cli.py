@@ -94,7 +94,10 @@ def build(
                                study=study, only_new=only_new, keep_builds=keep_builds, force=force,
                                project=os.environ.get(PROJECT_ENV))
     print_outcome(early, export, verbose)
-    quick_exit()
+    BUILT.append(True)
+
+
+BUILT: list[bool] = []  # a build ran in this process (main() then exits without the last garbage collections)
 
 
 def quick_exit() -> None:
@@ -102,7 +105,8 @@ def quick_exit() -> None:
     (Prefect, polars, DuckDB, sqlglot) and the collections Python runs while tearing its modules down took 1.0-1.5 s
     between the summary and the prompt (0.25 s with this). Only the collector is stopped: objects are still freed
     by reference counting, and the atexit handlers (Prefect's log and event workers, a temporary server's stop) run
-    as before. Called last, when the build's files are closed and published."""
+    as before. Called by main() (the process's entry point, never in a test's process) after a build: its files are
+    closed and published by then."""
     import gc
 
     gc.disable()
@@ -421,6 +425,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    finally:
+        if BUILT:
+            quick_exit()
 
 
 if __name__ == "__main__":
