@@ -109,8 +109,9 @@ def render_small(results: list[dict], cli: dict | None, command: str, load: list
             ("One direct build (no Prefect) per column, in a fresh process, its steps timed where they are called "
              "(inclusive wall seconds; a step inside another is also in its parent's figure). Cold: a fresh data "
              "directory (no compile, lineage or figure cache); warm: the same export again with `--force` (every "
-             "cache hit). The Great Expectations import runs on a background thread from the start of the build: "
-             "its line overlaps the stage and transform lines."), "",
+             "cache hit). Great Expectations is not imported in the build's process: its worker process (started "
+             "with the build) imports it, judges the suite files and renders Data Docs; the build waits for it only "
+             "at the Data Docs line."), "",
             "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
