@@ -50,12 +50,14 @@ def site(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_the_worker_renders_the_same_site_as_the_build_process(validations, tmp_path):
+def test_the_worker_renders_the_same_site_as_the_build_process(validations, tmp_path, caplog):
     inline = build_data_docs(tmp_path / "inline", validations, "run1")
     assert start_data_docs(tmp_path / "child", validations, "run1")
     worker = gx_process.current_worker()
     assert worker is not None and worker.proc.pid != os.getpid()
-    forked = build_data_docs(tmp_path / "child", validations, "run1")
+    with caplog.at_level(logging.WARNING):
+        forked = build_data_docs(tmp_path / "child", validations, "run1")
+    assert "GX worker failed" not in caplog.text  # the worker's site, not the fallback's
     assert forked == (tmp_path / "child" / "index.html").resolve() and inline.name == "index.html"
     assert not datadocs._PENDING  # taken
     assert worker.proc.poll() is not None and gx_process.current_worker() is None  # and the worker ended
@@ -70,7 +72,8 @@ def test_a_worker_that_dies_leaves_the_site_to_the_build_process(validations, tm
     gx_process.current_worker().proc.send_signal(signal.SIGKILL)  # killed while it imports GX or renders
     with caplog.at_level(logging.WARNING, logger="warehouse.validate.datadocs"):
         index = build_data_docs(out, validations, "run2")
-    assert "Data Docs by the GX worker failed (EOFError: the GX worker ended (exit status -9))" in caplog.text
+    # the EOF on its pipe, or (already reaped) no worker: either way the build's process renders
+    assert "Data Docs by the GX worker failed (" in caplog.text
     assert index == (out / "index.html").resolve() and index.is_file()
     assert site(out) == site(_rendered_inline(validations, tmp_path / "ref", "run2"))
     assert gx_process.current_worker() is None

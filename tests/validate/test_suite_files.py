@@ -4,6 +4,7 @@ needs; a file GX refuses stops validation with its name and GX's reason."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -65,7 +66,7 @@ def _bad_suites(tmp_path):
 
 
 @pytest.mark.parametrize("through", ["worker", "process"])
-def test_gx_refuses_a_bad_suite_file_by_name(tmp_path, through):
+def test_gx_refuses_a_bad_suite_file_by_name(tmp_path, through, caplog):
     """A suite file GX's classes refuse (an unknown type, a kwarg of the wrong type) stops the stage with a message
     naming each file and GX's reason, whether the build's GX worker or GX in this process judges it."""
     import duckdb
@@ -80,15 +81,73 @@ def test_gx_refuses_a_bad_suite_file_by_name(tmp_path, through):
     try:
         con = duckdb.connect()
         con.execute("create table t as select 1 as a")
-        with pytest.raises(ValueError) as err:
+        with caplog.at_level(logging.WARNING), pytest.raises(ValueError) as err:
             validate_stage_duckdb("marts", con, ["t"], suites_dir=folder.parent)
             gx_process.confirm_checks()
         text = str(err.value)
+        if through == "worker":  # the worker's verdict, not the fallback's
+            assert "GX worker failed" not in caplog.text and gx_process.current_worker() is not None
         assert "unknown.json" in text and "expect_column_values_to_be_lovely" in text
         assert "kwarg.json" in text and "mostly" in text
         assert "ok.json" not in text
     finally:
         gx_process.stop_worker()
+        gx_process.forget_checks()
+
+
+def test_a_refusal_on_record_is_raised_again_with_new_suites(tmp_path):
+    """A suite GX refused stays refused in the next build of the same process, even when that build also sends
+    other, new suites to the worker (their verdicts pending)."""
+    import duckdb
+
+    from warehouse.validate import gx_process
+    from warehouse.validate.pushdown import validate_stage_duckdb
+
+    folder = _bad_suites(tmp_path)
+    con = duckdb.connect()
+    con.execute("create table t as select 1 as a")
+    gx_process.stop_worker()
+    with pytest.raises(ValueError, match="unknown.json"):
+        validate_stage_duckdb("marts", con, ["t"], suites_dir=folder.parent)  # judged here, on record
+    new = json.loads((folder / "ok.json").read_text())
+    new["name"] = "ok2"
+    new["expectations"][0]["meta"]["rule"] = "a is there (2)"
+    (folder / "ok2.json").write_text(json.dumps(new))
+    assert gx_process.start_worker(defer_checks=True) is not None
+    try:
+        with pytest.raises(ValueError, match="unknown.json"):
+            validate_stage_duckdb("marts", con, ["t"], suites_dir=folder.parent)
+    finally:
+        gx_process.stop_worker()
+        gx_process.forget_checks()
+
+
+def test_pending_checks_survive_a_worker_that_dies(tmp_path):
+    """Checks a build's worker was asked are judged in the build's process when the worker dies before answering:
+    a refused suite is still reported."""
+    import duckdb
+
+    from warehouse.validate import gx_process
+    from warehouse.validate.pushdown import validate_stage_duckdb
+
+    folder = _bad_suites(tmp_path)
+    (folder / "kwarg.json").unlink()
+    bad = json.loads((folder / "unknown.json").read_text())
+    bad["name"], bad["meta"]["rule_set"] = "unknown_too", "a copy, so that it was never judged in this process"
+    (folder / "unknown.json").write_text(json.dumps(bad))
+    gx_process.stop_worker()
+    worker = gx_process.start_worker(defer_checks=True)
+    try:
+        con = duckdb.connect()
+        con.execute("create table t as select 1 as a")
+        validate_stage_duckdb("marts", con, ["t"], suites_dir=folder.parent)  # asked, not waited for
+        worker.proc.kill()
+        worker.proc.wait()
+        with pytest.raises(ValueError, match="unknown.json.*expect_column_values_to_be_lovely"):
+            gx_process.confirm_checks()
+    finally:
+        gx_process.stop_worker()
+        gx_process.forget_checks()
 
 
 def test_marts_suites_name_adam_tables_and_their_reconciliations():

@@ -55,7 +55,7 @@ def start_data_docs(out_dir: Path, validations: list, run_name: str) -> bool:
     tag = f"render:{out_dir}"
     try:
         worker.send(_render_request(out_dir, validations, run_name), tag)
-    except OSError as e:
+    except (OSError, TimeoutError) as e:
         log.warning("Data Docs not sent to the GX worker (%s): rendered in the build's process", e)
         gx_process.stop_worker(kill=True)
         return False

@@ -38,7 +38,8 @@ class GxWorker:
     def __init__(self, defer_checks: bool = False) -> None:
         self.defer_checks = defer_checks  # a build's worker: checks are asked without waiting (check_suites)
         env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "PYTHONDONTWRITEBYTECODE": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
+        # -P: the script's folder (warehouse/validate: core.py, steps.py ...) is not put first on sys.path
+        self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, close_fds=True)
         self.pending: list[str] = []  # what each answer still to come is for, in order
 
@@ -46,10 +47,25 @@ class GxWorker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def send(self, message: dict[str, Any], tag: str) -> None:
+    def send(self, message: dict[str, Any], tag: str, timeout: float = TIMEOUT_S) -> None:
+        """Write one request; TimeoutError when the worker does not take it in time (a request is larger than the
+        pipe's buffer, and a worker stuck in its import would leave a blocking write hanging)."""
         body = dumps(message)
-        self.proc.stdin.write(gx_worker.HEADER.pack(len(body)) + body)
-        self.proc.stdin.flush()
+        data = memoryview(gx_worker.HEADER.pack(len(body)) + body)
+        fd = self.proc.stdin.fileno()
+        deadline = time.monotonic() + timeout
+        while data:
+            _, ready, _ = select.select([], [fd], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"the GX worker took no request in {timeout:.0f} s")
+            os.set_blocking(fd, False)
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            finally:
+                os.set_blocking(fd, True)
+            data = data[written:]
         self.pending.append(tag)
 
     def receive(self, tag: str, timeout: float = TIMEOUT_S) -> dict[str, Any]:
@@ -119,11 +135,18 @@ def current_worker() -> GxWorker | None:
 
 
 def stop_worker(kill: bool = False) -> None:
-    """Stop the worker; checks it was asked and nobody took are asked again next time."""
+    """Stop the worker. Checks it was asked and did not answer stay pending: ``confirm_checks`` then judges them
+    in this process."""
     while _WORKER:
         _WORKER.pop().stop(kill=kill)
+
+
+def forget_checks() -> None:
+    """The end of a build: checks asked and never confirmed (the build failed first) are asked again next time."""
+    for _, todo in _DEFERRED:
+        for k in todo:
+            _ASKED.pop(k, None)
     _DEFERRED.clear()
-    _ASKED.clear()
 
 
 atexit.register(stop_worker, True)
@@ -160,8 +183,9 @@ def check_suites(suites: list[tuple[str, dict[str, Any]]]) -> None:
             worker.send({"op": "check", "suites": list(todo.values())}, tag)
             _DEFERRED.append((tag, todo))
             _ASKED.update(todo)
+            _raise_refused([k for k in keys if k in _CHECKED])  # refusals already on record: now
             return
-        except OSError as e:
+        except (OSError, TimeoutError) as e:
             log.warning("GX worker failed (%s): GX runs in the build's process", e)
             stop_worker(kill=True)
     if todo:
@@ -174,8 +198,8 @@ def confirm_checks() -> None:
     """The verdicts of the checks a build's worker was asked without waiting (see ``check_suites``): ValueError
     for the suites GX refuses. Nothing to do when none is pending."""
     asked = []
-    while _DEFERRED:
-        tag, todo = _DEFERRED.pop(0)
+    pending, _DEFERRED[:] = list(_DEFERRED), []
+    for tag, todo in pending:
         worker = current_worker()
         answer = None
         if worker is not None and tag in worker.pending:
@@ -184,7 +208,7 @@ def confirm_checks() -> None:
             except (OSError, EOFError, TimeoutError, ValueError) as e:
                 log.warning("GX worker failed (%s): GX runs in the build's process", e)
                 stop_worker(kill=True)
-        _judged(todo, answer)
+        _judged(todo, answer)  # without the worker's answer: judged here
         asked += list(todo)
     for k in asked:
         _ASKED.pop(k, None)

@@ -50,6 +50,7 @@ def suite_to_gx(suite: dict[str, Any]):
 
 def check_suites(suites: list[dict[str, Any]]) -> list[str | None]:
     """Per suite, None when GX takes it, else GX's reason (one line, naming the expectation)."""
+    import_gx()  # outside the per-suite reasons: GX missing is the worker's failure (the build falls back), not a suite's
     errors: list[str | None] = []
     for suite in suites:
         try:
@@ -170,8 +171,10 @@ def write_message(stream: BinaryIO, message: dict[str, Any]) -> None:
 
 def serve() -> None:
     """Import GX at once, then answer requests on stdin until it closes."""
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # anything GX prints goes to the log, not into the answers
+    stdin = sys.stdin.buffer
+    stdout = os.fdopen(os.dup(1), "wb")  # the answers' own descriptor; fd 1 itself goes to stderr, so that nothing
+    os.dup2(2, 1)  # GX, a C extension or a child writes to standard output can get into the answers
+    sys.stdout = sys.stderr
     try:
         import_gx()
     except BaseException:  # noqa: BLE001 - each request then says why

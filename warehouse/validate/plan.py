@@ -26,8 +26,8 @@ from warehouse.validate.suites import (
 def plan_suites(stage: str, names: list[str], frames: dict[str, pl.DataFrame], metadata, suites_dir,
                 extra_suites, generated_dir) -> list:
     """The suites a stage runs (``expectations.Suite``): its files, extra suites and those generated from the
-    metadata. The files and extra suites are checked by GX's classes (``check_suites_with_gx``: in the build, by
-    its GX worker); the generated ones are made by our code from the metadata, checked by its tests.
+    metadata, each checked by GX's classes (``check_suites_with_gx``: in a build, by its GX worker while the
+    validation runs).
 
     ``frames``: the stage's tables (only their columns and types are read)."""
     file_suites = load_suites(stage, suites_dir)
@@ -54,7 +54,9 @@ def plan_suites(stage: str, names: list[str], frames: dict[str, pl.DataFrame], m
         generated = generate_staging_range_suites(metadata, frames, skip=ranged, severity=gen_sev)
     if generated_dir is not None and generated:
         save_suites(generated, Path(generated_dir))
-    return file_suites + [suite_from_dict(d) for d in generated]
+    generated_suites = [suite_from_dict(d) for d in generated]
+    check_suites_with_gx(generated_suites)  # made by our code from the metadata; GX judges them all the same
+    return file_suites + generated_suites
 
 
 

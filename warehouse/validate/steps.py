@@ -58,10 +58,12 @@ def confirm_suites_checked() -> None:
 
 
 def stop_gx_worker() -> None:
-    """End the build's GX worker if it still runs (a build that failed before its report)."""
-    from warehouse.validate.gx_process import stop_worker
+    """End the build's GX worker if it still runs (a build that failed before its report: nothing waits for it,
+    so it is killed rather than left to finish its import), and forget the checks nobody confirmed."""
+    from warehouse.validate.gx_process import forget_checks, stop_worker
 
-    stop_worker()
+    stop_worker(kill=True)
+    forget_checks()
 
 
 def validate_raw(data_dir: Path, export_id: str):
