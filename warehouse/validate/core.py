@@ -303,13 +303,14 @@ def _run_stage(stage: str, engine, metadata, suites_dir, max_findings_per_expect
     run = _StageRun(stage, metadata_identifiers(metadata), max_findings_per_expectation)
     builtin = _builtin_parameters(stage, engine, metadata)
     names = engine.names()
-    jobs: list[_Job | dict] = []  # in suite order, then table order: the order of the results rows
+    jobs: list[_Job] = []  # in suite order, then table order: the order of the results rows
     for suite in suites:
         meta = suite.meta or {}
         targets = suite_tables(meta, names)
         if not targets:
-            jobs.append(result_row(stage, suite.name, str(meta.get("table")), None, {}, None, None, "skipped",
-                                   "no such table in this stage"))
+            table = str(meta.get("table"))
+            jobs.append(_Job(suite, table, [], [], {}, {}, [result_row(
+                stage, suite.name, table, None, {}, None, None, "skipped", "no such table in this stage")]))
             continue
         params = {**engine.suite_parameters(meta, builtin), **(parameters or {})}
         jobs += [run.job(engine, suite, table, params) for table in targets]
@@ -338,14 +339,14 @@ def _withhold_from_data_docs(gx_results: list, identifiers: set[str]) -> None:
         for r in getattr(suite_result, "results", []) or []:
             cfg = getattr(r, "expectation_config", None)
             if cfg is not None:
-                withhold_gx_result(r, identifiers, columns_referenced(cfg.to_json_dict().get("kwargs", {})))
+                withhold_gx_result(r, identifiers, columns_referenced(cfg.kwargs or {}))
 
 
 @dataclass
 class _Job:
     """One suite on one table: its runnable expectations (copies tagged with meta._i), per position (configuration,
-    kwargs, severity), its parameters, the results rows of its skipped expectations, and, once run, its outcomes
-    and suite result."""
+    kwargs, severity), its parameters, the results rows of its skipped expectations (or of the suite, when its
+    table is not in the stage), and, once run, its outcomes and suite result."""
 
     suite: Any
     table: str
@@ -374,12 +375,12 @@ class _StageRun:
         runnable, configs, skipped = self._runnable(suite, table, columns, params)
         return _Job(suite, table, columns, runnable, configs, params, skipped)
 
-    def run_jobs(self, engine, jobs: list[_Job | dict]) -> None:
+    def run_jobs(self, engine, jobs: list[_Job]) -> None:
         """Run every suite on its tables, all suites on a table in one pass where the engine can (DuckDB: one
         aggregate query per table, not per suite and table), then record their outcomes in the jobs' order."""
         by_table: dict[str, list[_Job]] = {}
         for j in jobs:
-            if isinstance(j, _Job) and j.runnable:
+            if j.runnable:
                 by_table.setdefault(j.table, []).append(j)
         for table, table_jobs in by_table.items():
             requests = [(j.suite.name, j.runnable, j.params) for j in table_jobs]
@@ -390,9 +391,6 @@ class _StageRun:
             for j, (outcomes, suite_result) in zip(table_jobs, answers):
                 j.outcomes, j.suite_result = outcomes, suite_result
         for j in jobs:
-            if not isinstance(j, _Job):
-                self.results.append(j)
-                continue
             self.results += j.skipped
             if not j.runnable:
                 continue
@@ -408,7 +406,7 @@ class _StageRun:
         runnable, configs, skipped = [], {}, []
         for i, exp in enumerate(suite.expectations):
             cfg = exp.configuration
-            kw = cfg.to_json_dict().get("kwargs", {})
+            kw = cfg.kwargs or {}  # read, never changed: no copy per expectation and table
             sev = severity_of(cfg.meta or {}, getattr(exp, "severity", None))
             missing_cols = [c for c in columns_referenced(kw) if c not in columns]
             missing_params = [p for p in parameters_referenced(kw) if p not in params]

@@ -49,15 +49,9 @@ def start_data_docs(out_dir: Path, validations: list, run_name: str) -> bool:
         return False
     out_dir = Path(out_dir).resolve()
     _PENDING.pop(out_dir, None)
-    worker = gx_process.start_worker()
-    if worker is None:
-        return False
     tag = f"render:{out_dir}"
-    try:
-        worker.send(_render_request(out_dir, validations, run_name), tag)
-    except (OSError, TimeoutError) as e:
-        log.warning("Data Docs not sent to the GX worker (%s): rendered in the build's process", e)
-        gx_process.stop_worker(kill=True)
+    if gx_process.start_worker() is None or not gx_process.post(_render_request(out_dir, validations, run_name),
+                                                                  tag):
         return False
     _PENDING[out_dir] = tag
     return True
@@ -69,22 +63,22 @@ def build_data_docs(out_dir: Path, validations: list, run_name: str) -> Path | N
     worker, its site is taken; if the worker failed, the site is rendered here."""
     out_dir = Path(out_dir).resolve()
     tag = _PENDING.pop(out_dir, None)
+    outcome = None
     if tag is not None:
-        outcome = _join(tag)
+        outcome = gx_process.collect(tag) or {"error": "the GX worker ended"}
         gx_process.stop_worker()  # its last job in this build: GX's memory goes with it
-        if "error" not in outcome:
-            for name in outcome.get("skipped") or []:
-                log.warning("data docs: suite %s not added", name)
-            return Path(outcome["index"]) if outcome.get("index") else None
-        log.warning("Data Docs by the GX worker failed (%s): rendered in the build's process", outcome["error"])
-        shutil.rmtree(out_dir, ignore_errors=True)
-    if not _runs(validations):
-        return None
-    request = json.loads(dumps(_render_request(out_dir, validations, run_name)))  # what the worker would get
-    outcome = render_site(request["out_dir"], request["run_name"], request["suites"], request["runs"])
-    for name in outcome["skipped"]:
+        if "error" in outcome:
+            log.warning("Data Docs by the GX worker failed (%s): rendered in the build's process", outcome["error"])
+            shutil.rmtree(out_dir, ignore_errors=True)
+            outcome = None
+    if outcome is None:
+        if not _runs(validations):
+            return None
+        request = json.loads(dumps(_render_request(out_dir, validations, run_name)))  # what the worker would get
+        outcome = render_site(request["out_dir"], request["run_name"], request["suites"], request["runs"])
+    for name in outcome.get("skipped") or []:
         log.warning("data docs: suite %s not added", name)
-    return Path(outcome["index"]) if outcome["index"] else None
+    return Path(outcome["index"]) if outcome.get("index") else None
 
 
 def _render_request(out_dir: Path, validations: list, run_name: str) -> dict:
@@ -95,15 +89,3 @@ def _render_request(out_dir: Path, validations: list, run_name: str) -> dict:
 
 def _runs(validations: list) -> list:
     return [(name, res) for v in validations for name, res in getattr(v, "gx_results", [])]
-
-
-def _join(tag: str) -> dict:
-    """The worker's answer to a render request ({"index", "skipped"} or {"error"})."""
-    worker = gx_process.current_worker()
-    if worker is None:
-        return {"error": "the GX worker ended"}
-    try:
-        return worker.receive(tag)
-    except (OSError, EOFError, TimeoutError, ValueError, KeyError) as e:
-        gx_process.stop_worker(kill=True)
-        return {"error": f"{type(e).__name__}: {e}"}

@@ -28,7 +28,6 @@ TIMEOUT_S = 120.0  # an answer takes GX's import (3-8 s on a busy machine) plus 
 WORKER_SCRIPT = Path(gx_worker.__file__)
 _CHECKED: dict[str, str | None] = {}  # a suite's JSON digest -> GX's verdict (None: taken), for this process
 _LABELS: dict[str, str] = {}  # a suite's JSON digest -> what names it in a message (its file)
-_ASKED: dict[str, dict] = {}  # digests asked of a build's worker, verdict not yet taken
 _DEFERRED: list[tuple[str, dict[str, dict]]] = []  # (request tag, digest -> suite) whose verdicts are to be taken
 
 
@@ -143,27 +142,47 @@ def stop_worker(kill: bool = False) -> None:
 
 def forget_checks() -> None:
     """The end of a build: checks asked and never confirmed (the build failed first) are asked again next time."""
-    for _, todo in _DEFERRED:
-        for k in todo:
-            _ASKED.pop(k, None)
     _DEFERRED.clear()
 
 
 atexit.register(stop_worker, True)
 
 
-def ask(message: dict[str, Any], tag: str) -> dict[str, Any] | None:
-    """The running worker's answer to one request, or None when no worker runs or it failed (then stopped)."""
+def post(message: dict[str, Any], tag: str) -> bool:
+    """Send one request to the running worker, its answer to be taken by ``collect(tag)``; False when no worker
+    runs or it failed (then stopped)."""
     worker = current_worker()
     if worker is None:
-        return None
+        return False
     try:
         worker.send(message, tag)
+        return True
+    except (OSError, TimeoutError) as e:
+        _failed(e)
+        return False
+
+
+def collect(tag: str) -> dict[str, Any] | None:
+    """The worker's answer to the request posted as ``tag``, or None when the worker is gone or failed (then
+    stopped): the caller does the job here."""
+    worker = current_worker()
+    if worker is None or tag not in worker.pending:
+        return None
+    try:
         return worker.receive(tag)
     except (OSError, EOFError, TimeoutError, ValueError) as e:
-        log.warning("GX worker failed (%s): GX runs in the build's process", e)
-        stop_worker(kill=True)
+        _failed(e)
         return None
+
+
+def _failed(error: Exception) -> None:
+    log.warning("GX worker failed (%s): GX runs in the build's process", error)
+    stop_worker(kill=True)
+
+
+def ask(message: dict[str, Any], tag: str) -> dict[str, Any] | None:
+    """The running worker's answer to one request, or None when no worker runs or it failed (then stopped)."""
+    return collect(tag) if post(message, tag) else None
 
 
 def check_suites(suites: list[tuple[str, dict[str, Any]]]) -> None:
@@ -175,44 +194,32 @@ def check_suites(suites: list[tuple[str, dict[str, Any]]]) -> None:
     (``confirm_checks``), before anything is published or recorded, or at once when validation fails."""
     keys = [hashlib.sha256(dumps(d)).hexdigest() for _, d in suites]
     _LABELS.update(zip(keys, (label for label, _ in suites)))
-    todo = {k: d for k, (_, d) in zip(keys, suites) if k not in _CHECKED and k not in _ASKED}
+    asked = _asked()
+    todo = {k: d for k, (_, d) in zip(keys, suites) if k not in _CHECKED and k not in asked}
     worker = current_worker()
-    if todo and worker is not None and worker.defer_checks:
-        tag = f"check-{time.monotonic_ns()}"
-        try:
-            worker.send({"op": "check", "suites": list(todo.values())}, tag)
-            _DEFERRED.append((tag, todo))
-            _ASKED.update(todo)
-            _raise_refused([k for k in keys if k in _CHECKED])  # refusals already on record: now
-            return
-        except (OSError, TimeoutError) as e:
-            log.warning("GX worker failed (%s): GX runs in the build's process", e)
-            stop_worker(kill=True)
+    tag = f"check-{time.monotonic_ns()}"
+    if todo and worker is not None and worker.defer_checks and post({"op": "check", "suites": list(todo.values())},
+                                                                    tag):
+        _DEFERRED.append((tag, todo))
+        _raise_refused([k for k in keys if k in _CHECKED])  # refusals already on record: now
+        return
     if todo:
-        answer = ask({"op": "check", "suites": list(todo.values())}, f"check-{time.monotonic_ns()}")
-        _judged(todo, answer)
-    _raise_refused([k for k in keys if k not in _ASKED])
+        _judged(todo, ask({"op": "check", "suites": list(todo.values())}, tag))
+    _raise_refused([k for k in keys if k in _CHECKED])
 
 
 def confirm_checks() -> None:
     """The verdicts of the checks a build's worker was asked without waiting (see ``check_suites``): ValueError
     for the suites GX refuses. Nothing to do when none is pending."""
-    asked = []
     pending, _DEFERRED[:] = list(_DEFERRED), []
     for tag, todo in pending:
-        worker = current_worker()
-        answer = None
-        if worker is not None and tag in worker.pending:
-            try:
-                answer = worker.receive(tag)
-            except (OSError, EOFError, TimeoutError, ValueError) as e:
-                log.warning("GX worker failed (%s): GX runs in the build's process", e)
-                stop_worker(kill=True)
-        _judged(todo, answer)  # without the worker's answer: judged here
-        asked += list(todo)
-    for k in asked:
-        _ASKED.pop(k, None)
-    _raise_refused(asked)
+        _judged(todo, collect(tag))  # without the worker's answer: judged here
+    _raise_refused([k for _, todo in pending for k in todo])
+
+
+def _asked() -> set[str]:
+    """The suites asked of a build's worker whose verdicts are not taken yet."""
+    return {k for _, todo in _DEFERRED for k in todo}
 
 
 def _judged(todo: dict[str, dict[str, Any]], answer: dict[str, Any] | None) -> None:

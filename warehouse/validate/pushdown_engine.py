@@ -321,9 +321,8 @@ class DuckDBEngine:
         compiled: list[tuple[Any, dict, Compiled]] = []
         fallback: list = []
         for c in runnable:
-            kw = c.to_json_dict().get("kwargs", {})
             try:
-                kw = resolve_parameters(kw, params)
+                kw = resolve_parameters(c.kwargs or {}, params)  # a new structure: the suite's kwargs stay as they are
                 compiled.append((c, kw, compile_expectation(c.type, kw, self.value_set_relation)))
             except NotCompiled as e:
                 log.info("%s on %s: %s not compiled to SQL (%s); running it with GX on pandas", suite_name, table,

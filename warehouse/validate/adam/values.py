@@ -83,8 +83,7 @@ def check_identifiers(con, datasets: list[Dataset], ctx: dict) -> Iterator[Outco
     studies = [f"select distinct cast(STUDYID as varchar) as s, {lit(ds.name)} as t "
                f"from main.{q(ds.name)} where STUDYID is not null" for ds in datasets if "STUDYID" in ds.columns]
     for ds in datasets:
-        yield from run_checks(con, ds, IDENTIFIERS)
-        yield from run_checks(con, ds, treatment_pairs(ds))
+        yield from run_checks(con, ds, IDENTIFIERS + treatment_pairs(ds))  # one scan for both
     if studies:
         rows = con.execute(" union ".join(studies) + " order by t, s").fetchall()
         first = rows[0][0] if rows else None
