@@ -229,15 +229,9 @@ def test_dates_and_datetimes_in_every_export_order(kind, order, raws, expected):
     assert out == expected
 
 
-def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
-    """The build loads the forms and reads `typing_failures` from their `_untyped` columns in DuckDB
-    (pipeline.typing_failures_query): the same rows, types and order as staging's own in Polars."""
-    import duckdb
-
-    from warehouse.stage.load import load_frame, typing_failures_query
-    from warehouse.stage.typed import form_checks, stage_lazy
-
-    forms = {
+def forms_with_typing_failures() -> dict[str, pl.DataFrame]:
+    """Raw forms with values that fail typing, across dates, numbers, booleans and codes."""
+    return {
         "demographics": raw([
             {"subject_id": "S1", "site_id": "A", "event": "e", "repeat_instance": None, "age": "58.0",
              "icu_adm_dt": "2-6-2019", "chronic_bb": "maybe", "_source_row": "2"},
@@ -255,6 +249,17 @@ def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
         "randomisation": raw([{"subject_id": "S1", "site_id": "A", "event": "h0", "repeat_instance": None,
                                "rand_dt": "2019-06-03 10:00", "kit_no": "K1", "_source_row": "1"}]),
     }
+
+
+def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
+    """The build loads the forms and reads `typing_failures` from their `_untyped` columns in DuckDB
+    (pipeline.typing_failures_query): the same rows, types and order as staging's own in Polars."""
+    import duckdb
+
+    from warehouse.stage.load import load_frame, typing_failures_query
+    from warehouse.stage.typed import form_checks, stage_lazy
+
+    forms = forms_with_typing_failures()
     expected = stage_forms(forms, ITEMS, CHOICES, load_study())["typing_failures"]
     assert expected.select("form", "subject_id", "item", "raw_value", "expected_type").rows() == [
         ("demographics", "S1", "age", "58.0", "integer"),
@@ -275,6 +280,33 @@ def test_typing_failures_read_in_duckdb_are_those_of_polars(tmp_path):
     got = pl.from_arrow(con.sql("select * from src.typing_failures").to_arrow_table())
     assert got.schema == expected.schema
     assert got.rows() == expected.rows()
+
+
+def test_a_small_form_loaded_from_memory_is_the_form_loaded_through_the_spill(tmp_path):
+    """Small forms skip the Parquet spill (stage.load.collect_small_forms): DuckDB gets the same column types and
+    rows from the Arrow frame as from the spill, typing failures (the `_untyped` lists) included."""
+    import duckdb
+
+    from warehouse.stage.load import collect_small_forms, load_frame
+    from warehouse.stage.typed import stage_lazy
+
+    staged, _ = stage_lazy(forms_with_typing_failures(), ITEMS, CHOICES, load_study())
+    files = {}
+    for name in staged:
+        files[name] = tmp_path / f"{name}.raw"
+        files[name].write_bytes(b"x" * (10 if name != "demographics" else 10 << 20))
+    chosen = collect_small_forms(staged, files)
+    assert isinstance(chosen["demographics"], pl.LazyFrame)  # its raw file is over the limit: streamed
+    assert isinstance(chosen["vasopressors"], pl.DataFrame)
+    spilled, in_memory = duckdb.connect(), duckdb.connect()
+    for con in (spilled, in_memory):
+        con.execute("create schema src")
+    for name, frame in staged.items():
+        assert load_frame(spilled, name, frame, tmp_path) == load_frame(in_memory, name, frame.collect(), tmp_path)
+        described = [con.sql(f"describe src.{name}").fetchall() for con in (spilled, in_memory)]
+        assert described[0] == described[1], name
+        rows = [con.sql(f"select * from src.{name} order by all").fetchall() for con in (spilled, in_memory)]
+        assert rows[0] == rows[1] and rows[0], name
 
 
 @pytest.mark.parametrize("values", [

@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from warehouse.db import connect_build
-from warehouse.extract.steps import read_meta, scan_raw
+from warehouse.extract.steps import raw_form_files, read_meta
 from warehouse.publish import (
     crash_point,
     utc_now,
@@ -151,6 +151,20 @@ def write_sources(
         shutil.rmtree(spill, ignore_errors=True)
 
 
+SMALL_FORM_BYTES = 4 << 20  # a raw form's Parquet file up to this size is typed in memory (tens of MB at most)
+
+
+def collect_small_forms(staged: dict[str, pl.LazyFrame], files: dict[str, Path]) -> dict[str, pl.LazyFrame | pl.DataFrame]:
+    """Small forms typed in memory and handed to DuckDB as Arrow; large ones keep streaming through the spill.
+
+    Why: a Parquet spill costs a file write and read per form, ~15 ms each however small the form: ~0.3 s of the
+    32-subject demo's staging (bench/profile_build.py), for forms of a few hundred rows. A form's raw file bounds
+    its typed frame in memory, so only forms whose raw Parquet is under SMALL_FORM_BYTES skip the spill."""
+    small = {form for form, path in files.items() if path.stat().st_size <= SMALL_FORM_BYTES}
+    return {name: frame.collect() if name in small and isinstance(frame, pl.LazyFrame) else frame
+            for name, frame in staged.items()}
+
+
 def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation: Path | None) -> dict[str, int]:
     """Raw snapshot -> typed `src` tables in the build file, one form at a time, streamed; the typing failures
     are then read from the loaded forms' `_untyped` columns in DuckDB."""
@@ -159,8 +173,10 @@ def stage(request: BuildRequest, export_id: str, build_file: Path, randomisation
 
     meta = read_meta(request.data_dir, export_id)
     require_code_lists(request.study, meta["items"], meta["choices"])  # before any data: a code with no term
-    raw = scan_raw(request.data_dir, export_id, meta["forms"])
+    files = raw_form_files(request.data_dir, export_id, meta["forms"])
+    raw = {form: pl.scan_parquet(path) for form, path in files.items()}
     staged, _ = stage_lazy(raw, meta["items"], meta["choices"], request.study)
+    staged = collect_small_forms(staged, files)
     checks = {form: form_checks(frame, form, meta["items"], meta["choices"]) for form, frame in raw.items()}
     build_id = build_file.name.split(".duckdb")[0]
     counts = write_sources(build_file, {**staged, "typing_failures": typing_failures_query(checks)}, request,
