@@ -260,3 +260,23 @@ print('great_expectations' in sys.modules)
     ran, passed, runs, gx_imported = out.stdout.split()
     assert int(ran) > 0 and int(runs) > 0 and int(passed) > 0
     assert gx_imported == "False"
+
+
+def test_the_gx_worker_defers_what_gx_imports_and_never_uses():
+    """The worker defers scipy.stats and altair (gx_worker.defer_imports): GX imports and checks a suite without
+    loading them, and a deferred module still works the moment it is used."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, importlib.util
+from warehouse.validate import gx_worker
+gx_worker.defer_imports()
+errors = gx_worker.check_suites([{"name": "s", "expectations": [
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "USUBJID"}}]}])
+print(errors == [None], isinstance(sys.modules["scipy.stats"], importlib.util._LazyModule))
+import scipy.stats
+print(scipy.stats.norm.cdf(0.0), isinstance(sys.modules["scipy.stats"], importlib.util._LazyModule))
+"""
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "0.5", "False"]
