@@ -93,19 +93,21 @@ def run(request: BuildRequest, runner: Runner | None = None) -> BuildResult | No
             runner.say("skip", describe_nothing_to_do(early))
             runner.finished(request, early, None)
             return early
-        clock = Clock()
-        export_id = clock.timed(runner, "extract", "extract", extract.land, export, request.data_dir,
-                                request.study)
-        runner.say("extract", f"export {export_id} in {clock.seconds['extract']:.1f} s")
-        fingerprint = rebuild.build_fingerprint(request, export_id, randomisation)
-        build_id, build_file = publish.start_build(request, export_id, fingerprint)
+        validate.preload_validation()  # a build is due: GX's worker imports it while the export lands
         try:
-            return build_and_publish(request, runner, clock, export_id, build_id, build_file, randomisation)
-        except PublishBlocked:
-            raise
-        except BaseException as err:
-            publish.fail_build(request.paths, build_id, export_id, request.blinded, err)
-            raise
+            clock = Clock()
+            export_id = clock.timed(runner, "extract", "extract", extract.land, export, request.data_dir,
+                                    request.study)
+            runner.say("extract", f"export {export_id} in {clock.seconds['extract']:.1f} s")
+            fingerprint = rebuild.build_fingerprint(request, export_id, randomisation)
+            build_id, build_file = publish.start_build(request, export_id, fingerprint)
+            try:
+                return build_and_publish(request, runner, clock, export_id, build_id, build_file, randomisation)
+            except PublishBlocked:
+                raise
+            except BaseException as err:
+                publish.fail_build(request.paths, build_id, export_id, request.blinded, err)
+                raise
         finally:
             validate.stop_gx_worker()  # already ended once the report took its Data Docs; not so after a failure
 
@@ -113,7 +115,6 @@ def run(request: BuildRequest, runner: Runner | None = None) -> BuildResult | No
 def build_and_publish(request: BuildRequest, runner: Runner, clock: Clock, export_id: str, build_id: str,
                       build_file: Path, randomisation: Path | None) -> BuildResult:
     """The stages of one build, in order, from the landed export to the published (or blocked) warehouse."""
-    validate.preload_validation()
     runner.say("stage", f"build {build_id}: typing forms into {build_file.name}")
     clock.timed(runner, "stage", "stage", stage.stage, request, export_id, build_file, randomisation)
     runner.say("stage", f"done in {clock.seconds['stage']:.1f} s")
