@@ -155,13 +155,19 @@ def count_rows(data_dir: Path) -> int:
         ).fetchall()[0][0]
 
 
-def bench_size(n: int, minutes: int, with_flow: bool, with_profile: bool = False) -> dict:
+def bench_size(n: int, minutes: int, with_flow: bool, with_profile: bool = False, runs: int = 1) -> dict:
+    """One size: the direct build (its stages and peak RSS; with ``runs`` > 1, again into fresh data directories
+    for a median), an unchanged rebuild, the floor, the flow run and, if asked, the fixed-cost profile."""
     print(f"N = {n}", flush=True)
     export = export_for(n, minutes)
     data_dir = OUT / f"build-n{n}"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    direct = run_child(CHILD_DIRECT, str(export), str(data_dir))
-    print(f"  direct {direct['wall']:.1f} s, peak RSS {direct['rss_mb']:.0f} MB ({direct['status']})", flush=True)
+    cold_walls = []
+    for _ in range(max(runs, 1)):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        direct = run_child(CHILD_DIRECT, str(export), str(data_dir))
+        cold_walls.append(direct["wall"])
+    print(f"  direct {direct['wall']:.1f} s, peak RSS {direct['rss_mb']:.0f} MB ({direct['status']})"
+          + (f"; cold runs {', '.join(f'{w:.1f}' for w in cold_walls)} s" if runs > 1 else ""), flush=True)
     rebuild = run_child(CHILD_DIRECT, str(export), str(data_dir))
     print(f"  rebuild {rebuild['wall']:.1f} s", flush=True)
     builds = sorted((data_dir / "builds").glob("*.duckdb"))
@@ -181,10 +187,13 @@ def bench_size(n: int, minutes: int, with_flow: bool, with_profile: bool = False
         profile_dir = OUT / f"profile-n{n}"
         shutil.rmtree(profile_dir, ignore_errors=True)
         profile = {"cold": profile_build(export, profile_dir), "warm": profile_build(export, profile_dir, warm=True)}
-        print(f"  profiled: cold {profile['cold']['wall']:.1f} s, warm {profile['warm']['wall']:.1f} s", flush=True)
+        profile["warm_walls"] = [profile["warm"]["wall"]] + [
+            profile_build(export, profile_dir, warm=True)["wall"] for _ in range(runs - 1)]
+        print(f"  profiled: cold {profile['cold']['wall']:.1f} s, warm "
+              f"{', '.join(f'{w:.1f}' for w in profile['warm_walls'])} s", flush=True)
     rows = count_rows(data_dir) if (data_dir / "warehouse.duckdb").exists() else None
-    return {"n": n, "export_mb": size_mb(export), "rows": rows, "direct": direct, "rebuild": rebuild,
-            "floor": floor, "flow": flow, "profile": profile}
+    return {"n": n, "export_mb": size_mb(export), "rows": rows, "direct": direct, "cold_walls": cold_walls,
+            "rebuild": rebuild, "floor": floor, "flow": flow, "profile": profile}
 
 
 def fmt(x: float | None, digits: int = 1) -> str:
@@ -257,6 +266,8 @@ def main() -> None:
     parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow runs")
     parser.add_argument("--profile-sizes", default="32,1000", help="sizes whose fixed costs are profiled")
     parser.add_argument("--cli-runs", type=int, default=3, help="runs per `warehouse build` case (0: none)")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="cold and warm direct builds per size up to 1,000 subjects, for the medians (larger: 1)")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     args = parser.parse_args()
     from bench_cli import bench_cli
@@ -269,7 +280,8 @@ def main() -> None:
     profiled = {int(s) for s in args.profile_sizes.split(",") if s}
     OUT.mkdir(parents=True, exist_ok=True)
     load = [load_average()]
-    results = [bench_size(n, args.minutes, with_flow=not args.no_flow, with_profile=n in profiled) for n in sizes]
+    results = [bench_size(n, args.minutes, with_flow=not args.no_flow, with_profile=n in profiled,
+                          runs=args.runs if n <= 1000 else 1) for n in sizes]
     cli = bench_cli(args.cli_runs) if args.cli_runs > 0 else None
     load.append(load_average())
     command = ("python bench/bench_build.py " + " ".join(sys.argv[1:])).strip()

@@ -122,6 +122,42 @@ def test_find_mojibake(text: str, found: tuple | None) -> None:
     assert (got[1:] if got else None) == found
 
 
+@pytest.mark.parametrize("cut", [0, 1, 2, 3, 4])
+def test_a_garbled_sequence_across_two_read_chunks_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            cut: int) -> None:
+    """The UTF-8 bytes of 'Ã©' (C3 83 C2 A9) split at every place by the end of a read chunk: the lead looked for
+    in a chunk's bytes includes what the decoder held back from the chunk before."""
+    from warehouse.extract import sniff
+
+    head = "record_id,name\n1,Zoë\n2,T"
+    data = (head + "Ã©mtum\n3,Nutmeg\n").encode("utf-8")
+    path = tmp_path / "data.csv"
+    path.write_bytes(data)
+    monkeypatch.setattr(sniff, "CHUNK", len(head.encode("utf-8")) + cut)
+    with pytest.raises(ExportError) as info:
+        scan_text(path)
+    err = info.value
+    assert err.location == 3 and "'Ã©'" in err.reason and "'é'" in err.reason and "double-encoded" in err.reason
+    assert err.byte_offset == len(head.encode("utf-8"))  # where 'Ã' starts in the file
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2])
+def test_utf8_read_as_cp1252_is_found_across_two_read_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            cut: int) -> None:
+    """'ü' (C3 BC) read with a cp1252 override is 'Ã¼': split at every place by the end of a read chunk."""
+    from warehouse.extract import sniff
+
+    head = "record_id,name\n1,N"
+    path = tmp_path / "data.csv"
+    path.write_bytes((head + "ütmouse\n").encode("utf-8"))
+    monkeypatch.setattr(sniff, "CHUNK", len(head) + cut)
+    with pytest.raises(ExportError) as info:
+        scan_text(path, encoding="cp1252")
+    err = info.value
+    assert err.location == 2 and "'Ã¼'" in err.reason and "likely encoding is utf-8" in err.reason
+    assert err.byte_offset == len(head)
+
+
 def export_files(raw_dir: Path) -> list[dict]:
     return json.loads((raw_dir / "_meta" / "export.json").read_text(encoding="utf-8"))["files"]
 
