@@ -161,11 +161,12 @@ def bench_size(n: int, minutes: int, with_flow: bool, with_profile: bool = False
     print(f"N = {n}", flush=True)
     export = export_for(n, minutes)
     data_dir = OUT / f"build-n{n}"
-    cold_walls = []
+    colds = []
     for _ in range(max(runs, 1)):
         shutil.rmtree(data_dir, ignore_errors=True)
-        direct = run_child(CHILD_DIRECT, str(export), str(data_dir))
-        cold_walls.append(direct["wall"])
+        colds.append(run_child(CHILD_DIRECT, str(export), str(data_dir)))
+    cold_walls = [c["wall"] for c in colds]
+    direct = sorted(colds, key=lambda c: c["wall"])[(len(colds) - 1) // 2]  # the median run's stages and memory
     print(f"  direct {direct['wall']:.1f} s, peak RSS {direct['rss_mb']:.0f} MB ({direct['status']})"
           + (f"; cold runs {', '.join(f'{w:.1f}' for w in cold_walls)} s" if runs > 1 else ""), flush=True)
     rebuild = run_child(CHILD_DIRECT, str(export), str(data_dir))

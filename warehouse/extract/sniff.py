@@ -338,7 +338,8 @@ def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bo
                     codec != "utf-8" or _MOJIBAKE_LEAD_UTF8.search(chunk)
                     or _MOJIBAKE_LEAD_UTF8.search(st.tail.encode(codec) + held + chunk[:2])):
                 st.mojibake = _mojibake_in(text, st, len(held), codec)
-            st.tail = (st.tail + text)[-(_LONGEST_MOJIBAKE - 1):]
+            keep = _LONGEST_MOJIBAKE - 1
+            st.tail = (st.tail + text[-keep:])[-keep:]  # not the whole chunk's text copied to keep two characters
         else:
             st.tail = ""  # ASCII ends the chunk: no garbled sequence runs on from it
     except UnicodeDecodeError as exc:
@@ -367,7 +368,8 @@ def _scan_chunk(name: str, chunk: bytes, st: _TextScan, decoder, ascii_codec: bo
 
 def _mojibake_in(text: str, st: _TextScan, pending: int, codec: str) -> Mojibake | None:
     """The first garbled sequence of a chunk's decoded text, with its line and byte offset (``pending``: bytes of
-    the chunk before, decoded with this one)."""
+    the chunk before, decoded with this one). The search starts at ``st.tail``, the last characters of the chunk
+    before, so a sequence cut by the end of a read is found where it starts."""
     found = find_mojibake(st.tail + text)
     if found is None:
         return None
